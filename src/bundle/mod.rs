@@ -1,0 +1,1 @@
+//! The bundle file: layout, writer, streaming reader and verification.

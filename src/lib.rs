@@ -1,0 +1,16 @@
+//! `velero-airgap`: carry Velero and its plugins into clusters that have no internet.
+//!
+//! The library knows nothing of terminals or command-line flags: it reads an
+//! Embedded Cluster config, validates it, renders Velero's Helm values, pulls the
+//! images those values need and writes them into a verifiable bundle. Long work
+//! reports progress as events; the binary decides how to draw them.
+
+#![deny(missing_docs)]
+
+pub mod bundle;
+pub mod config;
+pub mod reference;
+pub mod registry;
+pub mod release;
+pub mod validate;
+pub mod values;

@@ -1,0 +1,1 @@
+//! Talking to OCI registries: resolving references, pulling manifests and blobs.
