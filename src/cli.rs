@@ -1,0 +1,245 @@
+//! Command-line arguments: clap types only. The work lives in `commands/`.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+const AFTER_HELP: &str = "\
+Examples:
+  velero-airgap validate -c config.yaml
+  velero-airgap render -c config.yaml --mode airgap -o values.yaml
+  velero-airgap build -c config.yaml -o velero-bundle.tar
+  velero-airgap verify velero-bundle.tar
+  velero-airgap inspect velero-bundle.tar --json
+
+Exit codes: 0 ok, 1 invalid input or failed verification, 2 usage,
+3 registry/network/auth, 4 local I/O, 130 interrupted.";
+
+/// Carry Velero and its plugins into clusters that have no internet.
+#[derive(Debug, Parser)]
+#[command(name = "velero-airgap", version, about, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Print nothing but errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more detail about what is done.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a cluster config and report every problem at once.
+    #[command(after_help = "\
+Examples:
+  velero-airgap validate -c config.yaml
+  velero-airgap validate -c config.yaml --strict --json
+
+Errors exit 1; warnings exit 0, or 1 with --strict.")]
+    Validate(ValidateArgs),
+    /// Write Velero's Helm values for a cluster config.
+    #[command(after_help = "\
+Examples:
+  velero-airgap render -c config.yaml
+  velero-airgap render -c config.yaml --mode airgap --local-registry 10.96.0.11:5000 -o values.yaml
+  velero-airgap render -c config.yaml --https-proxy http://proxy:3128 --host-ca-bundle /etc/ssl/certs/ca-certificates.crt")]
+    Render(RenderArgs),
+    /// Pull every image the values need into one checksummed bundle.
+    #[command(after_help = "\
+Examples:
+  velero-airgap build -c config.yaml -o velero-bundle.tar
+  velero-airgap build -c config.yaml -o bundle.tar.zst --platform linux/amd64,linux/arm64
+  velero-airgap build -c config.yaml -o bundle.tar --mirror proxy.replicated.com=mirror.internal:5000
+
+The output format follows the file name: .tar (fastest), .tar.zst, .tar.gz.
+A sidecar BUNDLE.sha256 lets `sha256sum -c BUNDLE.sha256` check it anywhere.")]
+    Build(BuildArgs),
+    /// Check a bundle's checksums, digests and layout in one pass.
+    #[command(after_help = "\
+Examples:
+  velero-airgap verify velero-bundle.tar
+  velero-airgap verify velero-bundle.tar --json")]
+    Verify(VerifyArgs),
+    /// Show what a bundle holds, reading only its first entries.
+    #[command(after_help = "\
+Examples:
+  velero-airgap inspect velero-bundle.tar
+  velero-airgap inspect velero-bundle.tar --json")]
+    Inspect(InspectArgs),
+    /// Print a shell completion script.
+    #[command(after_help = "\
+Examples:
+  velero-airgap completions bash > /etc/bash_completion.d/velero-airgap
+  velero-airgap completions zsh > \"${fpath[1]}/_velero-airgap\"")]
+    Completions(CompletionsArgs),
+}
+
+/// The cluster config and the release to use.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Embedded Cluster config file (kind: Config).
+    #[arg(short, long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Velero release (e.g. 1.18 or 1.18.2); defaults to the newest known.
+    #[arg(long, value_name = "VERSION")]
+    pub velero_version: Option<String>,
+}
+
+/// Settings the installer gets at install time.
+#[derive(Debug, Args, Clone, Default)]
+pub struct InstallArgs {
+    /// HTTP proxy for Velero and the node agent.
+    #[arg(long, value_name = "URL")]
+    pub http_proxy: Option<String>,
+    /// HTTPS proxy for Velero and the node agent.
+    #[arg(long, value_name = "URL")]
+    pub https_proxy: Option<String>,
+    /// Hosts that bypass the proxy.
+    #[arg(long, value_name = "LIST")]
+    pub no_proxy: Option<String>,
+    /// Host path of the CA bundle to mount at /certs/ca-certificates.crt.
+    #[arg(long, value_name = "PATH")]
+    pub host_ca_bundle: Option<String>,
+}
+
+/// `validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The config to check.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address of the cluster's local registry, for the collision check.
+    #[arg(long, value_name = "HOST:PORT", default_value = "10.244.128.11:5000")]
+    pub local_registry: String,
+    /// Treat warnings as errors (exit 1).
+    #[arg(long)]
+    pub strict: bool,
+    /// Print findings as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where rendered values point their images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Images stay where the config names them.
+    Online,
+    /// Images point at the cluster's local registry.
+    Airgap,
+}
+
+/// `render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The config to render.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Install-time settings.
+    #[command(flatten)]
+    pub install: InstallArgs,
+    /// online keeps image references; airgap points them at the local registry.
+    #[arg(long, value_enum, default_value = "online")]
+    pub mode: Mode,
+    /// Address of the cluster's local registry (airgap mode).
+    #[arg(long, value_name = "HOST:PORT", default_value = "10.244.128.11:5000")]
+    pub local_registry: String,
+    /// Write to FILE instead of stdout (atomically).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// Flags for talking to source registries.
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Pull FROM's images from TO (host[/path-prefix] on both sides; repeatable).
+    #[arg(long, value_name = "FROM=TO")]
+    pub mirror: Vec<String>,
+    /// Talk plain HTTP to this registry (repeatable).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Trust this PEM CA certificate for registries (repeatable).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Vec<PathBuf>,
+    /// Docker config.json with registry credentials (default: $DOCKER_CONFIG or ~/.docker).
+    #[arg(long, value_name = "PATH")]
+    pub docker_config: Option<PathBuf>,
+    /// Retries on connection errors, 5xx and 429.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retries: u32,
+    /// Parallel downloads.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub jobs: usize,
+}
+
+/// `build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The config to bundle.
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Install-time settings recorded in the bundle's values.
+    #[command(flatten)]
+    pub install: InstallArgs,
+    /// Registry access.
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// The bundle to write: .tar, .tar.zst or .tar.gz.
+    #[arg(short, long, value_name = "BUNDLE")]
+    pub output: PathBuf,
+    /// Platforms to keep: one (default), a comma list, or `all`.
+    #[arg(long, value_name = "OS/ARCH[,..]|all", default_value = "linux/amd64")]
+    pub platform: String,
+    /// Content-addressed blob cache, verified on reuse.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Bundle even if override values carry literal secrets.
+    #[arg(long)]
+    pub allow_secrets: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The bundle to check.
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The bundle to read.
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// Print as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Shells we print completions for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    /// GNU bash.
+    Bash,
+    /// Z shell.
+    Zsh,
+    /// fish.
+    Fish,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}

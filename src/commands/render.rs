@@ -1,0 +1,65 @@
+//! `velero-airgap render`: Velero's Helm values for a config.
+
+use super::{ExitStatus, Output};
+use crate::cli::{InstallArgs, Mode, RenderArgs};
+use anyhow::Context;
+use std::collections::BTreeMap;
+use velero_airgap::config::ClusterConfig;
+use velero_airgap::release;
+use velero_airgap::validate::{self, Severity};
+use velero_airgap::values::{self, ProxySettings};
+
+/// Runs `render`. A config with validation errors is refused: values rendered
+/// from it would be wrong in ways the chart would not notice.
+pub fn run(args: RenderArgs, output: Output) -> anyhow::Result<ExitStatus> {
+    let release = release::select(args.config.velero_version.as_deref())?;
+    let path = &args.config.config;
+    let config = ClusterConfig::load(path)?;
+    let options = validate::Options {
+        release: release.clone(),
+        local_registry: args.local_registry.clone(),
+    };
+    let findings = validate::validate(&config, &options);
+    let errors: Vec<_> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    if let Some(first) = errors.first() {
+        anyhow::bail!(
+            "{}: {first}{}; run `velero-airgap validate -c {}` for details",
+            path.display(),
+            match errors.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            },
+            path.display()
+        );
+    }
+    if output.verbose {
+        for finding in &findings {
+            eprintln!("{}: {finding}", path.display());
+        }
+    }
+    let input = validate::render_input(
+        &config,
+        release,
+        proxy_settings(&args.install),
+        args.install.host_ca_bundle.clone(),
+    );
+    let rendered = values::render(&input).with_context(|| format!("cannot render {}", path.display()))?;
+    let values = match args.mode {
+        Mode::Online => rendered.values.clone(),
+        Mode::Airgap => values::to_airgap(&rendered, &args.local_registry, &BTreeMap::new())?,
+    };
+    super::write_output(args.output.as_deref(), values::to_yaml(&values).as_bytes())?;
+    Ok(ExitStatus::Success)
+}
+
+/// The install-time proxy flags as render input.
+pub fn proxy_settings(install: &InstallArgs) -> ProxySettings {
+    ProxySettings {
+        http_proxy: install.http_proxy.clone(),
+        https_proxy: install.https_proxy.clone(),
+        no_proxy: install.no_proxy.clone(),
+    }
+}

@@ -1,0 +1,323 @@
+//! Velero's Helm values, rendered in Embedded Cluster's order of work.
+//!
+//! Each step is a small function over a YAML value so it can be tested alone:
+//! base template → plugin initContainers → proxy registry domain → proxy
+//! environment → CA bundle → `builtInExtensions` overrides (RFC 7386) → collect
+//! images → (airgap) rewrite to the local registry.
+
+mod emit;
+pub mod images;
+mod merge_patch;
+
+pub use emit::to_yaml;
+pub use images::{ImageField, Role};
+pub use merge_patch::merge_patch;
+
+use crate::reference::Reference;
+use crate::release::Release;
+use serde_yaml_ng::{Mapping, Value};
+use std::collections::BTreeMap;
+
+const TEMPLATE_YAML: &str = include_str!("../../bundle-spec/values.tpl.yaml");
+
+/// The registry host Embedded Cluster's images live under before any rewrite.
+pub const REPLICATED_PROXY_HOST: &str = "proxy.replicated.com";
+
+/// Where pods pull from in an airgap cluster by default: the service CIDR + 11.
+pub const DEFAULT_LOCAL_REGISTRY: &str = "10.244.128.11:5000";
+
+/// Where the host CA bundle is mounted inside Velero's pods.
+const CA_MOUNT_PATH: &str = "/certs/ca-certificates.crt";
+
+/// Errors rendering values.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// An image field the chart reads is missing or not a string.
+    #[error(transparent)]
+    Field(#[from] images::FieldError),
+    /// An image field holds something that is not an image reference.
+    #[error("{path}: {source}")]
+    Reference {
+        /// Path of the field in the values.
+        path: String,
+        /// Why the reference does not parse.
+        #[source]
+        source: crate::reference::ReferenceError,
+    },
+    /// A registry address to rewrite images to is not a valid host.
+    #[error("registry address: {0}")]
+    Domain(#[from] crate::reference::DomainError),
+    /// A pinned digest is not a valid digest.
+    #[error("pinned digest: {0}")]
+    Digest(#[from] crate::reference::DigestError),
+}
+
+/// A plugin to inject as an initContainer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginImage {
+    /// Container name (a DNS-1123 label).
+    pub name: String,
+    /// Image reference as written in the config.
+    pub image: String,
+    /// `Always`, `IfNotPresent` or `Never`.
+    pub pull_policy: String,
+}
+
+/// Proxy settings the installer gets at install time.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// `HTTP_PROXY`.
+    pub http_proxy: Option<String>,
+    /// `HTTPS_PROXY`.
+    pub https_proxy: Option<String>,
+    /// `NO_PROXY`.
+    pub no_proxy: Option<String>,
+}
+
+/// Everything rendering depends on.
+#[derive(Debug, Clone)]
+pub struct RenderInput {
+    /// The Velero release whose images fill the template.
+    pub release: Release,
+    /// Configured plugins, in config order.
+    pub plugins: Vec<PluginImage>,
+    /// `spec.domains.proxyRegistryDomain`, replacing `proxy.replicated.com`.
+    pub proxy_registry_domain: Option<String>,
+    /// Proxy environment for Velero and the node agent.
+    pub proxy: ProxySettings,
+    /// Path of the host's CA bundle, mounted into the pods.
+    pub host_ca_bundle: Option<String>,
+    /// `builtInExtensions` values for `velero`, in config order.
+    pub overrides: Vec<Value>,
+}
+
+/// An image the final values make the chart run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageUse {
+    /// Where it is named.
+    pub field: ImageField,
+    /// The reference as it stands in the values, before any airgap rewrite.
+    pub reference: Reference,
+}
+
+/// Values after steps 1 to 7.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    /// The values, ready for the online case.
+    pub values: Value,
+    /// Every image field, in [`images::image_fields`] order.
+    pub images: Vec<ImageUse>,
+}
+
+impl Rendered {
+    /// The distinct canonical references to pull, in first-use order, each with
+    /// the role of its first use.
+    pub fn distinct_images(&self) -> Vec<(Reference, Role)> {
+        let mut seen = std::collections::BTreeSet::new();
+        self.images
+            .iter()
+            .filter(|use_| seen.insert(use_.reference.to_string()))
+            .map(|use_| (use_.reference.clone(), use_.field.role.clone()))
+            .collect()
+    }
+}
+
+/// Renders steps 1 to 7.
+pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
+    let mut values = base(&input.release)?;
+    add_plugins(&mut values, &input.plugins);
+    let plugin_names: Vec<String> = input.plugins.iter().map(|p| p.name.clone()).collect();
+    if let Some(domain) = &input.proxy_registry_domain {
+        replace_proxy_domain(&mut values, domain, &plugin_names)?;
+    }
+    add_proxy_env(&mut values, &input.proxy);
+    if let Some(path) = &input.host_ca_bundle {
+        add_ca_bundle(&mut values, path);
+    }
+    for patch in &input.overrides {
+        merge_patch(&mut values, patch);
+    }
+    let images = collect_images(&values, &plugin_names)?;
+    Ok(Rendered { values, images })
+}
+
+/// Step 1: the template from `bundle-spec/values.tpl.yaml` with the release's
+/// images filled in.
+pub fn base(release: &Release) -> Result<Value, RenderError> {
+    let mut values: Value =
+        serde_yaml_ng::from_str(TEMPLATE_YAML).expect("bundle-spec/values.tpl.yaml is valid");
+    let parse = |image: &str| {
+        Reference::parse(image).map_err(|source| RenderError::Reference {
+            path: "bundle-spec/releases.yaml".into(),
+            source,
+        })
+    };
+    let velero = parse(&release.velero)?;
+    let aws = parse(&release.aws_plugin)?;
+    for field in images::image_fields(&values, &[]) {
+        let reference = match field.role {
+            Role::AwsPlugin => &aws,
+            _ => &velero,
+        };
+        images::write_field(&mut values, &field, reference);
+    }
+    Ok(values)
+}
+
+/// Step 2: one initContainer per plugin after the AWS plugin, in config order.
+pub fn add_plugins(values: &mut Value, plugins: &[PluginImage]) {
+    let containers = sequence_at(values, &["initContainers"]);
+    for plugin in plugins {
+        let mut mount = Mapping::new();
+        mount.insert("mountPath".into(), "/target".into());
+        mount.insert("name".into(), "plugins".into());
+        let mut container = Mapping::new();
+        container.insert("name".into(), plugin.name.clone().into());
+        container.insert("image".into(), plugin.image.clone().into());
+        container.insert("imagePullPolicy".into(), plugin.pull_policy.clone().into());
+        container.insert(
+            "volumeMounts".into(),
+            Value::Sequence(vec![Value::Mapping(mount)]),
+        );
+        containers.push(Value::Mapping(container));
+    }
+}
+
+/// Step 3: `proxy.replicated.com` → the custom proxy registry domain, in image
+/// references only, on an exact host match.
+pub fn replace_proxy_domain(
+    values: &mut Value,
+    domain: &str,
+    plugins: &[String],
+) -> Result<(), RenderError> {
+    for use_ in collect_images(values, plugins)? {
+        if use_.reference.registry() == REPLICATED_PROXY_HOST {
+            images::write_field(values, &use_.field, &use_.reference.with_registry(domain)?);
+        }
+    }
+    Ok(())
+}
+
+/// Step 4: proxy variables into `configuration.extraEnvVars` (a list of
+/// `{name, value}`) and the node agent's `extraEnvVars`.
+pub fn add_proxy_env(values: &mut Value, proxy: &ProxySettings) {
+    let vars = [
+        ("HTTP_PROXY", &proxy.http_proxy),
+        ("HTTPS_PROXY", &proxy.https_proxy),
+        ("NO_PROXY", &proxy.no_proxy),
+    ];
+    for (name, value) in vars {
+        if let Some(value) = value {
+            add_env(values, name, value);
+        }
+    }
+}
+
+/// Step 5: the host CA bundle as a hostPath volume mounted at
+/// `/certs/ca-certificates.crt`, with `SSL_CERT_DIR=/certs`, for Velero and the
+/// node agent.
+pub fn add_ca_bundle(values: &mut Value, path: &str) {
+    for prefix in [&[][..], &["nodeAgent"][..]] {
+        let mut host_path = Mapping::new();
+        host_path.insert("path".into(), path.into());
+        host_path.insert("type".into(), "FileOrCreate".into());
+        let mut volume = Mapping::new();
+        volume.insert("name".into(), "host-ca-bundle".into());
+        volume.insert("hostPath".into(), Value::Mapping(host_path));
+        sequence_at(values, &[prefix, &["extraVolumes"]].concat()).push(Value::Mapping(volume));
+
+        let mut mount = Mapping::new();
+        mount.insert("mountPath".into(), CA_MOUNT_PATH.into());
+        mount.insert("name".into(), "host-ca-bundle".into());
+        mount.insert("readOnly".into(), true.into());
+        sequence_at(values, &[prefix, &["extraVolumeMounts"]].concat())
+            .push(Value::Mapping(mount));
+    }
+    add_env(values, "SSL_CERT_DIR", "/certs");
+}
+
+/// Step 7: every image the values make the chart run.
+pub fn collect_images(values: &Value, plugins: &[String]) -> Result<Vec<ImageUse>, RenderError> {
+    images::image_fields(values, plugins)
+        .into_iter()
+        .map(|field| {
+            let text = images::read_field(values, &field)?;
+            let reference = Reference::parse(&text).map_err(|source| RenderError::Reference {
+                path: field.path.clone(),
+                source,
+            })?;
+            Ok(ImageUse { field, reference })
+        })
+        .collect()
+}
+
+/// The reference an image gets in an airgap cluster: `LOCAL/<repository path
+/// without the source host>`, keeping tag and digest.
+pub fn airgap_reference(
+    reference: &Reference,
+    local_registry: &str,
+) -> Result<Reference, RenderError> {
+    Ok(reference.airgap(local_registry)?)
+}
+
+/// Step 8: rewrites every image to the local registry, pinned by the digests in
+/// `pins` (canonical reference → digest) where given, and sets pull policies to
+/// `IfNotPresent` (keeping `Never`).
+pub fn to_airgap(
+    rendered: &Rendered,
+    local_registry: &str,
+    pins: &BTreeMap<String, String>,
+) -> Result<Value, RenderError> {
+    let mut values = rendered.values.clone();
+    for use_ in &rendered.images {
+        let mut target = airgap_reference(&use_.reference, local_registry)?;
+        if target.digest().is_none()
+            && let Some(digest) = pins.get(&use_.reference.to_string())
+        {
+            target = target.with_digest(digest)?;
+        }
+        images::write_field(&mut values, &use_.field, &target);
+        if let Some(path) = &use_.field.pull_policy_path {
+            let current = images::get_path(&values, path).and_then(Value::as_str);
+            if current != Some("Never") {
+                images::write_pull_policy(&mut values, path, "IfNotPresent");
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// Appends `{name, value}` to `configuration.extraEnvVars` and
+/// `nodeAgent.extraEnvVars`.
+fn add_env(values: &mut Value, name: &str, value: &str) {
+    for path in [&["configuration", "extraEnvVars"][..], &["nodeAgent", "extraEnvVars"][..]] {
+        let mut var = Mapping::new();
+        var.insert("name".into(), name.into());
+        var.insert("value".into(), value.into());
+        sequence_at(values, path).push(Value::Mapping(var));
+    }
+}
+
+/// The list at `path`, created (replacing any non-list) when missing.
+fn sequence_at<'a>(values: &'a mut Value, path: &[&str]) -> &'a mut Vec<Value> {
+    let mut node = values;
+    for key in path {
+        if !node.is_mapping() {
+            *node = Value::Mapping(Mapping::new());
+        }
+        let Value::Mapping(map) = node else {
+            unreachable!("made a mapping above")
+        };
+        node = map.entry((*key).into()).or_insert(Value::Null);
+    }
+    if !node.is_sequence() {
+        *node = Value::Sequence(vec![]);
+    }
+    let Value::Sequence(list) = node else {
+        unreachable!("made a sequence above")
+    };
+    list
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+//! `velero-airgap validate` through the binary: every error and warning the
+//! foundation issue lists, with paths, lines and exit codes.
+
+use assert_cmd::Command;
+use serde_json::Value;
+use std::path::PathBuf;
+
+const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn write_config(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A config with the given plugins block (already indented) and overrides.
+fn config(plugins: &str, extra_spec: &str) -> String {
+    format!(
+        "apiVersion: embeddedcluster.replicated.com/v1beta1\nkind: Config\nspec:\n  extensions:\n    velero:\n      plugins:\n{plugins}{extra_spec}"
+    )
+}
+
+fn overrides(values: &str) -> String {
+    let indented: String = values.lines().map(|l| format!("          {l}\n")).collect();
+    format!("  unsupportedOverrides:\n    builtInExtensions:\n      - name: velero\n        values: |\n{indented}")
+}
+
+fn good_plugin(name: &str) -> String {
+    format!("        - name: {name}\n          image: registry.example.com/acme/{name}:1.0@{DIGEST}\n")
+}
+
+struct Outcome {
+    code: i32,
+    findings: Vec<Value>,
+}
+
+fn validate(text: &str, extra_args: &[&str]) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, text);
+    let out = Command::cargo_bin("velero-airgap")
+        .unwrap()
+        .args(["validate", "--json", "-c"])
+        .arg(&path)
+        .args(extra_args)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    Outcome {
+        code: out.status.code().unwrap(),
+        findings: report["findings"].as_array().unwrap().clone(),
+    }
+}
+
+/// The one finding whose message contains `needle`.
+fn find<'a>(outcome: &'a Outcome, needle: &str) -> &'a Value {
+    let matches: Vec<_> = outcome
+        .findings
+        .iter()
+        .filter(|f| f["message"].as_str().unwrap().contains(needle))
+        .collect();
+    assert_eq!(matches.len(), 1, "findings for {needle:?}: {:#?}", outcome.findings);
+    matches[0]
+}
+
+fn assert_error(outcome: &Outcome, needle: &str, path: &str) -> Value {
+    let f = find(outcome, needle);
+    assert_eq!(f["severity"], "error", "{f}");
+    assert_eq!(f["path"], path, "{f}");
+    assert_eq!(outcome.code, 1);
+    f.clone()
+}
+
+fn assert_warning(outcome: &Outcome, needle: &str, path: &str) -> Value {
+    let f = find(outcome, needle);
+    assert_eq!(f["severity"], "warning", "{f}");
+    assert_eq!(f["path"], path, "{f}");
+    f.clone()
+}
+
+#[test]
+fn the_example_config_is_valid() {
+    let out = Command::cargo_bin("velero-airgap")
+        .unwrap()
+        .args(["validate", "-c", "examples/config.yaml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("0 error(s)"), "{stderr}");
+}
+
+#[test]
+fn clean_config_has_no_findings() {
+    let o = validate(&config(&good_plugin("pg"), ""), &["--strict"]);
+    assert_eq!(o.findings, Vec::<Value>::new());
+    assert_eq!(o.code, 0);
+}
+
+#[test]
+fn unreadable_file_is_an_error() {
+    let out = Command::cargo_bin("velero-airgap")
+        .unwrap()
+        .args(["validate", "--json", "-c", "/nonexistent/config.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let message = report["findings"][0]["message"].as_str().unwrap();
+    assert!(message.contains("/nonexistent/config.yaml"), "{message}");
+}
+
+#[test]
+fn invalid_yaml_names_the_line() {
+    let o = validate("apiVersion: x\nspec:\n  a: [\n", &[]);
+    assert_eq!(o.code, 1);
+    let f = &o.findings[0];
+    assert_eq!(f["severity"], "error");
+    assert!(f["message"].as_str().unwrap().contains("invalid YAML"), "{f}");
+    assert!(f["line"].as_u64().is_some(), "{f}");
+}
+
+#[test]
+fn empty_plugin_name() {
+    let plugins = format!("        - name: ''\n          image: registry.example.com/a/b:1@{DIGEST}\n");
+    let o = validate(&config(&plugins, ""), &[]);
+    let f = assert_error(&o, "plugin name is empty", "spec.extensions.velero.plugins[0].name");
+    assert_eq!(f["line"], 7);
+}
+
+#[test]
+fn duplicate_plugin_name() {
+    let plugins = format!(
+        "{}        - name: pg\n          image: registry.example.com/acme/other:1.0@{DIGEST}\n",
+        good_plugin("pg")
+    );
+    let o = validate(&config(&plugins, ""), &[]);
+    let f = assert_error(&o, "duplicate plugin name", "spec.extensions.velero.plugins[1].name");
+    assert_eq!(f["line"], 9);
+}
+
+#[test]
+fn plugin_name_must_be_a_container_name() {
+    let o = validate(&config(&good_plugin("Bad_Name"), ""), &[]);
+    assert_error(&o, "not a valid container name", "spec.extensions.velero.plugins[0].name");
+}
+
+#[test]
+fn plugin_name_of_a_built_in_init_container() {
+    let o = validate(&config(&good_plugin("velero-plugin-for-aws"), ""), &[]);
+    assert_error(&o, "built-in initContainer", "spec.extensions.velero.plugins[0].name");
+}
+
+#[test]
+fn empty_plugin_image() {
+    let o = validate(&config("        - name: pg\n          image: ''\n", ""), &[]);
+    assert_error(&o, "plugin image is empty", "spec.extensions.velero.plugins[0].image");
+}
+
+#[test]
+fn duplicate_plugin_image() {
+    let plugins = format!(
+        "{}        - name: pg2\n          image: registry.example.com/acme/pg:1.0@{DIGEST}\n",
+        good_plugin("pg")
+    );
+    let o = validate(&config(&plugins, ""), &[]);
+    assert_error(&o, "duplicate plugin image", "spec.extensions.velero.plugins[1].image");
+}
+
+#[test]
+fn unparsable_image_references() {
+    for (image, needle) in [
+        ("registry.example.com/Acme/pg:1.0", "lowercase"),
+        ("registry.example.com/acme/pg@sha256:abc", "64"),
+        ("registry.example.com/acme/pg@md5:0123456789abcdef0123456789abcdef", "md5"),
+        ("registry.example.com/acme/pg:", "tag"),
+    ] {
+        let plugins = format!("        - name: pg\n          image: '{image}'\n");
+        let o = validate(&config(&plugins, ""), &[]);
+        let f = assert_error(&o, "invalid image reference", "spec.extensions.velero.plugins[0].image");
+        assert!(f["message"].as_str().unwrap().contains(needle), "{image}: {f}");
+    }
+}
+
+#[test]
+fn bad_pull_policy() {
+    let plugins = format!("{}          imagePullPolicy: Sometimes\n", good_plugin("pg"));
+    let o = validate(&config(&plugins, ""), &[]);
+    assert_error(&o, "Sometimes", "spec.extensions.velero.plugins[0].imagePullPolicy");
+}
+
+#[test]
+fn override_values_must_be_a_mapping() {
+    let o = validate(&config(&good_plugin("pg"), &overrides("- a\n- b\n")), &[]);
+    assert_error(
+        &o,
+        "must be a YAML mapping",
+        "spec.unsupportedOverrides.builtInExtensions[0].values",
+    );
+}
+
+#[test]
+fn invalid_domain_name() {
+    let domains = "  domains:\n    proxyRegistryDomain: https://proxy.example.com\n";
+    let o = validate(&config(&good_plugin("pg"), domains), &[]);
+    let f = assert_error(&o, "not a valid domain", "spec.domains.proxyRegistryDomain");
+    assert_eq!(f["line"], 10);
+}
+
+#[test]
+fn two_images_with_one_airgap_reference() {
+    let plugins = format!(
+        "        - name: a\n          image: registry-a.example.com/acme/plugin:1.0@{DIGEST}\n        - name: b\n          image: registry-b.example.com/acme/plugin:1.0@{DIGEST}\n"
+    );
+    let o = validate(&config(&plugins, ""), &[]);
+    assert_error(&o, "both become", "spec.extensions.velero.plugins[1].image");
+}
+
+#[test]
+fn unpinned_image_warns_and_strict_fails() {
+    let plugins = "        - name: pg\n          image: registry.example.com/acme/pg:1.0\n";
+    let o = validate(&config(plugins, ""), &[]);
+    assert_warning(&o, "not pinned by digest", "spec.extensions.velero.plugins[0].image");
+    assert_eq!(o.code, 0);
+    let strict = validate(&config(plugins, ""), &["--strict"]);
+    assert_eq!(strict.code, 1);
+}
+
+#[test]
+fn latest_or_missing_tag_warns() {
+    for image in ["registry.example.com/acme/pg:latest", "registry.example.com/acme/pg"] {
+        let plugins = format!("        - name: pg\n          image: {image}\n");
+        let o = validate(&config(&plugins, ""), &[]);
+        assert_warning(&o, "latest", "spec.extensions.velero.plugins[0].image");
+        assert_eq!(o.code, 0);
+    }
+}
+
+#[test]
+fn overriding_init_containers_warns() {
+    let values = "initContainers:\n- name: x\n  image: registry.example.com/x/y:1\n";
+    let o = validate(&config(&good_plugin("pg"), &overrides(values)), &[]);
+    let f = assert_warning(
+        &o,
+        "drops the AWS plugin",
+        "spec.unsupportedOverrides.builtInExtensions[0].values (initContainers)",
+    );
+    assert_eq!(f["line"], 13);
+}
+
+#[test]
+fn plugin_config_maps_need_labels_and_known_kinds() {
+    let values = "configMaps:\n  no-marker:\n    labels:\n      velero.io/pg: BackupItemAction\n  bad-kind:\n    labels:\n      velero.io/plugin-config: \"\"\n      velero.io/pg: BackupAction\n  good:\n    labels:\n      velero.io/plugin-config: \"\"\n      velero.io/pg: RestoreItemActionV2\n";
+    let o = validate(&config(&good_plugin("pg"), &overrides(values)), &[]);
+    assert_warning(
+        &o,
+        "no label velero.io/plugin-config",
+        "spec.unsupportedOverrides.builtInExtensions[0].values (configMaps.no-marker.labels)",
+    );
+    assert_warning(
+        &o,
+        "names no plugin kind",
+        "spec.unsupportedOverrides.builtInExtensions[0].values (configMaps.bad-kind.labels)",
+    );
+    assert_eq!(o.findings.len(), 2, "{:#?}", o.findings);
+}
+
+#[test]
+fn velero_and_aws_plugin_outside_the_compatibility_table() {
+    let values = "image:\n  repository: proxy.replicated.com/library/velero\n  tag: v1.16.2\n";
+    let o = validate(&config(&good_plugin("pg"), &overrides(values)), &[]);
+    assert_warning(
+        &o,
+        "outside the compatibility table",
+        "spec.unsupportedOverrides.builtInExtensions",
+    );
+}
+
+#[test]
+fn literal_secrets_in_overrides_warn() {
+    let values = "credentials:\n  secretContents:\n    cloud: \"[default]\\naws_secret_access_key=abc\"\nconfiguration:\n  backupStorageLocation:\n  - config:\n      apiToken: abc\n";
+    let o = validate(&config(&good_plugin("pg"), &overrides(values)), &[]);
+    assert_warning(
+        &o,
+        "credentials.secretContents puts cloud credentials",
+        "spec.unsupportedOverrides.builtInExtensions[0].values (credentials.secretContents)",
+    );
+    assert_warning(
+        &o,
+        "apiToken holds a literal value",
+        "spec.unsupportedOverrides.builtInExtensions[0].values (configuration.backupStorageLocation[0].config.apiToken)",
+    );
+}
+
+#[test]
+fn all_problems_are_reported_in_one_run() {
+    let plugins = "        - name: ''\n          image: ''\n        - name: UPPER\n          image: 'x:'\n          imagePullPolicy: Maybe\n";
+    let o = validate(&config(plugins, ""), &[]);
+    let errors = o.findings.iter().filter(|f| f["severity"] == "error").count();
+    assert!(errors >= 5, "{:#?}", o.findings);
+}
+
+#[test]
+fn unknown_velero_version_lists_known_ones() {
+    let out = Command::cargo_bin("velero-airgap")
+        .unwrap()
+        .args(["validate", "-c", "examples/config.yaml", "--velero-version", "1.2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("known versions: 1.16, 1.17, 1.18"), "{stderr}");
+}
