@@ -98,7 +98,9 @@ pub fn compatible(velero_tag: &str, aws_plugin_tag: &str) -> Option<bool> {
     let plugin = minor_of_tag(aws_plugin_tag)?;
     Some(all().iter().any(|r| {
         image_version(&r.velero).and_then(minor_of_tag).as_deref() == Some(velero.as_str())
-            && image_version(&r.aws_plugin).and_then(minor_of_tag).as_deref()
+            && image_version(&r.aws_plugin)
+                .and_then(minor_of_tag)
+                .as_deref()
                 == Some(plugin.as_str())
     }))
 }

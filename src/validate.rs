@@ -143,7 +143,9 @@ fn check_plugins(config: &ClusterConfig, release: &Release, findings: &mut Vec<F
     let mut images: HashMap<String, &Plugin> = HashMap::new();
     for plugin in config.plugins() {
         let name_path = format!("{}.name", plugin.path);
-        let line = config.line_of(&name_path).or_else(|| config.line_of(&plugin.path));
+        let line = config
+            .line_of(&name_path)
+            .or_else(|| config.line_of(&plugin.path));
         match plugin.name.as_deref().map(str::trim) {
             None | Some("") => findings.push(error(
                 name_path,
@@ -176,7 +178,9 @@ fn check_plugins(config: &ClusterConfig, release: &Release, findings: &mut Vec<F
         }
 
         let image_path = format!("{}.image", plugin.path);
-        let line = config.line_of(&image_path).or_else(|| config.line_of(&plugin.path));
+        let line = config
+            .line_of(&image_path)
+            .or_else(|| config.line_of(&plugin.path));
         match plugin.image.as_deref().map(str::trim) {
             None | Some("") => findings.push(error(
                 image_path,
@@ -236,9 +240,9 @@ fn image_warnings(
 }
 
 fn check_domains(config: &ClusterConfig, findings: &mut Vec<Finding>) {
-    for (key, value) in config.domains().entries() {
+    for (path, value) in config.domains().entries() {
         let Some(value) = value else { continue };
-        let path = format!("spec.domains.{key}");
+        let path = path.to_string();
         if let Err(err) = reference::validate_domain(value) {
             let line = config.line_of(&path);
             findings.push(error(
@@ -321,7 +325,10 @@ fn check_plugin_config_maps(over: &VeleroOverride, values: &Value, findings: &mu
 /// Keys that name a secret rather than hold one.
 fn names_a_secret_object(key: &str) -> bool {
     let lower = key.to_ascii_lowercase();
-    lower.starts_with("existing") || lower.ends_with("name") || lower.ends_with("ref") || lower == "usesecret"
+    lower.starts_with("existing")
+        || lower.ends_with("name")
+        || lower.ends_with("ref")
+        || lower == "usesecret"
 }
 
 /// Literal secrets in override values: `credentials.secretContents`, and keys
@@ -329,7 +336,9 @@ fn names_a_secret_object(key: &str) -> bool {
 /// (path inside the values, message).
 pub fn literal_secrets(values: &Value) -> Vec<(String, String)> {
     let mut found = vec![];
-    if let Some(contents) = values.get("credentials").and_then(|c| c.get("secretContents"))
+    if let Some(contents) = values
+        .get("credentials")
+        .and_then(|c| c.get("secretContents"))
         && !contents.is_null()
         && contents.as_mapping().is_none_or(|m| !m.is_empty())
     {
@@ -382,7 +391,12 @@ fn walk_secrets(value: &Value, path: String, found: &mut Vec<(String, String)>) 
 
 /// Builds the render input from a config. Plugins with unusable fields are left
 /// out (validate reports them), so rendering can still check the rest.
-pub fn render_input(config: &ClusterConfig, release: Release, proxy: ProxySettings, host_ca_bundle: Option<String>) -> RenderInput {
+pub fn render_input(
+    config: &ClusterConfig,
+    release: Release,
+    proxy: ProxySettings,
+    host_ca_bundle: Option<String>,
+) -> RenderInput {
     let plugins = config
         .plugins()
         .iter()
@@ -416,7 +430,12 @@ pub fn render_input(config: &ClusterConfig, release: Release, proxy: ProxySettin
 /// Checks that need the final values: image fields from overrides, the
 /// Velero/AWS plugin pair, and airgap name collisions.
 fn check_rendered(config: &ClusterConfig, options: &Options, findings: &mut Vec<Finding>) {
-    let input = render_input(config, options.release.clone(), ProxySettings::default(), None);
+    let input = render_input(
+        config,
+        options.release.clone(),
+        ProxySettings::default(),
+        None,
+    );
     let overrides_path = crate::config::OVERRIDES_PATH;
     let rendered = match values::render(&input) {
         Ok(rendered) => rendered,
@@ -434,7 +453,10 @@ fn check_rendered(config: &ClusterConfig, options: &Options, findings: &mut Vec<
         findings.push(error(
             "--local-registry".into(),
             None,
-            format!("{:?} is not a registry address: {err}", options.local_registry),
+            format!(
+                "{:?} is not a registry address: {err}",
+                options.local_registry
+            ),
         ));
         return;
     }
@@ -502,7 +524,10 @@ mod tests {
             "credentials:\n  existingSecret: cloud-credentials\n  secretContents:\n    cloud: x\nconfiguration:\n  backupStorageLocation:\n  - config: {accessToken: abc, tokenSecretName: t}\nextraEnvVars:\n- {name: DB_PASSWORD, value: x}\npassword: ''\n",
         )
         .unwrap();
-        let paths: Vec<_> = literal_secrets(&values).into_iter().map(|(p, _)| p).collect();
+        let paths: Vec<_> = literal_secrets(&values)
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
         assert_eq!(
             paths,
             [

@@ -22,11 +22,15 @@ fn config(plugins: &str, extra_spec: &str) -> String {
 
 fn overrides(values: &str) -> String {
     let indented: String = values.lines().map(|l| format!("          {l}\n")).collect();
-    format!("  unsupportedOverrides:\n    builtInExtensions:\n      - name: velero\n        values: |\n{indented}")
+    format!(
+        "  unsupportedOverrides:\n    builtInExtensions:\n      - name: velero\n        values: |\n{indented}"
+    )
 }
 
 fn good_plugin(name: &str) -> String {
-    format!("        - name: {name}\n          image: registry.example.com/acme/{name}:1.0@{DIGEST}\n")
+    format!(
+        "        - name: {name}\n          image: registry.example.com/acme/{name}:1.0@{DIGEST}\n"
+    )
 }
 
 struct Outcome {
@@ -59,7 +63,12 @@ fn find<'a>(outcome: &'a Outcome, needle: &str) -> &'a Value {
         .iter()
         .filter(|f| f["message"].as_str().unwrap().contains(needle))
         .collect();
-    assert_eq!(matches.len(), 1, "findings for {needle:?}: {:#?}", outcome.findings);
+    assert_eq!(
+        matches.len(),
+        1,
+        "findings for {needle:?}: {:#?}",
+        outcome.findings
+    );
     matches[0]
 }
 
@@ -116,15 +125,23 @@ fn invalid_yaml_names_the_line() {
     assert_eq!(o.code, 1);
     let f = &o.findings[0];
     assert_eq!(f["severity"], "error");
-    assert!(f["message"].as_str().unwrap().contains("invalid YAML"), "{f}");
+    assert!(
+        f["message"].as_str().unwrap().contains("invalid YAML"),
+        "{f}"
+    );
     assert!(f["line"].as_u64().is_some(), "{f}");
 }
 
 #[test]
 fn empty_plugin_name() {
-    let plugins = format!("        - name: ''\n          image: registry.example.com/a/b:1@{DIGEST}\n");
+    let plugins =
+        format!("        - name: ''\n          image: registry.example.com/a/b:1@{DIGEST}\n");
     let o = validate(&config(&plugins, ""), &[]);
-    let f = assert_error(&o, "plugin name is empty", "spec.extensions.velero.plugins[0].name");
+    let f = assert_error(
+        &o,
+        "plugin name is empty",
+        "spec.extensions.velero.plugins[0].name",
+    );
     assert_eq!(f["line"], 7);
 }
 
@@ -135,26 +152,45 @@ fn duplicate_plugin_name() {
         good_plugin("pg")
     );
     let o = validate(&config(&plugins, ""), &[]);
-    let f = assert_error(&o, "duplicate plugin name", "spec.extensions.velero.plugins[1].name");
+    let f = assert_error(
+        &o,
+        "duplicate plugin name",
+        "spec.extensions.velero.plugins[1].name",
+    );
     assert_eq!(f["line"], 9);
 }
 
 #[test]
 fn plugin_name_must_be_a_container_name() {
     let o = validate(&config(&good_plugin("Bad_Name"), ""), &[]);
-    assert_error(&o, "not a valid container name", "spec.extensions.velero.plugins[0].name");
+    assert_error(
+        &o,
+        "not a valid container name",
+        "spec.extensions.velero.plugins[0].name",
+    );
 }
 
 #[test]
 fn plugin_name_of_a_built_in_init_container() {
     let o = validate(&config(&good_plugin("velero-plugin-for-aws"), ""), &[]);
-    assert_error(&o, "built-in initContainer", "spec.extensions.velero.plugins[0].name");
+    assert_error(
+        &o,
+        "built-in initContainer",
+        "spec.extensions.velero.plugins[0].name",
+    );
 }
 
 #[test]
 fn empty_plugin_image() {
-    let o = validate(&config("        - name: pg\n          image: ''\n", ""), &[]);
-    assert_error(&o, "plugin image is empty", "spec.extensions.velero.plugins[0].image");
+    let o = validate(
+        &config("        - name: pg\n          image: ''\n", ""),
+        &[],
+    );
+    assert_error(
+        &o,
+        "plugin image is empty",
+        "spec.extensions.velero.plugins[0].image",
+    );
 }
 
 #[test]
@@ -164,7 +200,11 @@ fn duplicate_plugin_image() {
         good_plugin("pg")
     );
     let o = validate(&config(&plugins, ""), &[]);
-    assert_error(&o, "duplicate plugin image", "spec.extensions.velero.plugins[1].image");
+    assert_error(
+        &o,
+        "duplicate plugin image",
+        "spec.extensions.velero.plugins[1].image",
+    );
 }
 
 #[test]
@@ -172,21 +212,38 @@ fn unparsable_image_references() {
     for (image, needle) in [
         ("registry.example.com/Acme/pg:1.0", "lowercase"),
         ("registry.example.com/acme/pg@sha256:abc", "64"),
-        ("registry.example.com/acme/pg@md5:0123456789abcdef0123456789abcdef", "md5"),
+        (
+            "registry.example.com/acme/pg@md5:0123456789abcdef0123456789abcdef",
+            "md5",
+        ),
         ("registry.example.com/acme/pg:", "tag"),
     ] {
         let plugins = format!("        - name: pg\n          image: '{image}'\n");
         let o = validate(&config(&plugins, ""), &[]);
-        let f = assert_error(&o, "invalid image reference", "spec.extensions.velero.plugins[0].image");
-        assert!(f["message"].as_str().unwrap().contains(needle), "{image}: {f}");
+        let f = assert_error(
+            &o,
+            "invalid image reference",
+            "spec.extensions.velero.plugins[0].image",
+        );
+        assert!(
+            f["message"].as_str().unwrap().contains(needle),
+            "{image}: {f}"
+        );
     }
 }
 
 #[test]
 fn bad_pull_policy() {
-    let plugins = format!("{}          imagePullPolicy: Sometimes\n", good_plugin("pg"));
+    let plugins = format!(
+        "{}          imagePullPolicy: Sometimes\n",
+        good_plugin("pg")
+    );
     let o = validate(&config(&plugins, ""), &[]);
-    assert_error(&o, "Sometimes", "spec.extensions.velero.plugins[0].imagePullPolicy");
+    assert_error(
+        &o,
+        "Sometimes",
+        "spec.extensions.velero.plugins[0].imagePullPolicy",
+    );
 }
 
 #[test]
@@ -220,7 +277,11 @@ fn two_images_with_one_airgap_reference() {
 fn unpinned_image_warns_and_strict_fails() {
     let plugins = "        - name: pg\n          image: registry.example.com/acme/pg:1.0\n";
     let o = validate(&config(plugins, ""), &[]);
-    assert_warning(&o, "not pinned by digest", "spec.extensions.velero.plugins[0].image");
+    assert_warning(
+        &o,
+        "not pinned by digest",
+        "spec.extensions.velero.plugins[0].image",
+    );
     assert_eq!(o.code, 0);
     let strict = validate(&config(plugins, ""), &["--strict"]);
     assert_eq!(strict.code, 1);
@@ -228,10 +289,13 @@ fn unpinned_image_warns_and_strict_fails() {
 
 #[test]
 fn latest_or_missing_tag_warns() {
-    for image in ["registry.example.com/acme/pg:latest", "registry.example.com/acme/pg"] {
+    for (image, needle) in [
+        ("registry.example.com/acme/pg:latest", "uses the tag latest"),
+        ("registry.example.com/acme/pg", "has no tag"),
+    ] {
         let plugins = format!("        - name: pg\n          image: {image}\n");
         let o = validate(&config(&plugins, ""), &[]);
-        assert_warning(&o, "latest", "spec.extensions.velero.plugins[0].image");
+        assert_warning(&o, needle, "spec.extensions.velero.plugins[0].image");
         assert_eq!(o.code, 0);
     }
 }
@@ -296,7 +360,11 @@ fn literal_secrets_in_overrides_warn() {
 fn all_problems_are_reported_in_one_run() {
     let plugins = "        - name: ''\n          image: ''\n        - name: UPPER\n          image: 'x:'\n          imagePullPolicy: Maybe\n";
     let o = validate(&config(plugins, ""), &[]);
-    let errors = o.findings.iter().filter(|f| f["severity"] == "error").count();
+    let errors = o
+        .findings
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .count();
     assert!(errors >= 5, "{:#?}", o.findings);
 }
 
@@ -304,10 +372,19 @@ fn all_problems_are_reported_in_one_run() {
 fn unknown_velero_version_lists_known_ones() {
     let out = Command::cargo_bin("velero-airgap")
         .unwrap()
-        .args(["validate", "-c", "examples/config.yaml", "--velero-version", "1.2"])
+        .args([
+            "validate",
+            "-c",
+            "examples/config.yaml",
+            "--velero-version",
+            "1.2",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("known versions: 1.16, 1.17, 1.18"), "{stderr}");
+    assert!(
+        stderr.contains("known versions: 1.16, 1.17, 1.18"),
+        "{stderr}"
+    );
 }

@@ -66,9 +66,6 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<Interrupted>() {
             return 130;
         }
-        if let Some(err) = cause.downcast_ref::<velero_airgap::registry::RegistryError>() {
-            return if err.is_input_error() { 1 } else { 3 };
-        }
         if cause.is::<std::io::Error>() {
             return 4;
         }

@@ -46,7 +46,8 @@ pub fn run(args: RenderArgs, output: Output) -> anyhow::Result<ExitStatus> {
         proxy_settings(&args.install),
         args.install.host_ca_bundle.clone(),
     );
-    let rendered = values::render(&input).with_context(|| format!("cannot render {}", path.display()))?;
+    let rendered =
+        values::render(&input).with_context(|| format!("cannot render {}", path.display()))?;
     let values = match args.mode {
         Mode::Online => rendered.values.clone(),
         Mode::Airgap => values::to_airgap(&rendered, &args.local_registry, &BTreeMap::new())?,

@@ -14,7 +14,10 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
         local_registry: args.local_registry,
     };
     let findings = validate::validate_file(&args.config.config, &options);
-    let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+    let errors = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .count();
     let warnings = findings.len() - errors;
     if args.json {
         let report = serde_json::json!({

@@ -234,7 +234,8 @@ pub fn image_fields(values: &Value, plugins: &[String]) -> Vec<ImageField> {
             });
         }
     }
-    let crd_job = truthy(values.get("upgradeCRDs"), true) || truthy(values.get("cleanUpCRDs"), false);
+    let crd_job =
+        truthy(values.get("upgradeCRDs"), true) || truthy(values.get("cleanUpCRDs"), false);
     if crd_job {
         fields.push(ImageField {
             path: "kubectl.image".into(),
@@ -252,9 +253,14 @@ fn is_restore_helper_config(config_map: &Value) -> bool {
         return false;
     };
     labels.get("velero.io/plugin-config").is_some()
-        && labels.get("velero.io/pod-volume-restore").and_then(Value::as_str)
+        && labels
+            .get("velero.io/pod-volume-restore")
+            .and_then(Value::as_str)
             == Some("RestoreItemAction")
-        && config_map.get("data").and_then(|d| d.get("image")).is_some()
+        && config_map
+            .get("data")
+            .and_then(|d| d.get("image"))
+            .is_some()
 }
 
 /// Why an image field cannot be read as a reference.
@@ -306,7 +312,11 @@ pub fn read_field(values: &Value, field: &ImageField) -> Result<String, FieldErr
 /// Writes `reference` into a field. For the split shape the repository gets the
 /// name and the tag gets `tag[@digest]` (what Embedded Cluster ships), or the
 /// `digest` key when there is no tag.
-pub fn write_field(values: &mut Value, field: &ImageField, reference: &crate::reference::Reference) {
+pub fn write_field(
+    values: &mut Value,
+    field: &ImageField,
+    reference: &crate::reference::Reference,
+) {
     let segments = parse_path(&field.path);
     let Some(node) = get_mut(values, &segments) else {
         return;
@@ -414,14 +424,18 @@ mod tests {
 
     #[test]
     fn split_field_prefers_digest_like_the_chart() {
-        let values = yaml("image: {repository: r, tag: t, digest: 'sha256:abc'}\nupgradeCRDs: false\n");
+        let values =
+            yaml("image: {repository: r, tag: t, digest: 'sha256:abc'}\nupgradeCRDs: false\n");
         let fields = image_fields(&values, &[]);
         assert_eq!(read_field(&values, &fields[0]).unwrap(), "r@sha256:abc");
     }
 
     #[test]
     fn role_serialises_as_text() {
-        assert_eq!(Role::try_from("plugin:pg".to_string()), Ok(Role::Plugin("pg".into())));
+        assert_eq!(
+            Role::try_from("plugin:pg".to_string()),
+            Ok(Role::Plugin("pg".into()))
+        );
         assert_eq!(String::from(Role::AwsPlugin), "aws-plugin");
     }
 }

@@ -63,7 +63,11 @@ mod tests {
         check(r#"{"a":"foo"}"#, r#""bar""#, r#""bar""#);
         check(r#"{"e":null}"#, r#"{"a":1}"#, r#"{"e":null,"a":1}"#);
         check(r#"[1,2]"#, r#"{"a":"b","c":null}"#, r#"{"a":"b"}"#);
-        check(r#"{}"#, r#"{"a":{"bb":{"ccc":null}}}"#, r#"{"a":{"bb":{}}}"#);
+        check(
+            r#"{}"#,
+            r#"{"a":{"bb":{"ccc":null}}}"#,
+            r#"{"a":{"bb":{}}}"#,
+        );
     }
 
     #[test]

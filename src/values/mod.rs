@@ -230,8 +230,7 @@ pub fn add_ca_bundle(values: &mut Value, path: &str) {
         mount.insert("mountPath".into(), CA_MOUNT_PATH.into());
         mount.insert("name".into(), "host-ca-bundle".into());
         mount.insert("readOnly".into(), true.into());
-        sequence_at(values, &[prefix, &["extraVolumeMounts"]].concat())
-            .push(Value::Mapping(mount));
+        sequence_at(values, &[prefix, &["extraVolumeMounts"]].concat()).push(Value::Mapping(mount));
     }
     add_env(values, "SSL_CERT_DIR", "/certs");
 }
@@ -290,7 +289,10 @@ pub fn to_airgap(
 /// Appends `{name, value}` to `configuration.extraEnvVars` and
 /// `nodeAgent.extraEnvVars`.
 fn add_env(values: &mut Value, name: &str, value: &str) {
-    for path in [&["configuration", "extraEnvVars"][..], &["nodeAgent", "extraEnvVars"][..]] {
+    for path in [
+        &["configuration", "extraEnvVars"][..],
+        &["nodeAgent", "extraEnvVars"][..],
+    ] {
         let mut var = Mapping::new();
         var.insert("name".into(), name.into());
         var.insert("value".into(), value.into());

@@ -36,19 +36,28 @@ fn get<'a>(values: &'a Value, path: &str) -> &'a Value {
 #[test]
 fn step1_base_fills_release_images() {
     let values = base(&release()).unwrap();
-    assert_eq!(get(&values, "image.repository"), "proxy.replicated.com/library/velero");
+    assert_eq!(
+        get(&values, "image.repository"),
+        "proxy.replicated.com/library/velero"
+    );
     assert_eq!(get(&values, "image.tag"), "v1.18.2");
     assert_eq!(
         get(&values, "initContainers[0].image"),
         "proxy.replicated.com/library/velero-plugin-for-aws:v1.14.2"
     );
-    assert_eq!(get(&values, "initContainers[0].name"), "velero-plugin-for-aws");
+    assert_eq!(
+        get(&values, "initContainers[0].name"),
+        "velero-plugin-for-aws"
+    );
     assert_eq!(
         get(&values, "configMaps.fs-restore-action-config.data.image"),
         "proxy.replicated.com/library/velero:v1.18.2",
         "the restore helper runs the Velero image, never ':'"
     );
-    assert_eq!(get(&values, "credentials.existingSecret"), "cloud-credentials");
+    assert_eq!(
+        get(&values, "credentials.existingSecret"),
+        "cloud-credentials"
+    );
     assert_eq!(get(&values, "deployNodeAgent"), &Value::Bool(true));
     assert_eq!(get(&values, "backupsEnabled"), &Value::Bool(false));
     assert_eq!(get(&values, "snapshotsEnabled"), &Value::Bool(false));
@@ -95,14 +104,23 @@ fn step3_proxy_domain_replaces_exact_host_in_images_only() {
     values["note"] = "proxy.replicated.com stays in text".into();
     let names = vec!["a".to_string(), "b".to_string()];
     replace_proxy_domain(&mut values, "proxy.acme.io", &names).unwrap();
-    assert_eq!(get(&values, "image.repository"), "proxy.acme.io/library/velero");
+    assert_eq!(
+        get(&values, "image.repository"),
+        "proxy.acme.io/library/velero"
+    );
     assert_eq!(get(&values, "image.tag"), "v1.18.2");
     assert_eq!(
         get(&values, "initContainers[0].image"),
         "proxy.acme.io/library/velero-plugin-for-aws:v1.14.2"
     );
-    assert_eq!(get(&values, "initContainers[1].image"), "proxy.replicated.com.evil.io/x/a:1");
-    assert_eq!(get(&values, "initContainers[2].image"), "proxy.acme.io/vendor/b:1");
+    assert_eq!(
+        get(&values, "initContainers[1].image"),
+        "proxy.replicated.com.evil.io/x/a:1"
+    );
+    assert_eq!(
+        get(&values, "initContainers[2].image"),
+        "proxy.acme.io/vendor/b:1"
+    );
     assert_eq!(get(&values, "note"), "proxy.replicated.com stays in text");
     assert_eq!(
         get(&values, "configMaps.fs-restore-action-config.data.image"),
@@ -134,13 +152,18 @@ fn step5_ca_bundle_volume_mount_and_cert_dir() {
     add_ca_bundle(&mut values, "/etc/ssl/certs/ca-certificates.crt");
     assert_eq!(
         get(&values, "extraVolumes"),
-        &yaml("[{name: host-ca-bundle, hostPath: {path: /etc/ssl/certs/ca-certificates.crt, type: FileOrCreate}}]")
+        &yaml(
+            "[{name: host-ca-bundle, hostPath: {path: /etc/ssl/certs/ca-certificates.crt, type: FileOrCreate}}]"
+        )
     );
     assert_eq!(
         get(&values, "extraVolumeMounts"),
         &yaml("[{mountPath: /certs/ca-certificates.crt, name: host-ca-bundle, readOnly: true}]")
     );
-    assert_eq!(get(&values, "nodeAgent.extraVolumes"), get(&values, "extraVolumes"));
+    assert_eq!(
+        get(&values, "nodeAgent.extraVolumes"),
+        get(&values, "extraVolumes")
+    );
     assert_eq!(
         get(&values, "configuration.extraEnvVars"),
         &yaml("[{name: A, value: b}, {name: SSL_CERT_DIR, value: /certs}]")
@@ -168,7 +191,11 @@ fn step6_overrides_applied_last_as_merge_patch() {
 #[test]
 fn step7_collects_every_image_the_chart_runs() {
     let mut input = input();
-    input.plugins = vec![plugin("pg", "registry.example.com/acme/pg:1.0", "IfNotPresent")];
+    input.plugins = vec![plugin(
+        "pg",
+        "registry.example.com/acme/pg:1.0",
+        "IfNotPresent",
+    )];
     input.overrides = vec![yaml(
         "upgradeCRDs: true\nkubectl: {image: {repository: docker.io/bitnami/kubectl, tag: '1.33'}}",
     )];
@@ -181,13 +208,22 @@ fn step7_collects_every_image_the_chart_runs() {
     assert_eq!(
         images,
         [
-            ("velero".into(), "proxy.replicated.com/library/velero:v1.18.2".to_string()),
+            (
+                "velero".into(),
+                "proxy.replicated.com/library/velero:v1.18.2".to_string()
+            ),
             (
                 "aws-plugin".into(),
                 "proxy.replicated.com/library/velero-plugin-for-aws:v1.14.2".into()
             ),
-            ("plugin:pg".into(), "registry.example.com/acme/pg:1.0".into()),
-            ("velero".into(), "proxy.replicated.com/library/velero:v1.18.2".into()),
+            (
+                "plugin:pg".into(),
+                "registry.example.com/acme/pg:1.0".into()
+            ),
+            (
+                "velero".into(),
+                "proxy.replicated.com/library/velero:v1.18.2".into()
+            ),
             ("other".into(), "docker.io/bitnami/kubectl:1.33".into()),
         ]
     );
@@ -208,11 +244,23 @@ fn step8_airgap_rewrites_pins_and_sets_pull_policy() {
         digest.clone(),
     )]);
     let values = to_airgap(&rendered, DEFAULT_LOCAL_REGISTRY, &pins).unwrap();
-    assert_eq!(get(&values, "image.repository"), "10.244.128.11:5000/library/velero");
-    assert_eq!(get(&values, "image.tag").as_str().unwrap(), format!("v1.18.2@{digest}"));
+    assert_eq!(
+        get(&values, "image.repository"),
+        "10.244.128.11:5000/library/velero"
+    );
+    assert_eq!(
+        get(&values, "image.tag").as_str().unwrap(),
+        format!("v1.18.2@{digest}")
+    );
     assert_eq!(get(&values, "image.pullPolicy"), "IfNotPresent");
-    assert_eq!(get(&values, "initContainers[1].image"), "10.244.128.11:5000/acme/pg:1.0");
-    assert_eq!(get(&values, "initContainers[1].imagePullPolicy"), "IfNotPresent");
+    assert_eq!(
+        get(&values, "initContainers[1].image"),
+        "10.244.128.11:5000/acme/pg:1.0"
+    );
+    assert_eq!(
+        get(&values, "initContainers[1].imagePullPolicy"),
+        "IfNotPresent"
+    );
     assert_eq!(get(&values, "initContainers[2].imagePullPolicy"), "Never");
     assert_eq!(
         get(&values, "configMaps.fs-restore-action-config.data.image")
