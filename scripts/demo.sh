@@ -125,5 +125,5 @@ if [[ -n $(ls -A "$OUT") ]]; then
     (cd "$OUT" && find . -type f -printf '    %-30P %s bytes\n' | sort)
     echo "    in $OUT"
 else
-    echo "    nothing yet (see the notices above); $OUT is empty"
+    echo "    nothing yet (see the notices above)"
 fi
