@@ -1,0 +1,670 @@
+//! `build`: from a cluster config to one bundle file.
+//!
+//! Every name, size and digest of the bundle is known once the manifests are
+//! resolved, before a single blob is fetched. So the bundle is laid out first and
+//! each blob is written once, straight from the socket into its place in the
+//! archive, many at a time.
+
+use crate::bundle::{
+    self, BlobSlot, BundlePlan, BundleWriter, ImageRecord, Sha256Digest, SlotCheck, Tool,
+    VeleroInfo,
+};
+use crate::config::{ClusterConfig, ConfigError};
+use crate::registry::{self, BlobSink, PlatformSelection, Registry, RegistryError, RegistryOptions};
+use crate::release::Release;
+use crate::validate::{self, Severity};
+use crate::values::{self, ProxySettings, Role};
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    /// The Embedded Cluster config file.
+    pub config: PathBuf,
+    /// The Velero release.
+    pub release: Release,
+    /// Install-time proxy settings rendered into the values.
+    pub proxy: ProxySettings,
+    /// Host CA bundle path rendered into the values.
+    pub host_ca_bundle: Option<String>,
+    /// Platforms to keep.
+    pub platforms: PlatformSelection,
+    /// How to reach registries.
+    pub registry: RegistryOptions,
+    /// Parallel requests.
+    pub jobs: usize,
+    /// Content-addressed blob cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Bundle override values that carry literal secrets.
+    pub allow_secrets: bool,
+    /// The bundle file to write.
+    pub output: PathBuf,
+}
+
+/// Progress, for the caller to draw.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// An image's manifests were resolved.
+    Resolved {
+        /// Canonical reference.
+        reference: String,
+        /// Digest listed in `index.json`.
+        digest: String,
+        /// Config and layer blobs.
+        blobs: usize,
+        /// Their total size.
+        bytes: u64,
+    },
+    /// The bundle is laid out; blobs are about to be fetched.
+    Planned {
+        /// Images in the bundle.
+        images: usize,
+        /// Distinct blobs to fill.
+        blobs: usize,
+        /// Their total size.
+        bytes: u64,
+        /// How many come from the cache.
+        cached: usize,
+    },
+    /// Bytes written into the bundle.
+    BlobProgress {
+        /// How many since the last event.
+        bytes: u64,
+    },
+    /// Every blob of an image is in the bundle.
+    ImagePulled {
+        /// Canonical reference.
+        reference: String,
+    },
+    /// All blobs are in; the bundle is being completed (hash, compression).
+    Finishing,
+}
+
+/// What was built.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BuildSummary {
+    /// The bundle file.
+    pub bundle: PathBuf,
+    /// Its sidecar checksum file.
+    pub sidecar: PathBuf,
+    /// SHA-256 of the bundle file.
+    pub sha256: String,
+    /// Size of the bundle file.
+    pub size: u64,
+    /// Images in the bundle.
+    pub images: usize,
+    /// Distinct blobs filled after the layout (configs and layers).
+    pub blobs: usize,
+    /// Blobs fetched from a registry.
+    pub blobs_fetched: usize,
+    /// Blobs copied from the cache.
+    pub blobs_cached: usize,
+    /// Bytes of those blobs.
+    pub bytes: u64,
+    /// Per image: role, canonical reference, digest.
+    pub image_lock: Vec<LockedImage>,
+}
+
+/// One image of the summary.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockedImage {
+    /// What it is for.
+    pub role: String,
+    /// Canonical reference.
+    pub reference: String,
+    /// Digest in `index.json`.
+    pub digest: String,
+    /// Where it was pulled from.
+    pub source: String,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The config cannot be read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The config has validation errors.
+    #[error("{file}: {first}{more}; run `velero-airgap validate -c {file}` for all findings")]
+    Invalid {
+        /// The config file.
+        file: String,
+        /// The first error.
+        first: String,
+        /// ` (and N more)` or empty.
+        more: String,
+    },
+    /// Override values carry literal secrets and `--allow-secrets` was not given.
+    #[error("{file}: {path} carries a literal secret that would be copied into the bundle; remove it (create the secret on the cluster) or pass --allow-secrets")]
+    Secrets {
+        /// The config file.
+        file: String,
+        /// Where the secret is.
+        path: String,
+    },
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] values::RenderError),
+    /// Talking to a registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Some images lack requested platforms.
+    #[error("missing platforms: {}", .0.join("; "))]
+    MissingPlatforms(Vec<String>),
+    /// The bundle could not be laid out.
+    #[error(transparent)]
+    Plan(#[from] bundle::PlanError),
+    /// The bundle could not be written.
+    #[error(transparent)]
+    Write(#[from] bundle::WriteError),
+    /// Local I/O (cache).
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An image resolved, with its role.
+struct Resolved {
+    role: Role,
+    image: registry::ResolvedImage,
+}
+
+/// Builds the bundle. Nothing is left at `request.output` unless the build
+/// succeeds: the writer works on a temp file beside it.
+pub async fn build(
+    request: BuildRequest,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<BuildSummary, BuildError> {
+    let file = request.config.display().to_string();
+    let config = ClusterConfig::load(&request.config)?;
+    check_config(&config, &request, &file)?;
+    let input = validate::render_input(
+        &config,
+        request.release.clone(),
+        request.proxy.clone(),
+        request.host_ca_bundle.clone(),
+    );
+    let rendered = values::render(&input)?;
+
+    let registry = Registry::new(request.registry.clone())?;
+    let resolved = resolve_all(&registry, &rendered, &request, events).await?;
+
+    let pins: BTreeMap<String, String> = resolved
+        .iter()
+        .map(|r| (r.image.canonical.clone(), r.image.top.digest.clone()))
+        .collect();
+    let values = values::to_airgap(&rendered, values::DEFAULT_LOCAL_REGISTRY, &pins)?;
+    let plan = plan(&request, &config, &resolved, values::to_yaml(&values))?;
+    let writer = BundleWriter::create(&request.output, plan)?;
+
+    let counts = fill_blobs(&writer, &registry, &resolved, &request, events).await?;
+    events(Event::Finishing);
+    let written = tokio::task::spawn_blocking(move || writer.finish())
+        .await
+        .map_err(|join| BuildError::Io {
+            path: request.output.clone(),
+            source: std::io::Error::other(join.to_string()),
+        })??;
+    Ok(BuildSummary {
+        bundle: written.path,
+        sidecar: written.sidecar,
+        sha256: written.sha256.hex(),
+        size: written.size,
+        images: resolved.len(),
+        blobs: counts.fetched + counts.cached,
+        blobs_fetched: counts.fetched,
+        blobs_cached: counts.cached,
+        bytes: counts.bytes,
+        image_lock: resolved
+            .iter()
+            .map(|r| LockedImage {
+                role: r.role.to_string(),
+                reference: r.image.canonical.clone(),
+                digest: r.image.top.digest.clone(),
+                source: r.image.source.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// Refuses configs with validation errors, and literal secrets unless allowed.
+fn check_config(
+    config: &ClusterConfig,
+    request: &BuildRequest,
+    file: &str,
+) -> Result<(), BuildError> {
+    let options = validate::Options {
+        release: request.release.clone(),
+        local_registry: values::DEFAULT_LOCAL_REGISTRY.to_string(),
+    };
+    let findings = validate::validate(config, &options);
+    let errors: Vec<_> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    if let Some(first) = errors.first() {
+        return Err(BuildError::Invalid {
+            file: file.to_string(),
+            first: first.to_string(),
+            more: match errors.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            },
+        });
+    }
+    if !request.allow_secrets {
+        for over in config.velero_overrides() {
+            if let Ok(values) = &over.values
+                && let Some((inner, _)) = validate::literal_secrets(values).into_iter().next()
+            {
+                return Err(BuildError::Secrets {
+                    file: file.to_string(),
+                    path: format!("{} ({inner})", over.values_path),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves every distinct image in parallel, keeping first-use order. Missing
+/// platforms are gathered into one error listing every image.
+async fn resolve_all(
+    registry: &Registry,
+    rendered: &values::Rendered,
+    request: &BuildRequest,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<Vec<Resolved>, BuildError> {
+    let results: Vec<_> = futures::stream::iter(rendered.distinct_images())
+        .map(|(reference, role)| async move {
+            let image = registry
+                .resolve(&reference.to_string(), &request.platforms)
+                .await?;
+            events(Event::Resolved {
+                reference: image.canonical.clone(),
+                digest: image.top.digest.clone(),
+                blobs: image.blobs.len(),
+                bytes: image.blobs.iter().map(|b| b.size).sum(),
+            });
+            Ok::<_, RegistryError>(Resolved { role, image })
+        })
+        .buffered(request.jobs)
+        .collect()
+        .await;
+    let mut resolved = Vec::new();
+    let mut missing = Vec::new();
+    for result in results {
+        match result {
+            Ok(r) => resolved.push(r),
+            Err(err @ RegistryError::MissingPlatform { .. }) => missing.push(err.to_string()),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(BuildError::MissingPlatforms(missing));
+    }
+    Ok(resolved)
+}
+
+fn sha256_of(digest: &str) -> Result<Sha256Digest, BuildError> {
+    digest
+        .strip_prefix("sha256:")
+        .and_then(|hex| Sha256Digest::from_hex(hex).ok())
+        .ok_or_else(|| {
+            BuildError::Registry(RegistryError::UnsupportedDigest {
+                digest: digest.to_string(),
+            })
+        })
+}
+
+fn descriptor(d: &registry::Descriptor) -> Result<bundle::Descriptor, BuildError> {
+    Ok(bundle::Descriptor {
+        digest: sha256_of(&d.digest)?,
+        media_type: d.media_type.clone(),
+        size: d.size,
+    })
+}
+
+/// The bundle's plan: records, inline manifests and configs, blobs to fill.
+fn plan(
+    request: &BuildRequest,
+    config: &ClusterConfig,
+    resolved: &[Resolved],
+    values_yaml: String,
+) -> Result<BundlePlan, BuildError> {
+    let mut images = Vec::new();
+    let mut inline_blobs = Vec::new();
+    let mut blobs = Vec::new();
+    for r in resolved {
+        let image = &r.image;
+        images.push(ImageRecord {
+            role: r.role.to_string().parse().map_err(|_| {
+                BuildError::Registry(RegistryError::UnsupportedDigest {
+                    digest: r.role.to_string(),
+                })
+            })?,
+            canonical_reference: image.canonical.clone(),
+            digest: sha256_of(&image.top.digest)?,
+            media_type: image.top.media_type.clone(),
+            size: image.top.size,
+            source: image.source.clone(),
+            source_index: image
+                .source_index
+                .as_ref()
+                .map(|c| descriptor(&c.descriptor))
+                .transpose()?,
+            signature: bundle::Signature::Unsigned,
+        });
+        let inline = image
+            .manifests
+            .iter()
+            .chain(&image.source_index)
+            .chain(&image.configs);
+        inline_blobs.extend(inline.map(|c| c.bytes.to_vec()));
+        let configs: Vec<&str> = image
+            .configs
+            .iter()
+            .map(|c| c.descriptor.digest.as_str())
+            .collect();
+        for blob in image.blobs.iter().filter(|b| !configs.contains(&b.digest.as_str())) {
+            blobs.push(bundle::BlobRef {
+                digest: sha256_of(&blob.digest)?,
+                size: blob.size,
+            });
+        }
+    }
+    let velero = |role: Role| {
+        resolved
+            .iter()
+            .find(|r| r.role == role)
+            .map(|r| r.image.canonical.clone())
+            .unwrap_or_default()
+    };
+    let mut render_inputs = serde_json::Map::new();
+    let mut put = |key: &str, value: serde_json::Value| {
+        render_inputs.insert(key.to_string(), value);
+    };
+    put("mode", "airgap".into());
+    put("localRegistry", values::DEFAULT_LOCAL_REGISTRY.into());
+    put("veleroVersion", request.release.version.clone().into());
+    put(
+        "configSha256",
+        Sha256Digest::of(config.text().as_bytes()).hex().into(),
+    );
+    put(
+        "proxyRegistryDomain",
+        config.domains().proxy_registry_domain.clone().into(),
+    );
+    put("httpProxy", request.proxy.http_proxy.is_some().into());
+    put("httpsProxy", request.proxy.https_proxy.is_some().into());
+    put("noProxy", request.proxy.no_proxy.is_some().into());
+    put("hostCaBundle", request.host_ca_bundle.clone().into());
+    Ok(BundlePlan {
+        tool: Tool {
+            name: env!("CARGO_PKG_NAME").to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        velero: VeleroInfo {
+            release: request.release.version.clone(),
+            image: velero(Role::Velero),
+            aws_plugin_image: velero(Role::AwsPlugin),
+        },
+        platforms: request.platforms.to_strings(),
+        render_inputs,
+        images,
+        config_yaml: config.text().as_bytes().to_vec(),
+        values_yaml: values_yaml.into_bytes(),
+        inline_blobs,
+        blobs,
+        source_date_epoch: bundle::source_date_epoch_from_env()?,
+    })
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    fetched: usize,
+    cached: usize,
+    bytes: u64,
+}
+
+/// Fills every pending slot, in archive order, `jobs` at a time.
+async fn fill_blobs(
+    writer: &BundleWriter,
+    registry: &Registry,
+    resolved: &[Resolved],
+    request: &BuildRequest,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<Counts, BuildError> {
+    // Which image to fetch each blob through, and how many blobs each image awaits.
+    let mut owner: HashMap<Sha256Digest, (usize, registry::Descriptor)> = HashMap::new();
+    let mut users: HashMap<Sha256Digest, Vec<usize>> = HashMap::new();
+    for (i, r) in resolved.iter().enumerate() {
+        for blob in &r.image.blobs {
+            let digest = sha256_of(&blob.digest)?;
+            owner.entry(digest).or_insert_with(|| (i, blob.clone()));
+            let list = users.entry(digest).or_default();
+            if !list.contains(&i) {
+                list.push(i);
+            }
+        }
+    }
+    let pending = writer.pending();
+    let mut remaining: Vec<usize> = vec![0; resolved.len()];
+    for blob in &pending {
+        for &i in users.get(&blob.digest).into_iter().flatten() {
+            remaining[i] += 1;
+        }
+    }
+    for (i, r) in resolved.iter().enumerate() {
+        if remaining[i] == 0 {
+            events(Event::ImagePulled {
+                reference: r.image.canonical.clone(),
+            });
+        }
+    }
+    let cache = request.cache_dir.as_deref();
+    let cached = pending
+        .iter()
+        .filter(|b| cache.is_some_and(|dir| cache_path(dir, &b.digest).is_file()))
+        .count();
+    events(Event::Planned {
+        images: resolved.len(),
+        blobs: pending.len(),
+        bytes: pending.iter().map(|b| b.size).sum(),
+        cached,
+    });
+    let remaining = Mutex::new(remaining);
+    let counts = Mutex::new(Counts::default());
+    let owner = &owner;
+    futures::stream::iter(pending)
+        .map(|blob| {
+            let remaining = &remaining;
+            let counts = &counts;
+            let users = &users;
+            async move {
+                let (i, desc) = owner.get(&blob.digest).cloned().ok_or_else(|| {
+                    BuildError::Registry(RegistryError::UnsupportedDigest {
+                        digest: blob.digest.to_string(),
+                    })
+                })?;
+                let from_cache =
+                    fill_one(writer, registry, &resolved[i].image, &desc, cache, events).await?;
+                {
+                    let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+                    counts.bytes += desc.size;
+                    if from_cache {
+                        counts.cached += 1;
+                    } else {
+                        counts.fetched += 1;
+                    }
+                }
+                let mut remaining = remaining.lock().unwrap_or_else(|e| e.into_inner());
+                for &user in users.get(&blob.digest).into_iter().flatten() {
+                    remaining[user] -= 1;
+                    if remaining[user] == 0 {
+                        events(Event::ImagePulled {
+                            reference: resolved[user].image.canonical.clone(),
+                        });
+                    }
+                }
+                Ok::<_, BuildError>(())
+            }
+        })
+        .buffer_unordered(request.jobs)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(counts.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn cache_path(dir: &Path, digest: &Sha256Digest) -> PathBuf {
+    dir.join("sha256").join(digest.hex())
+}
+
+/// Fills one slot, from the cache when it holds the blob (checked by hashing
+/// as it is copied), else from the registry. Returns whether the cache served it.
+async fn fill_one(
+    writer: &BundleWriter,
+    registry: &Registry,
+    image: &registry::ResolvedImage,
+    blob: &registry::Descriptor,
+    cache: Option<&Path>,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<bool, BuildError> {
+    let digest = sha256_of(&blob.digest)?;
+    if let Some(dir) = cache {
+        let path = cache_path(dir, &digest);
+        if path.is_file() {
+            let mut slot = writer.slot(&digest, SlotCheck::Sha256)?;
+            let copied = copy_file(&path, &mut slot).and_then(|()| {
+                slot.finish()
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            });
+            match copied {
+                Ok(()) => {
+                    events(Event::BlobProgress { bytes: blob.size });
+                    return Ok(true);
+                }
+                // A damaged cache entry is dropped and fetched again.
+                Err(_) => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+    let mut sink = SlotSink::new(writer, digest, cache, events)?;
+    registry.fetch_blob(image, blob, &mut sink).await?;
+    sink.finish()?;
+    Ok(false)
+}
+
+fn copy_file(path: &Path, slot: &mut BlobSlot) -> std::io::Result<()> {
+    let mut file = std::fs::File::open(path)?;
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(());
+        }
+        slot.write_all(&buffer[..n])?;
+    }
+}
+
+/// Receives a blob from the registry into its slot (and the cache, when one is
+/// used), reporting progress. A retry takes the slot again from its start.
+struct SlotSink<'a> {
+    writer: &'a BundleWriter,
+    digest: Sha256Digest,
+    slot: Option<BlobSlot>,
+    cache: Option<(PathBuf, tempfile::NamedTempFile)>,
+    events: &'a (dyn Fn(Event) + Sync),
+}
+
+impl<'a> SlotSink<'a> {
+    fn new(
+        writer: &'a BundleWriter,
+        digest: Sha256Digest,
+        cache: Option<&Path>,
+        events: &'a (dyn Fn(Event) + Sync),
+    ) -> Result<SlotSink<'a>, BuildError> {
+        let slot = Some(writer.slot(&digest, SlotCheck::SizeOnly)?);
+        let cache = match cache {
+            None => None,
+            Some(dir) => {
+                let target = cache_path(dir, &digest);
+                let parent = target.parent().unwrap_or(dir).to_path_buf();
+                let io = |source| BuildError::Io {
+                    path: parent.clone(),
+                    source,
+                };
+                std::fs::create_dir_all(&parent).map_err(io)?;
+                let temp = tempfile::NamedTempFile::new_in(&parent).map_err(io)?;
+                Some((target, temp))
+            }
+        };
+        Ok(SlotSink {
+            writer,
+            digest,
+            slot,
+            cache,
+            events,
+        })
+    }
+
+    fn finish(mut self) -> Result<(), BuildError> {
+        if let Some(slot) = self.slot.take() {
+            slot.finish()?;
+        }
+        if let Some((target, temp)) = self.cache.take() {
+            // The registry checked the digest before `fetch_blob` returned.
+            temp.persist(&target).map_err(|e| BuildError::Io {
+                path: target,
+                source: e.error,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl BlobSink for SlotSink<'_> {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let slot = self
+            .slot
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("blob slot already finished"))?;
+        slot.write_all(bytes)?;
+        if let Some((_, temp)) = &mut self.cache {
+            temp.write_all(bytes)?;
+        }
+        (self.events)(Event::BlobProgress {
+            bytes: bytes.len() as u64,
+        });
+        Ok(())
+    }
+
+    fn reset(&mut self) -> std::io::Result<()> {
+        // Give the slot back and take it again: the retry overwrites from the start.
+        self.slot = None;
+        self.slot = Some(
+            self.writer
+                .slot(&self.digest, SlotCheck::SizeOnly)
+                .map_err(std::io::Error::other)?,
+        );
+        if let Some((_, temp)) = &mut self.cache {
+            temp.as_file().set_len(0)?;
+            std::io::Seek::rewind(temp)?;
+        }
+        Ok(())
+    }
+}
