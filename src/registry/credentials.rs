@@ -1,0 +1,183 @@
+//! Registry credentials from the Docker config (`auths`, `credHelpers`, `credsStore`).
+//!
+//! The file is read once, when the [`Registry`](super::Registry) is built, so a broken
+//! config fails before any pull; credentials are then looked up per host actually contacted
+//! (the mirror, not the canonical registry). Secrets live only in `RegistryAuth`, whose
+//! `Debug` redacts them; nothing here formats a credential into a message.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use docker_credential::{CredentialRetrievalError, DockerCredential};
+use oci_client::secrets::RegistryAuth;
+
+use super::RegistryError;
+
+/// What docker-credential-helpers print when they hold nothing for a server: not an error.
+const HELPER_NOT_FOUND: &str = "credentials not found in native keychain";
+
+/// The Docker config's content, if there is one.
+#[derive(Clone)]
+pub(crate) struct DockerConfig {
+    path: Option<PathBuf>,
+    contents: Option<Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for DockerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerConfig")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DockerConfig {
+    /// Reads `explicit` (a `config.json` or a directory holding one), else
+    /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`. Only an explicit path must
+    /// exist; without any config, every registry is accessed anonymously.
+    pub fn load(explicit: Option<&Path>) -> Result<DockerConfig, RegistryError> {
+        let (path, required) = match explicit {
+            Some(path) if path.is_dir() => (Some(path.join("config.json")), true),
+            Some(path) => (Some(path.to_path_buf()), true),
+            None => (default_path(), false),
+        };
+        let Some(path) = path else {
+            return Ok(DockerConfig {
+                path: None,
+                contents: None,
+            });
+        };
+        let contents = match std::fs::read(&path) {
+            Ok(contents) => contents,
+            Err(error) if !required && error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(DockerConfig {
+                    path: None,
+                    contents: None,
+                });
+            }
+            Err(error) => {
+                return Err(RegistryError::DockerConfig {
+                    path,
+                    reason: error.to_string(),
+                });
+            }
+        };
+        // serde_json's messages give a position, never the text around it.
+        if let Err(error) = serde_json::from_slice::<serde_json::Value>(&contents) {
+            return Err(RegistryError::DockerConfig {
+                path,
+                reason: format!("not valid JSON: {error}"),
+            });
+        }
+        Ok(DockerConfig {
+            path: Some(path),
+            contents: Some(contents.into()),
+        })
+    }
+
+    /// The credentials for `host`, running a credential helper if the config names one.
+    /// Blocking: helpers are processes.
+    pub fn lookup(&self, host: &str) -> Result<RegistryAuth, RegistryError> {
+        let Some(contents) = &self.contents else {
+            return Ok(RegistryAuth::Anonymous);
+        };
+        let failed = |reason: String| RegistryError::Credentials {
+            host: host.to_string(),
+            reason,
+        };
+        match docker_credential::get_credential_from_reader(&contents[..], server_key(host)) {
+            Ok(DockerCredential::UsernamePassword(username, password)) => {
+                Ok(RegistryAuth::Basic(username, password))
+            }
+            Ok(DockerCredential::IdentityToken(_)) => Err(failed(
+                "identity tokens (OAuth refresh tokens) are not supported; log in with a username and password or token".into(),
+            )),
+            Err(CredentialRetrievalError::NoCredentialConfigured) => Ok(RegistryAuth::Anonymous),
+            Err(CredentialRetrievalError::HelperFailure { stdout, .. })
+                if stdout.trim() == HELPER_NOT_FOUND =>
+            {
+                Ok(RegistryAuth::Anonymous)
+            }
+            // The helper's own output may echo secrets: name the helper only.
+            Err(CredentialRetrievalError::HelperFailure { helper, .. }) => Err(failed(format!(
+                "docker-credential-{helper} failed"
+            ))),
+            Err(CredentialRetrievalError::HelperCommunicationError) => Err(failed(
+                "cannot run the credential helper named in the config (is it installed?)".into(),
+            )),
+            Err(other) => Err(failed(other.to_string())),
+        }
+    }
+}
+
+fn default_path() -> Option<PathBuf> {
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".docker")))?;
+    Some(dir.join("config.json"))
+}
+
+/// The key the Docker CLI files a registry under: Docker Hub keeps its historical URL.
+fn server_key(host: &str) -> &str {
+    match host {
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" => "https://index.docker.io/v1/",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: &str) -> (tempfile::TempDir, DockerConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), json).unwrap();
+        let config = DockerConfig::load(Some(dir.path())).unwrap();
+        (dir, config)
+    }
+
+    #[test]
+    fn base64_auth_and_plain_fields_are_read() {
+        // "alice:s3cret"
+        let (_dir, config) = config(
+            r#"{"auths":{"r.local:5000":{"auth":"YWxpY2U6czNjcmV0"},
+                         "https://index.docker.io/v1/":{"username":"bob","password":"pw"}}}"#,
+        );
+        assert_eq!(
+            config.lookup("r.local:5000").unwrap(),
+            RegistryAuth::Basic("alice".into(), "s3cret".into())
+        );
+        assert_eq!(
+            config.lookup("index.docker.io").unwrap(),
+            RegistryAuth::Basic("bob".into(), "pw".into())
+        );
+        assert_eq!(
+            config.lookup("other.local").unwrap(),
+            RegistryAuth::Anonymous
+        );
+    }
+
+    #[test]
+    fn missing_helper_is_a_clear_error() {
+        let (_dir, config) =
+            config(r#"{"credHelpers":{"r.local":"velero-airgap-no-such-helper"}}"#);
+        let error = config.lookup("r.local").unwrap_err();
+        assert!(error.to_string().contains("r.local"), "{error}");
+    }
+
+    #[test]
+    fn explicit_config_must_exist_and_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(DockerConfig::load(Some(&dir.path().join("absent.json"))).is_err());
+        let file = dir.path().join("bad.json");
+        std::fs::write(&file, r#"{"auths": {"x": {"auth": "c2VjcmV0"}"#).unwrap();
+        let error = DockerConfig::load(Some(&file)).unwrap_err().to_string();
+        assert!(!error.contains("c2VjcmV0"), "{error}");
+    }
+
+    #[test]
+    fn debug_shows_no_content() {
+        let (_dir, config) = config(r#"{"auths":{"r":{"auth":"YWxpY2U6czNjcmV0"}}}"#);
+        assert!(!format!("{config:?}").contains("YWxp"));
+    }
+}
