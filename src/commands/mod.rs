@@ -66,6 +66,9 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<Interrupted>() {
             return 130;
         }
+        if let Some(err) = cause.downcast_ref::<velero_airgap::registry::RegistryError>() {
+            return if err.is_network_or_auth() { 3 } else { 1 };
+        }
         if cause.is::<std::io::Error>() {
             return 4;
         }
