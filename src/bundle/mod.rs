@@ -7,12 +7,14 @@
 
 mod closure;
 mod digest;
+mod follow;
 mod layout;
 mod manifest;
 mod oci;
 mod plan;
 mod problem;
 mod ustar;
+mod writer;
 
 pub use digest::{DigestParseError, Sha256Digest};
 pub use layout::{
@@ -28,3 +30,4 @@ pub use oci::{
 };
 pub use plan::{BlobRef, BundlePlan, PlanError, source_date_epoch_from_env};
 pub use problem::{Problem, ProblemKind, Refusal};
+pub use writer::{BlobSlot, BundleWriter, SlotCheck, WriteError, WrittenBundle};
