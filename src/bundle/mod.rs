@@ -8,15 +8,21 @@
 mod closure;
 mod digest;
 mod follow;
+mod input;
+mod inspect;
 mod layout;
+mod leading;
 mod manifest;
 mod oci;
 mod plan;
 mod problem;
+mod reader;
 mod ustar;
+mod verify;
 mod writer;
 
 pub use digest::{DigestParseError, Sha256Digest};
+pub use inspect::{BundleSummary, ImageSummary, inspect};
 pub use layout::{
     BUNDLE_JSON, CONFIG_YAML, Compression, INDEX_JSON, LEADING_ENTRIES, OCI_LAYOUT, SHA256SUMS,
     SumsError, VALUES_YAML, blob_entry_name, sidecar_path,
@@ -30,4 +36,6 @@ pub use oci::{
 };
 pub use plan::{BlobRef, BundlePlan, PlanError, source_date_epoch_from_env};
 pub use problem::{Problem, ProblemKind, Refusal};
+pub use reader::{BlobEntry, BundleReader, ReadError};
+pub use verify::{SidecarStatus, VerifyReport, verify};
 pub use writer::{BlobSlot, BundleWriter, SlotCheck, WriteError, WrittenBundle};
