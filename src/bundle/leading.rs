@@ -6,7 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use super::digest::Sha256Digest;
 use super::input::TarCursor;
-use super::layout::{BUNDLE_JSON, EntryKind, INDEX_JSON, LEADING_ENTRIES, SHA256SUMS, classify};
+use super::layout::{
+    BUNDLE_JSON, CONFIG_YAML, EntryKind, INDEX_JSON, LEADING_ENTRIES, OCI_LAYOUT, SHA256SUMS,
+    VALUES_YAML, archive_size, classify, parse_sums,
+};
 use super::manifest::BundleManifest;
 use super::oci::{OciIndex, index_entry};
 use super::problem::{Problem, ProblemKind};
@@ -62,7 +65,91 @@ pub(crate) fn read_leading(cursor: &mut TarCursor) -> Result<[Vec<u8>; 6], Probl
     Ok(contents)
 }
 
-pub(crate) fn chain(error: &dyn std::error::Error) -> String {
+/// What the leading entries say, once cross-checked.
+pub(crate) struct Leading {
+    pub(crate) manifest: BundleManifest,
+    pub(crate) config_yaml: Vec<u8>,
+    pub(crate) values_yaml: Vec<u8>,
+    /// The blobs `bundle.json` promises.
+    pub(crate) blobs: BTreeMap<Sha256Digest, ExpectedBlob>,
+    /// Size of the archive the listing accounts for: nothing may be read past it.
+    pub(crate) archive_size: u64,
+    /// Problems that still leave the rest of the bundle checkable.
+    pub(crate) problems: Vec<Problem>,
+}
+
+/// Cross-checks the six leading entries; `Err` with every problem found when
+/// `SHA256SUMS` or `bundle.json` cannot be used, since nothing else can then be checked.
+pub(crate) fn check_leading(contents: [Vec<u8>; 6]) -> Result<Leading, Vec<Problem>> {
+    let [
+        oci_layout,
+        sums_text,
+        bundle_json,
+        index_json,
+        config_yaml,
+        values_yaml,
+    ] = contents;
+    let mut problems = Vec::new();
+    let sums = match parse_sums(&sums_text) {
+        Ok(lines) => sums_map(lines, &mut problems),
+        Err(error) => {
+            problems.push(Problem::new(
+                SHA256SUMS,
+                ProblemKind::Malformed(error.to_string()),
+            ));
+            return Err(problems);
+        }
+    };
+    // Checked before parsing, so a damaged bundle.json reports its checksum too.
+    check_hash(BUNDLE_JSON, &bundle_json, &sums, &mut problems);
+    let manifest = match BundleManifest::from_json(&bundle_json) {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            problems.push(Problem::new(
+                BUNDLE_JSON,
+                ProblemKind::Malformed(chain(&error)),
+            ));
+            return Err(problems);
+        }
+    };
+    let leading = [
+        (OCI_LAYOUT, &oci_layout),
+        (INDEX_JSON, &index_json),
+        (CONFIG_YAML, &config_yaml),
+        (VALUES_YAML, &values_yaml),
+    ];
+    for (name, content) in leading {
+        check_hash(name, content, &sums, &mut problems);
+    }
+    if serde_json::from_slice::<serde_json::Value>(&oci_layout).ok()
+        != Some(serde_json::json!({"imageLayoutVersion": "1.0.0"}))
+    {
+        problems.push(Problem::new(
+            OCI_LAYOUT,
+            ProblemKind::Malformed("not {\"imageLayoutVersion\":\"1.0.0\"}".into()),
+        ));
+    }
+    let blobs = check_listing(&manifest, &sums, &leading, &mut problems);
+    check_index(&manifest, &index_json, &mut problems);
+    // Leading entries count with the sizes read; blobs with the sizes promised.
+    let archive_size = archive_size(
+        [sums_text.len(), bundle_json.len()]
+            .into_iter()
+            .chain(leading.iter().map(|(_, content)| content.len()))
+            .map(|size| size as u64)
+            .chain(blobs.values().map(|blob| blob.size)),
+    );
+    Ok(Leading {
+        manifest,
+        config_yaml,
+        values_yaml,
+        blobs,
+        archive_size,
+        problems,
+    })
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -77,7 +164,7 @@ fn inconsistent(entry: &str, message: String) -> Problem {
     Problem::new(entry, ProblemKind::Inconsistent(message))
 }
 
-pub(crate) fn sums_map(
+fn sums_map(
     lines: Vec<(String, Sha256Digest)>,
     problems: &mut Vec<Problem>,
 ) -> BTreeMap<String, Sha256Digest> {
@@ -91,7 +178,7 @@ pub(crate) fn sums_map(
 }
 
 /// Compares content with its `SHA256SUMS` line, when there is one.
-pub(crate) fn check_hash(
+fn check_hash(
     name: &str,
     content: &[u8],
     sums: &BTreeMap<String, Sha256Digest>,
@@ -111,7 +198,7 @@ pub(crate) fn check_hash(
 
 /// Checks `bundle.json`'s file list against the layout, `SHA256SUMS` and the leading
 /// files read; returns the blobs it promises.
-pub(crate) fn check_listing(
+fn check_listing(
     manifest: &BundleManifest,
     sums: &BTreeMap<String, Sha256Digest>,
     leading: &[(&str, &Vec<u8>)],
@@ -209,11 +296,7 @@ pub(crate) fn check_listing(
 
 /// `index.json` must list exactly the images of `bundle.json`, in order, each by its
 /// canonical reference.
-pub(crate) fn check_index(
-    manifest: &BundleManifest,
-    index_json: &[u8],
-    problems: &mut Vec<Problem>,
-) {
+fn check_index(manifest: &BundleManifest, index_json: &[u8], problems: &mut Vec<Problem>) {
     let index: OciIndex = match serde_json::from_slice(index_json) {
         Ok(index) => index,
         Err(error) => {

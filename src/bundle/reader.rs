@@ -15,14 +15,8 @@ use sha2::{Digest as _, Sha256};
 use super::closure::{BlobSource, image_closure};
 use super::digest::Sha256Digest;
 use super::input::{Stream, TarCursor};
-use super::layout::{
-    BUNDLE_JSON, CONFIG_YAML, Compression, EntryKind, INDEX_JSON, OCI_LAYOUT, SHA256SUMS,
-    VALUES_YAML, archive_size, blob_entry_name, classify, parse_sums,
-};
-use super::leading::{
-    ExpectedBlob, LEADING_LIMITS, chain, check_hash, check_index, check_listing, read_leading,
-    sums_map,
-};
+use super::layout::{BUNDLE_JSON, Compression, EntryKind, archive_size, blob_entry_name, classify};
+use super::leading::{ExpectedBlob, LEADING_LIMITS, Leading, check_leading, read_leading};
 use super::manifest::BundleManifest;
 use super::problem::{Problem, ProblemKind};
 use super::ustar::EntryHeader;
@@ -175,6 +169,8 @@ impl BundleReader {
         }
     }
 
+    /// Opens for a full pass: like [`BundleReader::open`], but an unusable bundle keeps
+    /// its stream so the report can still check the sidecar.
     pub(crate) fn start(path: &Path) -> Result<Opened, ReadError> {
         let open_error = |source| ReadError::Open {
             path: path.to_owned(),
@@ -188,78 +184,29 @@ impl BundleReader {
             position: 0,
             limit: archive_size(LEADING_LIMITS),
         };
-        let unusable = |cursor: TarCursor, problems| {
-            Ok(Opened::Unusable(Box::new(PassState {
-                path: path.to_owned(),
-                compression,
-                file_size,
-                stream: cursor.stream,
-                problems,
-            })))
-        };
-        let contents = match read_leading(&mut cursor) {
-            Ok(contents) => contents,
-            Err(problem) => return unusable(cursor, vec![problem]),
-        };
-        let [
-            oci_layout,
-            sums_text,
-            bundle_json,
-            index_json,
+        let leading = read_leading(&mut cursor)
+            .map_err(|problem| vec![problem])
+            .and_then(check_leading);
+        let Leading {
+            manifest,
             config_yaml,
             values_yaml,
-        ] = contents;
-
-        let mut problems = Vec::new();
-        let sums = match parse_sums(&sums_text) {
-            Ok(lines) => sums_map(lines, &mut problems),
-            Err(error) => {
-                problems.push(Problem::new(
-                    SHA256SUMS,
-                    ProblemKind::Malformed(error.to_string()),
-                ));
-                return unusable(cursor, problems);
+            blobs,
+            archive_size,
+            problems,
+        } = match leading {
+            Ok(leading) => leading,
+            Err(problems) => {
+                return Ok(Opened::Unusable(Box::new(PassState {
+                    path: path.to_owned(),
+                    compression,
+                    file_size,
+                    stream: cursor.stream,
+                    problems,
+                })));
             }
         };
-        // Checked before parsing, so a damaged bundle.json reports its checksum too.
-        check_hash(BUNDLE_JSON, &bundle_json, &sums, &mut problems);
-        let manifest = match BundleManifest::from_json(&bundle_json) {
-            Ok(manifest) => manifest,
-            Err(error) => {
-                problems.push(Problem::new(
-                    BUNDLE_JSON,
-                    ProblemKind::Malformed(chain(&error)),
-                ));
-                return unusable(cursor, problems);
-            }
-        };
-        let leading = [
-            (OCI_LAYOUT, &oci_layout),
-            (INDEX_JSON, &index_json),
-            (CONFIG_YAML, &config_yaml),
-            (VALUES_YAML, &values_yaml),
-        ];
-        for (name, content) in leading {
-            check_hash(name, content, &sums, &mut problems);
-        }
-        if serde_json::from_slice::<serde_json::Value>(&oci_layout).ok()
-            != Some(serde_json::json!({"imageLayoutVersion": "1.0.0"}))
-        {
-            problems.push(Problem::new(
-                OCI_LAYOUT,
-                ProblemKind::Malformed("not {\"imageLayoutVersion\":\"1.0.0\"}".into()),
-            ));
-        }
-        let blobs = check_listing(&manifest, &sums, &leading, &mut problems);
-        check_index(&manifest, &index_json, &mut problems);
-
-        cursor.limit = archive_size(
-            [sums_text.len(), bundle_json.len()]
-                .into_iter()
-                .chain(leading.iter().map(|(_, content)| content.len()))
-                .map(|size| size as u64)
-                .chain(blobs.values().map(|blob| blob.size)),
-        );
+        cursor.limit = archive_size;
         let manifest_digests = manifest
             .images
             .iter()
@@ -439,9 +386,8 @@ impl BundleReader {
     }
 
     /// Decides what to do with an entry: its digest and size if it is the next blob to
-    /// hand out.
-    /// Anything else is reported under its own name and its data skipped, as long as
-    /// it fits in the declared archive.
+    /// hand out. Anything else is reported under its own name and its data skipped, as
+    /// long as it fits in the declared archive.
     fn accept(&mut self, header: EntryHeader) -> Option<(Sha256Digest, u64)> {
         let verdict = match (header.refusal, classify(&header.name)) {
             (Some(refusal), _) => Err(ProblemKind::Refused(refusal)),
