@@ -1,1 +1,41 @@
 //! The bundle file: layout, writer, streaming reader and verification.
+//!
+//! A bundle is a tar archive whose root is an OCI image layout plus our own files, in a
+//! fixed order (see `bundle-spec/README.md`). [`BundleWriter`] lays it out in advance
+//! and fills blobs in place; [`BundleReader`] streams it back once, hashing everything,
+//! and treats it as hostile input; [`verify()`] and [`inspect()`] are built on it.
+
+mod closure;
+mod digest;
+mod follow;
+mod input;
+mod inspect;
+mod layout;
+mod leading;
+mod manifest;
+mod oci;
+mod plan;
+mod problem;
+mod reader;
+mod ustar;
+mod verify;
+mod writer;
+
+pub use digest::{DigestParseError, Sha256Digest};
+pub use inspect::{BundleSummary, ImageSummary, inspect};
+pub use layout::{
+    BUNDLE_JSON, CONFIG_YAML, Compression, INDEX_JSON, LEADING_ENTRIES, OCI_LAYOUT, SHA256SUMS,
+    SumsError, VALUES_YAML, blob_entry_name, sidecar_path,
+};
+pub use manifest::{
+    BundleManifest, BundledImage, Descriptor, FORMAT_VERSION, FileRecord, ImageRecord, ImageRole,
+    ManifestError, RoleParseError, Signature, Tool, VeleroInfo,
+};
+pub use oci::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, REF_NAME_ANNOTATION,
+};
+pub use plan::{BlobRef, BundlePlan, PlanError, source_date_epoch_from_env};
+pub use problem::{Problem, ProblemKind, Refusal};
+pub use reader::{BlobEntry, BundleReader, ReadError};
+pub use verify::{SidecarStatus, VerifyReport, verify};
+pub use writer::{BlobSlot, BundleWriter, SlotCheck, WriteError, WrittenBundle};

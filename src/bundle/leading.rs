@@ -1,0 +1,343 @@
+//! The leading entries of a bundle: reading them into memory under size limits, and
+//! cross-checking `SHA256SUMS`, `bundle.json` and `index.json` against each other and
+//! against the layout before any blob is read.
+
+use std::collections::{BTreeMap, HashSet};
+
+use super::digest::Sha256Digest;
+use super::input::TarCursor;
+use super::layout::{
+    BUNDLE_JSON, CONFIG_YAML, EntryKind, INDEX_JSON, LEADING_ENTRIES, OCI_LAYOUT, SHA256SUMS,
+    VALUES_YAML, archive_size, classify, parse_sums,
+};
+use super::manifest::BundleManifest;
+use super::oci::{OciIndex, index_entry};
+use super::problem::{Problem, ProblemKind};
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * KIB;
+/// Most bytes kept in memory for each leading entry, in [`LEADING_ENTRIES`] order.
+pub(crate) const LEADING_LIMITS: [u64; 6] =
+    [4 * KIB, 16 * MIB, 64 * MIB, 16 * MIB, 16 * MIB, 16 * MIB];
+
+/// A blob `bundle.json` promises, and whether the archive has shown it yet.
+#[derive(Debug)]
+pub(crate) struct ExpectedBlob {
+    pub(crate) size: u64,
+    pub(crate) seen: bool,
+}
+
+/// Reads the six leading entries, in their fixed order, into memory.
+pub(crate) fn read_leading(cursor: &mut TarCursor) -> Result<[Vec<u8>; 6], Problem> {
+    let mut contents: [Vec<u8>; 6] = Default::default();
+    for ((name, limit), content) in LEADING_ENTRIES
+        .iter()
+        .zip(LEADING_LIMITS)
+        .zip(&mut contents)
+    {
+        let header = match cursor.header() {
+            Ok(Some(header)) => header,
+            Ok(None) => return Err(Problem::new(*name, ProblemKind::Missing)),
+            Err(kind) => return Err(Problem::new(*name, kind)),
+        };
+        if let Some(refusal) = header.refusal {
+            return Err(Problem::new(header.name, ProblemKind::Refused(refusal)));
+        }
+        if header.name != *name {
+            return Err(Problem::new(
+                header.name,
+                ProblemKind::OutOfOrder {
+                    expected: (*name).to_owned(),
+                },
+            ));
+        }
+        if header.size > limit {
+            return Err(Problem::new(*name, ProblemKind::TooLarge { limit }));
+        }
+        cursor
+            .check_room(header.size)
+            .map_err(|kind| Problem::new(*name, kind))?;
+        content.reserve_exact(header.size as usize);
+        cursor
+            .entry(header.size, |bytes| content.extend_from_slice(bytes))
+            .map_err(|kind| Problem::new(*name, kind))?;
+    }
+    Ok(contents)
+}
+
+/// What the leading entries say, once cross-checked.
+pub(crate) struct Leading {
+    pub(crate) manifest: BundleManifest,
+    pub(crate) config_yaml: Vec<u8>,
+    pub(crate) values_yaml: Vec<u8>,
+    /// The blobs `bundle.json` promises.
+    pub(crate) blobs: BTreeMap<Sha256Digest, ExpectedBlob>,
+    /// Size of the archive the listing accounts for: nothing may be read past it.
+    pub(crate) archive_size: u64,
+    /// Problems that still leave the rest of the bundle checkable.
+    pub(crate) problems: Vec<Problem>,
+}
+
+/// Cross-checks the six leading entries; `Err` with every problem found when
+/// `SHA256SUMS` or `bundle.json` cannot be used, since nothing else can then be checked.
+pub(crate) fn check_leading(contents: [Vec<u8>; 6]) -> Result<Leading, Vec<Problem>> {
+    let [
+        oci_layout,
+        sums_text,
+        bundle_json,
+        index_json,
+        config_yaml,
+        values_yaml,
+    ] = contents;
+    let mut problems = Vec::new();
+    let sums = match parse_sums(&sums_text) {
+        Ok(lines) => sums_map(lines, &mut problems),
+        Err(error) => {
+            problems.push(Problem::new(
+                SHA256SUMS,
+                ProblemKind::Malformed(error.to_string()),
+            ));
+            return Err(problems);
+        }
+    };
+    // Checked before parsing, so a damaged bundle.json reports its checksum too.
+    check_hash(BUNDLE_JSON, &bundle_json, &sums, &mut problems);
+    let manifest = match BundleManifest::from_json(&bundle_json) {
+        Ok(manifest) => manifest,
+        Err(error) => {
+            problems.push(Problem::new(
+                BUNDLE_JSON,
+                ProblemKind::Malformed(chain(&error)),
+            ));
+            return Err(problems);
+        }
+    };
+    let leading = [
+        (OCI_LAYOUT, &oci_layout),
+        (INDEX_JSON, &index_json),
+        (CONFIG_YAML, &config_yaml),
+        (VALUES_YAML, &values_yaml),
+    ];
+    for (name, content) in leading {
+        check_hash(name, content, &sums, &mut problems);
+    }
+    if serde_json::from_slice::<serde_json::Value>(&oci_layout).ok()
+        != Some(serde_json::json!({"imageLayoutVersion": "1.0.0"}))
+    {
+        problems.push(Problem::new(
+            OCI_LAYOUT,
+            ProblemKind::Malformed("not {\"imageLayoutVersion\":\"1.0.0\"}".into()),
+        ));
+    }
+    let blobs = check_listing(&manifest, &sums, &leading, &mut problems);
+    check_index(&manifest, &index_json, &mut problems);
+    // Leading entries count with the sizes read; blobs with the sizes promised.
+    let archive_size = archive_size(
+        [sums_text.len(), bundle_json.len()]
+            .into_iter()
+            .chain(leading.iter().map(|(_, content)| content.len()))
+            .map(|size| size as u64)
+            .chain(blobs.values().map(|blob| blob.size)),
+    );
+    Ok(Leading {
+        manifest,
+        config_yaml,
+        values_yaml,
+        blobs,
+        archive_size,
+        problems,
+    })
+}
+
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn inconsistent(entry: &str, message: String) -> Problem {
+    Problem::new(entry, ProblemKind::Inconsistent(message))
+}
+
+fn sums_map(
+    lines: Vec<(String, Sha256Digest)>,
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<String, Sha256Digest> {
+    let mut sums = BTreeMap::new();
+    for (name, digest) in lines {
+        if sums.insert(name.clone(), digest).is_some() {
+            problems.push(inconsistent(SHA256SUMS, format!("lists {name} twice")));
+        }
+    }
+    sums
+}
+
+/// Compares content with its `SHA256SUMS` line, when there is one.
+fn check_hash(
+    name: &str,
+    content: &[u8],
+    sums: &BTreeMap<String, Sha256Digest>,
+    problems: &mut Vec<Problem>,
+) {
+    let actual = Sha256Digest::of(content);
+    if let Some(expected) = sums.get(name).filter(|expected| **expected != actual) {
+        problems.push(Problem::new(
+            name,
+            ProblemKind::Sha256Mismatch {
+                expected: *expected,
+                actual,
+            },
+        ));
+    }
+}
+
+/// Checks `bundle.json`'s file list against the layout, `SHA256SUMS` and the leading
+/// files read; returns the blobs it promises.
+fn check_listing(
+    manifest: &BundleManifest,
+    sums: &BTreeMap<String, Sha256Digest>,
+    leading: &[(&str, &Vec<u8>)],
+    problems: &mut Vec<Problem>,
+) -> BTreeMap<Sha256Digest, ExpectedBlob> {
+    let mut blobs = BTreeMap::new();
+    let mut listed = HashSet::new();
+    let mut order = Vec::new();
+    for file in &manifest.files {
+        let name = file.name.as_str();
+        if !listed.insert(name) {
+            problems.push(inconsistent(BUNDLE_JSON, format!("lists {name} twice")));
+            continue;
+        }
+        match sums.get(name) {
+            None => problems.push(inconsistent(SHA256SUMS, format!("does not list {name}"))),
+            Some(sum) if *sum != file.sha256 => problems.push(inconsistent(
+                SHA256SUMS,
+                format!("the checksum of {name} differs from bundle.json's"),
+            )),
+            Some(_) => {}
+        }
+        match classify(name) {
+            Some(EntryKind::Leading(position)) => {
+                order.push((position, None));
+                match leading
+                    .iter()
+                    .find(|(leading_name, _)| *leading_name == name)
+                {
+                    None => problems.push(inconsistent(
+                        BUNDLE_JSON,
+                        format!("lists {name}, which it cannot cover"),
+                    )),
+                    Some((_, content)) if content.len() as u64 != file.size => {
+                        problems.push(Problem::new(
+                            name,
+                            ProblemKind::SizeMismatch {
+                                declared: file.size,
+                                actual: content.len() as u64,
+                            },
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
+            Some(EntryKind::Blob(digest)) => {
+                order.push((LEADING_ENTRIES.len(), Some(digest)));
+                if file.sha256 != digest {
+                    problems.push(inconsistent(
+                        BUNDLE_JSON,
+                        format!("gives {name} a sha256 other than its name"),
+                    ));
+                }
+                blobs.insert(
+                    digest,
+                    ExpectedBlob {
+                        size: file.size,
+                        seen: false,
+                    },
+                );
+            }
+            None => problems.push(inconsistent(
+                BUNDLE_JSON,
+                format!("lists {name}, which is outside the bundle layout"),
+            )),
+        }
+    }
+    for (name, _) in leading {
+        if !listed.contains(name) {
+            problems.push(inconsistent(BUNDLE_JSON, format!("does not list {name}")));
+        }
+    }
+    if !order.is_sorted() {
+        problems.push(inconsistent(
+            BUNDLE_JSON,
+            "lists its files out of archive order".into(),
+        ));
+    }
+    for name in sums.keys() {
+        if name != BUNDLE_JSON && !listed.contains(name.as_str()) {
+            problems.push(inconsistent(
+                SHA256SUMS,
+                format!("lists {name}, which bundle.json does not"),
+            ));
+        }
+    }
+    if !sums.contains_key(BUNDLE_JSON) {
+        problems.push(inconsistent(
+            SHA256SUMS,
+            format!("does not list {BUNDLE_JSON}"),
+        ));
+    }
+    blobs
+}
+
+/// `index.json` must list exactly the images of `bundle.json`, in order, each by its
+/// canonical reference.
+fn check_index(manifest: &BundleManifest, index_json: &[u8], problems: &mut Vec<Problem>) {
+    let index: OciIndex = match serde_json::from_slice(index_json) {
+        Ok(index) => index,
+        Err(error) => {
+            problems.push(Problem::new(
+                INDEX_JSON,
+                ProblemKind::Malformed(format!("not a valid image index: {error}")),
+            ));
+            return;
+        }
+    };
+    let mut references = HashSet::new();
+    for image in &manifest.images {
+        if !references.insert(image.image.canonical_reference.as_str()) {
+            problems.push(inconsistent(
+                BUNDLE_JSON,
+                format!("lists image {} twice", image.image.canonical_reference),
+            ));
+        }
+    }
+    if index.schema_version != 2 {
+        problems.push(inconsistent(INDEX_JSON, "schemaVersion is not 2".into()));
+    }
+    if index.manifests.len() != manifest.images.len() {
+        problems.push(inconsistent(
+            INDEX_JSON,
+            format!(
+                "lists {} images, bundle.json {}",
+                index.manifests.len(),
+                manifest.images.len()
+            ),
+        ));
+    }
+    for (position, (found, image)) in index.manifests.iter().zip(&manifest.images).enumerate() {
+        if *found != index_entry(image) {
+            problems.push(inconsistent(
+                INDEX_JSON,
+                format!(
+                    "entry {position} does not match bundle.json's image {}",
+                    image.image.canonical_reference
+                ),
+            ));
+        }
+    }
+}

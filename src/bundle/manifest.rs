@@ -1,0 +1,370 @@
+//! `bundle.json`: what a bundle holds and where it came from. The types here are the
+//! schema documented in `bundle-spec/README.md`; field names are camelCase in JSON.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::digest::{Sha256Digest, bare_hex};
+
+/// The bundle format version this crate writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The content of `bundle.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleManifest {
+    /// Bundle format version; [`FORMAT_VERSION`] for bundles this crate writes.
+    pub format_version: u32,
+    /// The program that wrote the bundle.
+    pub tool: Tool,
+    /// The Velero release and its two main images.
+    pub velero: VeleroInfo,
+    /// Platforms the images were pinned to (`linux/amd64`, …), or `["all"]`.
+    pub platforms: Vec<String>,
+    /// What the values were rendered from; free-form, filled by the builder.
+    pub render_inputs: serde_json::Map<String, serde_json::Value>,
+    /// RFC 3339 UTC time taken from `SOURCE_DATE_EPOCH`; absent when that is not set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_time: Option<String>,
+    /// The image lock: every image `index.json` names, in the same order.
+    pub images: Vec<BundledImage>,
+    /// Every file of the bundle in archive order, except `bundle.json` and `SHA256SUMS`.
+    pub files: Vec<FileRecord>,
+}
+
+/// The program that wrote a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tool {
+    /// Program name, `velero-airgap`.
+    pub name: String,
+    /// Program version.
+    pub version: String,
+}
+
+/// The Velero release a bundle carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VeleroInfo {
+    /// Release, such as `1.18.1`.
+    pub release: String,
+    /// Canonical reference of the Velero server image.
+    pub image: String,
+    /// Canonical reference of the AWS plugin image of that release.
+    pub aws_plugin_image: String,
+}
+
+/// One file of the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileRecord {
+    /// Entry name in the archive.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content, bare hex as in `SHA256SUMS`.
+    #[serde(with = "bare_hex")]
+    pub sha256: Sha256Digest,
+}
+
+/// What the builder knows about one image; the writer adds the rest ([`BundledImage`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageRecord {
+    /// Why the bundle carries the image.
+    pub role: ImageRole,
+    /// The reference as it stands in the values before the airgap rewrite, Docker Hub
+    /// names written out as `docker.io/…`. Never a mirror address.
+    pub canonical_reference: String,
+    /// Digest of the manifest (or index) `index.json` lists for this image.
+    pub digest: Sha256Digest,
+    /// Media type of that manifest.
+    pub media_type: String,
+    /// Size of that manifest in bytes.
+    pub size: u64,
+    /// The reference actually contacted to pull it (a mirror, when one applied).
+    pub source: String,
+    /// The index the platform manifest was chosen from, kept as a blob when the bundle
+    /// pins platforms; not listed in `index.json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_index: Option<Descriptor>,
+    /// Signature status.
+    pub signature: Signature,
+}
+
+/// An image as `bundle.json` records it: the builder's record plus what the writer
+/// derives from the manifests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundledImage {
+    /// The builder's record.
+    #[serde(flatten)]
+    pub image: ImageRecord,
+    /// Every manifest and index blob of the image (its own manifest first, then those it
+    /// reaches), so a reader knows which blobs are manifests before meeting them.
+    pub manifests: Vec<Descriptor>,
+    /// Bytes of every blob stored for the image, each counted once (manifests, configs,
+    /// layers, the source index).
+    pub total_size: u64,
+}
+
+/// A blob named by digest, media type and size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    /// Content digest.
+    pub digest: Sha256Digest,
+    /// Media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Why a bundle carries an image; written as `velero`, `aws-plugin`, `plugin:<name>` or `other`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ImageRole {
+    /// The Velero server (also node agent and restore helper).
+    Velero,
+    /// The AWS object-store plugin of the release.
+    AwsPlugin,
+    /// A plugin from the config, by name.
+    Plugin(String),
+    /// Any other image the values run.
+    Other,
+}
+
+impl fmt::Display for ImageRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Velero => f.write_str("velero"),
+            Self::AwsPlugin => f.write_str("aws-plugin"),
+            Self::Plugin(name) => write!(f, "plugin:{name}"),
+            Self::Other => f.write_str("other"),
+        }
+    }
+}
+
+/// A role string that is none of the documented forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an image role (velero, aws-plugin, plugin:<name>, other)")]
+pub struct RoleParseError(pub String);
+
+impl FromStr for ImageRole {
+    type Err = RoleParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "velero" => Ok(Self::Velero),
+            "aws-plugin" => Ok(Self::AwsPlugin),
+            "other" => Ok(Self::Other),
+            _ => match text.strip_prefix("plugin:") {
+                Some(name) if !name.is_empty() => Ok(Self::Plugin(name.to_owned())),
+                _ => Err(RoleParseError(text.to_owned())),
+            },
+        }
+    }
+}
+
+impl Serialize for ImageRole {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageRole {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Whether an image's signature was checked when the bundle was built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Signature {
+    /// No signature was found (allowed only without a policy).
+    Unsigned,
+    /// A signature was verified.
+    Verified {
+        /// `sha256:` + hex SHA-256 of the verifying key's DER SubjectPublicKeyInfo.
+        #[serde(rename = "keyFingerprint")]
+        key_fingerprint: String,
+    },
+}
+
+/// `bundle.json` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not JSON, or not the documented schema.
+    #[error("not a valid bundle.json")]
+    Json(#[source] serde_json::Error),
+    /// A format version this crate does not read.
+    #[error("format version {found} is not supported (this tool reads version {FORMAT_VERSION})")]
+    UnsupportedVersion {
+        /// The version found.
+        found: u64,
+    },
+}
+
+impl BundleManifest {
+    /// Pretty JSON with a final newline, as stored in the bundle.
+    pub fn to_json(&self) -> Vec<u8> {
+        // Strings, numbers and a string-keyed map serialise without error.
+        let mut json = serde_json::to_vec_pretty(self).unwrap_or_default();
+        json.push(b'\n');
+        json
+    }
+
+    /// Parses `bundle.json`, refusing other format versions before reading their fields.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct VersionProbe {
+            format_version: u64,
+        }
+        let probe: VersionProbe = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
+        if probe.format_version != u64::from(FORMAT_VERSION) {
+            return Err(ManifestError::UnsupportedVersion {
+                found: probe.format_version,
+            });
+        }
+        serde_json::from_slice(bytes).map_err(ManifestError::Json)
+    }
+
+    /// Sum of the sizes of every file listed.
+    pub fn content_size(&self) -> u64 {
+        self.files.iter().map(|file| file.size).sum()
+    }
+}
+
+/// Formats seconds since the Unix epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
+pub(crate) fn rfc3339_utc(epoch_seconds: u64) -> String {
+    let days = epoch_seconds / 86_400;
+    let seconds_of_day = epoch_seconds % 86_400;
+    // Civil-from-days (H. Hinnant), shifted so eras start on 0000-03-01.
+    let shifted = days + 719_468;
+    let era = shifted / 146_097;
+    let day_of_era = shifted % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        seconds_of_day / 3_600,
+        seconds_of_day % 3_600 / 60,
+        seconds_of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> BundleManifest {
+        let digest = Sha256Digest::of(b"manifest");
+        BundleManifest {
+            format_version: FORMAT_VERSION,
+            tool: Tool {
+                name: "velero-airgap".into(),
+                version: "0.1.0".into(),
+            },
+            velero: VeleroInfo {
+                release: "1.18.1".into(),
+                image: "docker.io/velero/velero:v1.18.1".into(),
+                aws_plugin_image: "docker.io/velero/velero-plugin-for-aws:v1.14.0".into(),
+            },
+            platforms: vec!["linux/amd64".into()],
+            render_inputs: serde_json::Map::new(),
+            build_time: None,
+            images: vec![BundledImage {
+                image: ImageRecord {
+                    role: ImageRole::Plugin("acme".into()),
+                    canonical_reference: "registry.example.com/acme/plugin:1.2.0".into(),
+                    digest,
+                    media_type: crate::bundle::oci::OCI_MANIFEST.into(),
+                    size: 8,
+                    source: "mirror.local/acme/plugin:1.2.0".into(),
+                    source_index: None,
+                    signature: Signature::Verified {
+                        key_fingerprint: "sha256:00".into(),
+                    },
+                },
+                manifests: vec![],
+                total_size: 8,
+            }],
+            files: vec![FileRecord {
+                name: "oci-layout".into(),
+                size: 30,
+                sha256: digest,
+            }],
+        }
+    }
+
+    #[test]
+    fn json_round_trip_uses_documented_names() {
+        let manifest = sample();
+        let json = manifest.to_json();
+        let text = std::str::from_utf8(&json).unwrap();
+        for key in [
+            "\"formatVersion\": 1",
+            "\"awsPluginImage\"",
+            "\"renderInputs\"",
+            "\"canonicalReference\"",
+            "\"role\": \"plugin:acme\"",
+            "\"status\": \"verified\"",
+            "\"keyFingerprint\"",
+            "\"totalSize\"",
+            &format!("\"sha256\": \"{}\"", Sha256Digest::of(b"manifest").hex()),
+        ] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+        assert!(!text.contains("buildTime") && !text.contains("sourceIndex"));
+        assert!(text.ends_with("}\n"));
+        assert_eq!(BundleManifest::from_json(&json).unwrap(), manifest);
+    }
+
+    #[test]
+    fn other_versions_are_refused_by_number() {
+        let error = BundleManifest::from_json(br#"{"formatVersion": 2, "whatever": []}"#);
+        assert!(matches!(
+            error,
+            Err(ManifestError::UnsupportedVersion { found: 2 })
+        ));
+    }
+
+    #[test]
+    fn roles_parse_and_print() {
+        for text in ["velero", "aws-plugin", "plugin:csi", "other"] {
+            assert_eq!(text.parse::<ImageRole>().unwrap().to_string(), text);
+        }
+        assert!("plugin:".parse::<ImageRole>().is_err());
+        assert!("helper".parse::<ImageRole>().is_err());
+    }
+
+    #[test]
+    fn unsigned_has_no_fingerprint() {
+        assert_eq!(
+            serde_json::to_string(&Signature::Unsigned).unwrap(),
+            r#"{"status":"unsigned"}"#
+        );
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339_utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_utc(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339_utc(4_102_444_799), "2099-12-31T23:59:59Z");
+    }
+}

@@ -1,0 +1,537 @@
+//! Writing a bundle. Every name, size and digest is known from the manifests before a
+//! blob is fetched, so the archive is laid out in advance in a hidden temp file beside
+//! the target: headers and small files are written at once, and each blob is written
+//! exactly once, straight into its place, through a [`BlobSlot`] that any thread or task
+//! may fill. `finish` checks every slot, compresses if asked, and renames into place.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+
+use sha2::{Digest as _, Sha256};
+use tempfile::TempPath;
+
+use super::digest::Sha256Digest;
+use super::follow::{self, Followed};
+use super::layout::{Compression, format_sums, sidecar_path};
+use super::manifest::BundleManifest;
+use super::plan::{BlobRef, BundlePlan, Content, PlanError};
+use super::ustar;
+
+/// Something that stopped a bundle from being written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The target name does not say how to store the archive.
+    #[error("{path}: a bundle file name must end in .tar, .tar.zst or .tar.gz")]
+    UnsupportedFileName {
+        /// The target.
+        path: PathBuf,
+    },
+    /// The plan is inconsistent.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// A file operation failed.
+    #[error("cannot write {path}")]
+    Io {
+        /// The file concerned.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// No slot waits for this blob.
+    #[error("blob {digest} has no slot: it is not in the plan, or was given inline")]
+    NoSlot {
+        /// The blob.
+        digest: Sha256Digest,
+    },
+    /// The slot is held by another writer.
+    #[error("blob {digest} is already being written")]
+    SlotBusy {
+        /// The blob.
+        digest: Sha256Digest,
+    },
+    /// The slot was filled already.
+    #[error("blob {digest} is already written")]
+    SlotFilled {
+        /// The blob.
+        digest: Sha256Digest,
+    },
+    /// More bytes than the plan declared.
+    #[error("blob {digest} is longer than its declared {size} bytes")]
+    BlobTooLong {
+        /// The blob.
+        digest: Sha256Digest,
+        /// Declared size.
+        size: u64,
+    },
+    /// Fewer bytes than the plan declared.
+    #[error("blob {digest} ended after {written} of its {size} bytes")]
+    BlobTooShort {
+        /// The blob.
+        digest: Sha256Digest,
+        /// Declared size.
+        size: u64,
+        /// Bytes written.
+        written: u64,
+    },
+    /// The content does not hash to the blob's digest.
+    #[error("blob {digest} received content with digest {actual}")]
+    BlobDigestMismatch {
+        /// The blob.
+        digest: Sha256Digest,
+        /// Digest of what was written.
+        actual: Sha256Digest,
+    },
+    /// `finish` found blobs never written.
+    #[error("{} blob(s) were never written: {}", digests.len(), list(digests))]
+    Unfilled {
+        /// The blobs missing.
+        digests: Vec<Sha256Digest>,
+    },
+    /// The writer was dropped while a slot was still being filled.
+    #[error("the bundle writer was abandoned")]
+    Abandoned,
+}
+
+fn list(digests: &[Sha256Digest]) -> String {
+    digests
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn io_error(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// How a [`BlobSlot`] checks what it receives, besides the size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotCheck {
+    /// Hash the content and refuse it unless it matches the digest.
+    Sha256,
+    /// Check only the size: the caller verified the digest already (as
+    /// `oci_client::Client::pull_blob` does), so hashing twice would waste a core.
+    SizeOnly,
+}
+
+/// A blob waiting for content.
+#[derive(Debug)]
+pub(crate) struct SlotInfo {
+    pub(crate) digest: Sha256Digest,
+    pub(crate) data_offset: u64,
+    pub(crate) size: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotState {
+    Free,
+    Taken,
+    Filled,
+}
+
+#[derive(Debug)]
+pub(crate) struct FillState {
+    /// One per slot, in archive order.
+    pub(crate) slots: Vec<SlotState>,
+    /// Set when the writer is dropped unfinished.
+    pub(crate) aborted: bool,
+}
+
+/// What the writer, its slots and the follower share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The laid-out archive.
+    pub(crate) file: File,
+    pub(crate) archive_size: u64,
+    /// Slots in archive order.
+    pub(crate) slots: Vec<SlotInfo>,
+    pub(crate) state: Mutex<FillState>,
+    /// Signalled whenever a slot is filled or the writer is dropped.
+    pub(crate) changed: Condvar,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, FillState> {
+        // The state stays consistent even if a holder panicked: every update is one assignment.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A bundle file that was written.
+#[derive(Debug, Clone)]
+pub struct WrittenBundle {
+    /// The bundle file.
+    pub path: PathBuf,
+    /// Its sidecar checksum file.
+    pub sidecar: PathBuf,
+    /// SHA-256 of the bundle file.
+    pub sha256: Sha256Digest,
+    /// Size of the bundle file.
+    pub size: u64,
+    /// Size of the uncompressed archive.
+    pub archive_size: u64,
+    /// How the archive is stored.
+    pub compression: Compression,
+}
+
+/// A bundle being written; see the module documentation.
+///
+/// Dropping it unfinished removes every temp file: nothing is left that looks like a bundle.
+#[derive(Debug)]
+pub struct BundleWriter {
+    shared: Arc<Shared>,
+    by_digest: HashMap<Sha256Digest, usize>,
+    target: PathBuf,
+    compression: Compression,
+    manifest: BundleManifest,
+    layout_path: Option<TempPath>,
+    compressed_path: Option<TempPath>,
+    follower: Option<JoinHandle<io::Result<Followed>>>,
+}
+
+/// Creates a hidden temp file beside `target`, named after it. It gets the mode a plain
+/// `File::create` would (0666 less the umask), not tempfile's private 0600, since it
+/// becomes the bundle.
+fn temp_beside(target: &Path, extra: &str) -> Result<(File, TempPath), WriteError> {
+    let directory = parent_directory(target);
+    let file_name = target
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    tempfile::Builder::new()
+        .prefix(&format!(".{file_name}{extra}."))
+        .suffix(".partial")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(directory)
+        .map(tempfile::NamedTempFile::into_parts)
+        .map_err(io_error(directory))
+}
+
+fn parent_directory(path: &Path) -> &Path {
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    }
+}
+
+impl BundleWriter {
+    /// Lays the bundle out beside `target` (whose name picks the compression), writes
+    /// every header and every inline file, and opens a slot for each remaining blob.
+    pub fn create(target: &Path, plan: BundlePlan) -> Result<Self, WriteError> {
+        let compression =
+            Compression::from_file_name(target).ok_or_else(|| WriteError::UnsupportedFileName {
+                path: target.to_owned(),
+            })?;
+        let layout = plan.lay_out()?;
+        let (file, layout_path) = temp_beside(target, "")?;
+        let fail = io_error(&layout_path);
+        // A sparse file of the final size; blobs land in their places later.
+        file.set_len(layout.archive_size).map_err(fail)?;
+
+        let mut slots = Vec::new();
+        for entry in &layout.entries {
+            let mut block = ustar::encode(&entry.name, entry.size, layout.mtime).to_vec();
+            match &entry.content {
+                Content::Inline(bytes) => block.extend_from_slice(bytes),
+                Content::Slot(digest) => slots.push(SlotInfo {
+                    digest: *digest,
+                    data_offset: entry.offset + ustar::HEADER_SIZE as u64,
+                    size: entry.size,
+                }),
+            }
+            file.write_all_at(&block, entry.offset)
+                .map_err(io_error(&layout_path))?;
+        }
+
+        let (compressed, compressed_path) = match compression {
+            Compression::None => (None, None),
+            _ => {
+                let (file, path) = temp_beside(target, ".compressed")?;
+                (Some(file), Some(path))
+            }
+        };
+        let by_digest = slots
+            .iter()
+            .enumerate()
+            .map(|(index, slot)| (slot.digest, index))
+            .collect();
+        let shared = Arc::new(Shared {
+            file,
+            archive_size: layout.archive_size,
+            state: Mutex::new(FillState {
+                slots: vec![SlotState::Free; slots.len()],
+                aborted: false,
+            }),
+            slots,
+            changed: Condvar::new(),
+        });
+        let follower = follow::spawn(Arc::clone(&shared), compression, compressed)
+            .map_err(io_error(&layout_path))?;
+        Ok(Self {
+            shared,
+            by_digest,
+            target: target.to_owned(),
+            compression,
+            manifest: layout.manifest,
+            layout_path: Some(layout_path),
+            compressed_path,
+            follower: Some(follower),
+        })
+    }
+
+    /// The `bundle.json` being written.
+    pub fn manifest(&self) -> &BundleManifest {
+        &self.manifest
+    }
+
+    /// Size of the uncompressed archive.
+    pub fn archive_size(&self) -> u64 {
+        self.shared.archive_size
+    }
+
+    /// Blobs still waiting for content, in archive order: filling them in this order lets
+    /// the output be hashed (or compressed) while the rest arrive.
+    pub fn pending(&self) -> Vec<BlobRef> {
+        let state = self.shared.lock();
+        self.shared
+            .slots
+            .iter()
+            .zip(&state.slots)
+            .filter(|(_, state)| **state != SlotState::Filled)
+            .map(|(slot, _)| BlobRef {
+                digest: slot.digest,
+                size: slot.size,
+            })
+            .collect()
+    }
+
+    /// Takes the slot of one blob. A slot dropped before [`BlobSlot::finish`] succeeds
+    /// can be taken again (to retry a failed download from the start).
+    pub fn slot(&self, digest: &Sha256Digest, check: SlotCheck) -> Result<BlobSlot, WriteError> {
+        let index = *self
+            .by_digest
+            .get(digest)
+            .ok_or(WriteError::NoSlot { digest: *digest })?;
+        let mut state = self.shared.lock();
+        match state.slots[index] {
+            SlotState::Taken => return Err(WriteError::SlotBusy { digest: *digest }),
+            SlotState::Filled => return Err(WriteError::SlotFilled { digest: *digest }),
+            SlotState::Free => state.slots[index] = SlotState::Taken,
+        }
+        Ok(BlobSlot {
+            shared: Arc::clone(&self.shared),
+            index,
+            written: 0,
+            hasher: (check == SlotCheck::Sha256).then(Sha256::new),
+            finished: false,
+        })
+    }
+
+    /// Checks that every slot was filled, completes the output, renames it into place
+    /// and writes the sidecar `BUNDLE.sha256`.
+    pub fn finish(mut self) -> Result<WrittenBundle, WriteError> {
+        let unfilled: Vec<Sha256Digest> = {
+            let state = self.shared.lock();
+            self.shared
+                .slots
+                .iter()
+                .zip(&state.slots)
+                .filter(|(_, state)| **state != SlotState::Filled)
+                .map(|(slot, _)| slot.digest)
+                .collect()
+        };
+        if !unfilled.is_empty() {
+            return Err(WriteError::Unfilled { digests: unfilled });
+        }
+        let followed = match self.follower.take().map(JoinHandle::join) {
+            Some(Ok(result)) => result.map_err(io_error(&self.target))?,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => return Err(WriteError::Abandoned),
+        };
+
+        let synced = match &followed.compressed {
+            Some(file) => file.sync_all(),
+            None => self.shared.file.sync_all(),
+        };
+        synced.map_err(io_error(&self.target))?;
+        let temp = match followed.compressed {
+            Some(_) => self.compressed_path.take(),
+            None => self.layout_path.take(),
+        };
+        if let Some(temp) = temp {
+            temp.persist(&self.target)
+                .map_err(|error| io_error(&self.target)(error.error))?;
+        }
+
+        let sidecar = sidecar_path(&self.target);
+        let file_name = self
+            .target
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (mut sidecar_file, sidecar_temp) = temp_beside(&sidecar, "")?;
+        sidecar_file
+            .write_all(&format_sums([(file_name.as_str(), &followed.sha256)]))
+            .and_then(|()| sidecar_file.sync_all())
+            .map_err(io_error(&sidecar_temp))?;
+        sidecar_temp
+            .persist(&sidecar)
+            .map_err(|error| io_error(&sidecar)(error.error))?;
+        // Makes the renames durable; some file systems cannot sync a directory, and the
+        // bundle is complete either way.
+        let _ = File::open(parent_directory(&self.target)).and_then(|dir| dir.sync_all());
+
+        Ok(WrittenBundle {
+            path: self.target.clone(),
+            sidecar,
+            sha256: followed.sha256,
+            size: followed.size,
+            archive_size: self.shared.archive_size,
+            compression: self.compression,
+        })
+    }
+}
+
+impl Drop for BundleWriter {
+    fn drop(&mut self) {
+        if let Some(follower) = self.follower.take() {
+            self.shared.lock().aborted = true;
+            self.shared.changed.notify_all();
+            // The follower only ever ends with an error here; the temp files go with us.
+            let _ = follower.join();
+        }
+    }
+}
+
+/// The place of one blob in the bundle, filled with positioned writes so many slots can
+/// be filled at once. Implements [`std::io::Write`] and [`tokio::io::AsyncWrite`]; the
+/// latter writes inline too (a positioned write into the page cache, like any small
+/// file write), so it suits `oci_client::Client::pull_blob` directly.
+///
+/// Call [`BlobSlot::finish`] when the blob is complete; a slot dropped without a
+/// successful `finish` goes back to waiting.
+#[derive(Debug)]
+pub struct BlobSlot {
+    shared: Arc<Shared>,
+    index: usize,
+    written: u64,
+    hasher: Option<Sha256>,
+    finished: bool,
+}
+
+impl BlobSlot {
+    fn info(&self) -> &SlotInfo {
+        &self.shared.slots[self.index]
+    }
+
+    /// The blob's digest.
+    pub fn digest(&self) -> &Sha256Digest {
+        &self.info().digest
+    }
+
+    /// The blob's declared size.
+    pub fn size(&self) -> u64 {
+        self.info().size
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Accepts the blob: refuses it if it is short or (with [`SlotCheck::Sha256`]) has
+    /// the wrong digest.
+    pub fn finish(mut self) -> Result<(), WriteError> {
+        let (digest, size) = (self.info().digest, self.info().size);
+        if self.written != size {
+            return Err(WriteError::BlobTooShort {
+                digest,
+                size,
+                written: self.written,
+            });
+        }
+        if let Some(hasher) = self.hasher.take() {
+            let actual = Sha256Digest::from_hasher(hasher);
+            if actual != digest {
+                return Err(WriteError::BlobDigestMismatch { digest, actual });
+            }
+        }
+        let mut state = self.shared.lock();
+        if state.aborted {
+            return Err(WriteError::Abandoned);
+        }
+        state.slots[self.index] = SlotState::Filled;
+        drop(state);
+        self.finished = true;
+        self.shared.changed.notify_all();
+        Ok(())
+    }
+}
+
+impl Write for BlobSlot {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (digest, size, data_offset) = {
+            let info = self.info();
+            (info.digest, info.size, info.data_offset)
+        };
+        if buf.len() as u64 > size - self.written {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                WriteError::BlobTooLong { digest, size },
+            ));
+        }
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let written = self.shared.file.write_at(buf, data_offset + self.written)?;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&buf[..written]);
+        }
+        self.written += written as u64;
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl tokio::io::AsyncWrite for BlobSlot {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Poll::Ready(Write::write(self.get_mut(), buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for BlobSlot {
+    fn drop(&mut self) {
+        if !self.finished {
+            let mut state = self.shared.lock();
+            if state.slots[self.index] == SlotState::Taken {
+                state.slots[self.index] = SlotState::Free;
+            }
+        }
+    }
+}
