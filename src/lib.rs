@@ -12,5 +12,6 @@ pub mod config;
 pub mod reference;
 pub mod registry;
 pub mod release;
+pub mod sign;
 pub mod validate;
 pub mod values;
