@@ -10,7 +10,9 @@ use crate::bundle::{
     VeleroInfo,
 };
 use crate::config::{ClusterConfig, ConfigError};
-use crate::registry::{self, BlobSink, PlatformSelection, Registry, RegistryError, RegistryOptions};
+use crate::registry::{
+    self, BlobSink, PlatformSelection, Registry, RegistryError, RegistryOptions,
+};
 use crate::release::Release;
 use crate::validate::{self, Severity};
 use crate::values::{self, ProxySettings, Role};
@@ -142,7 +144,9 @@ pub enum BuildError {
         more: String,
     },
     /// Override values carry literal secrets and `--allow-secrets` was not given.
-    #[error("{file}: {path} carries a literal secret that would be copied into the bundle; remove it (create the secret on the cluster) or pass --allow-secrets")]
+    #[error(
+        "{file}: {path} carries a literal secret that would be copied into the bundle; remove it (create the secret on the cluster) or pass --allow-secrets"
+    )]
     Secrets {
         /// The config file.
         file: String,
@@ -164,6 +168,10 @@ pub enum BuildError {
     /// The bundle could not be written.
     #[error(transparent)]
     Write(#[from] bundle::WriteError),
+    /// A registry named content by a digest that is not sha256, or the bundle
+    /// asked for a blob no image has: a defect, reported rather than hidden.
+    #[error("unexpected digest {0}")]
+    Digest(String),
     /// Local I/O (cache).
     #[error("{path}: {source}")]
     Io {
@@ -322,11 +330,7 @@ fn sha256_of(digest: &str) -> Result<Sha256Digest, BuildError> {
     digest
         .strip_prefix("sha256:")
         .and_then(|hex| Sha256Digest::from_hex(hex).ok())
-        .ok_or_else(|| {
-            BuildError::Registry(RegistryError::UnsupportedDigest {
-                digest: digest.to_string(),
-            })
-        })
+        .ok_or_else(|| BuildError::Digest(digest.to_string()))
 }
 
 fn descriptor(d: &registry::Descriptor) -> Result<bundle::Descriptor, BuildError> {
@@ -350,11 +354,7 @@ fn plan(
     for r in resolved {
         let image = &r.image;
         images.push(ImageRecord {
-            role: r.role.to_string().parse().map_err(|_| {
-                BuildError::Registry(RegistryError::UnsupportedDigest {
-                    digest: r.role.to_string(),
-                })
-            })?,
+            role: r.role.clone(),
             canonical_reference: image.canonical.clone(),
             digest: sha256_of(&image.top.digest)?,
             media_type: image.top.media_type.clone(),
@@ -365,7 +365,7 @@ fn plan(
                 .as_ref()
                 .map(|c| descriptor(&c.descriptor))
                 .transpose()?,
-            signature: bundle::Signature::Unsigned,
+            signature: crate::sign::SignatureStatus::Unsigned,
         });
         let inline = image
             .manifests
@@ -378,7 +378,11 @@ fn plan(
             .iter()
             .map(|c| c.descriptor.digest.as_str())
             .collect();
-        for blob in image.blobs.iter().filter(|b| !configs.contains(&b.digest.as_str())) {
+        for blob in image
+            .blobs
+            .iter()
+            .filter(|b| !configs.contains(&b.digest.as_str()))
+        {
             blobs.push(bundle::BlobRef {
                 digest: sha256_of(&blob.digest)?,
                 size: blob.size,
@@ -421,7 +425,12 @@ fn plan(
             image: velero(Role::Velero),
             aws_plugin_image: velero(Role::AwsPlugin),
         },
-        platforms: request.platforms.to_strings(),
+        platforms: request
+            .platforms
+            .to_string()
+            .split(',')
+            .map(str::to_string)
+            .collect(),
         render_inputs,
         images,
         config_yaml: config.text().as_bytes().to_vec(),
@@ -494,11 +503,10 @@ async fn fill_blobs(
             let counts = &counts;
             let users = &users;
             async move {
-                let (i, desc) = owner.get(&blob.digest).cloned().ok_or_else(|| {
-                    BuildError::Registry(RegistryError::UnsupportedDigest {
-                        digest: blob.digest.to_string(),
-                    })
-                })?;
+                let (i, desc) = owner
+                    .get(&blob.digest)
+                    .cloned()
+                    .ok_or_else(|| BuildError::Digest(blob.digest.to_string()))?;
                 let from_cache =
                     fill_one(writer, registry, &resolved[i].image, &desc, cache, events).await?;
                 {

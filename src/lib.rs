@@ -7,6 +7,7 @@
 
 #![deny(missing_docs)]
 
+pub mod build;
 pub mod bundle;
 pub mod config;
 pub mod reference;

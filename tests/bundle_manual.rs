@@ -14,7 +14,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bundle_support::*;
-use velero_airgap::bundle::{BlobRef, BundleWriter, ImageRole, Sha256Digest, SlotCheck, verify};
+use velero_airgap::bundle::{BlobRef, BundleWriter, Sha256Digest, SlotCheck, verify};
+use velero_airgap::values::Role as ImageRole;
 
 fn target() -> PathBuf {
     std::env::var_os("BUNDLE_PATH")

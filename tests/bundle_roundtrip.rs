@@ -8,9 +8,10 @@ use std::process::Command;
 
 use bundle_support::*;
 use velero_airgap::bundle::{
-    BundleReader, BundleWriter, Compression, ImageRole, ProblemKind, Sha256Digest, SidecarStatus,
-    SlotCheck, WriteError, inspect, verify,
+    BundleReader, BundleWriter, Compression, ProblemKind, Sha256Digest, SidecarStatus, SlotCheck,
+    WriteError, inspect, verify,
 };
+use velero_airgap::values::Role as ImageRole;
 
 const NAMES: [&str; 3] = ["bundle.tar", "bundle.tar.zst", "bundle.tar.gz"];
 

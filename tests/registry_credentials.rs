@@ -40,20 +40,18 @@ async fn resolve_with(lab: &TestRegistry, config: serde_json::Value) -> Result<(
 
 #[tokio::test]
 async fn credentials_come_from_auths_helpers_and_stores() {
-    let lab = TestRegistry::start(Mode::Basic);
-    let mut layout = Layout::new();
-    layout.add_image("app", &["amd64"]);
-    lab.seed(&layout, "app", "acme/app:1", false);
-
+    // Every helper script is written before any process is started: a fork
+    // while a script is still open for writing makes exec fail with ETXTBSY.
     let bin = tempfile::tempdir().unwrap();
-    let host = &lab.host;
+    let host_file = bin.path().join("host");
+    let host_file = host_file.display();
     write_helper(
         bin.path(),
         "lab",
         &format!(
             r#"[ "$1" = get ] || exit 2
 read -r server
-if [ "$server" = "{host}" ]; then
+if [ "$server" = "$(cat "{host_file}")" ]; then
   printf '{{"ServerURL":"%s","Username":"{USER}","Secret":"{PASSWORD}"}}' "$server"
 else
   echo "credentials not found in native keychain"; exit 1
@@ -70,6 +68,14 @@ fi"#
         "broken",
         "echo 'token=leaked-helper-secret'; exit 1",
     );
+    let lab = TestRegistry::start(Mode::Basic);
+    let mut layout = Layout::new();
+    layout.add_image("app", &["amd64"]);
+    lab.seed(&layout, "app", "acme/app:1", false);
+
+    let host = &lab.host;
+    std::fs::write(bin.path().join("host"), host).unwrap();
+
     let path = format!(
         "{}:{}",
         bin.path().display(),

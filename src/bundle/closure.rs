@@ -212,8 +212,9 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::bundle::manifest::{ImageRole, Signature};
     use crate::bundle::oci::{OCI_INDEX, OCI_MANIFEST};
+    use crate::sign::SignatureStatus as Signature;
+    use crate::values::Role as ImageRole;
 
     #[derive(Default)]
     struct Blobs(HashMap<Sha256Digest, (u64, Option<Vec<u8>>)>);

@@ -6,9 +6,11 @@ use serde::Serialize;
 
 use super::digest::Sha256Digest;
 use super::layout::Compression;
-use super::manifest::{ImageRole, Signature, Tool, VeleroInfo};
+use super::manifest::{Tool, VeleroInfo};
 use super::problem::Problem;
 use super::reader::{BundleReader, ReadError};
+use crate::sign::SignatureStatus as Signature;
+use crate::values::Role as ImageRole;
 
 /// A summary of a bundle, for people and for `--json`.
 #[derive(Debug, Clone, Serialize)]

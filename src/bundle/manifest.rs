@@ -1,12 +1,11 @@
 //! `bundle.json`: what a bundle holds and where it came from. The types here are the
 //! schema documented in `bundle-spec/README.md`; field names are camelCase in JSON.
 
-use std::fmt;
-use std::str::FromStr;
-
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 use super::digest::{Sha256Digest, bare_hex};
+use crate::sign::SignatureStatus as Signature;
+use crate::values::Role as ImageRole;
 
 /// The bundle format version this crate writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -122,79 +121,6 @@ pub struct Descriptor {
     pub size: u64,
 }
 
-/// Why a bundle carries an image; written as `velero`, `aws-plugin`, `plugin:<name>` or `other`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ImageRole {
-    /// The Velero server (also node agent and restore helper).
-    Velero,
-    /// The AWS object-store plugin of the release.
-    AwsPlugin,
-    /// A plugin from the config, by name.
-    Plugin(String),
-    /// Any other image the values run.
-    Other,
-}
-
-impl fmt::Display for ImageRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Velero => f.write_str("velero"),
-            Self::AwsPlugin => f.write_str("aws-plugin"),
-            Self::Plugin(name) => write!(f, "plugin:{name}"),
-            Self::Other => f.write_str("other"),
-        }
-    }
-}
-
-/// A role string that is none of the documented forms.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{0}` is not an image role (velero, aws-plugin, plugin:<name>, other)")]
-pub struct RoleParseError(pub String);
-
-impl FromStr for ImageRole {
-    type Err = RoleParseError;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "velero" => Ok(Self::Velero),
-            "aws-plugin" => Ok(Self::AwsPlugin),
-            "other" => Ok(Self::Other),
-            _ => match text.strip_prefix("plugin:") {
-                Some(name) if !name.is_empty() => Ok(Self::Plugin(name.to_owned())),
-                _ => Err(RoleParseError(text.to_owned())),
-            },
-        }
-    }
-}
-
-impl Serialize for ImageRole {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for ImageRole {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
-
-/// Whether an image's signature was checked when the bundle was built.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "lowercase")]
-pub enum Signature {
-    /// No signature was found (allowed only without a policy).
-    Unsigned,
-    /// A signature was verified.
-    Verified {
-        /// `sha256:` + hex SHA-256 of the verifying key's DER SubjectPublicKeyInfo.
-        #[serde(rename = "keyFingerprint")]
-        key_fingerprint: String,
-    },
-}
-
 /// `bundle.json` that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
@@ -297,7 +223,11 @@ mod tests {
                     source: "mirror.local/acme/plugin:1.2.0".into(),
                     source_index: None,
                     signature: Signature::Verified {
-                        key_fingerprint: "sha256:00".into(),
+                        key_fingerprint: crate::sign::Fingerprint::try_from(format!(
+                            "sha256:{}",
+                            "0".repeat(64)
+                        ))
+                        .unwrap(),
                     },
                 },
                 manifests: vec![],

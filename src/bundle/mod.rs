@@ -28,8 +28,8 @@ pub use layout::{
     SumsError, VALUES_YAML, blob_entry_name, sidecar_path,
 };
 pub use manifest::{
-    BundleManifest, BundledImage, Descriptor, FORMAT_VERSION, FileRecord, ImageRecord, ImageRole,
-    ManifestError, RoleParseError, Signature, Tool, VeleroInfo,
+    BundleManifest, BundledImage, Descriptor, FORMAT_VERSION, FileRecord, ImageRecord,
+    ManifestError, Tool, VeleroInfo,
 };
 pub use oci::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, REF_NAME_ANNOTATION,

@@ -315,8 +315,9 @@ impl BundlePlan {
 mod tests {
     use super::*;
     use crate::bundle::layout::LEADING_ENTRIES;
-    use crate::bundle::manifest::{ImageRole, Signature};
     use crate::bundle::oci::OCI_MANIFEST;
+    use crate::sign::SignatureStatus as Signature;
+    use crate::values::Role as ImageRole;
 
     const CONFIG: &[u8] = b"{}";
     const LAYER: &[u8] = b"layer";

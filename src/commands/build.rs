@@ -47,9 +47,10 @@ pub fn run(args: BuildArgs, output: Output) -> anyhow::Result<ExitStatus> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let on_event = |event| display.event(event);
     let summary = runtime.block_on(async {
         tokio::select! {
-            result = build::build(request, &|event| display.event(event)) => result.map_err(anyhow::Error::from),
+            result = build::build(request, &on_event) => result.map_err(anyhow::Error::from),
             _ = tokio::signal::ctrl_c() => Err(anyhow::Error::from(Interrupted)),
         }
     });

@@ -4,12 +4,17 @@
 //! verification, 2 usage (clap), 3 registry/network/auth, 4 local I/O,
 //! 130 interrupted.
 
+mod build;
 mod completions;
+mod inspect;
 mod render;
 mod validate;
+mod verify;
 
 use crate::cli::{Cli, Command};
 use std::process::ExitCode;
+use velero_airgap::build::BuildError;
+use velero_airgap::registry::RegistryError;
 
 /// How a command that ran to the end came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +49,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     match cli.command {
         Command::Validate(args) => validate::run(args, output),
         Command::Render(args) => render::run(args, output),
+        Command::Build(args) => build::run(args, output),
+        Command::Verify(args) => verify::run(args, output),
+        Command::Inspect(args) => inspect::run(args, output),
         Command::Completions(args) => completions::run(args),
-        Command::Build(_) | Command::Verify(_) | Command::Inspect(_) => {
-            anyhow::bail!("not implemented yet")
-        }
     }
 }
 
@@ -66,7 +71,13 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if cause.is::<Interrupted>() {
             return 130;
         }
-        if let Some(err) = cause.downcast_ref::<velero_airgap::registry::RegistryError>() {
+        // Transparent wrappers hand their inner error's source to the chain, so
+        // the registry error itself is found through them.
+        let registry = match cause.downcast_ref::<BuildError>() {
+            Some(BuildError::Registry(err)) => Some(err),
+            _ => cause.downcast_ref::<RegistryError>(),
+        };
+        if let Some(err) = registry {
             return if err.is_network_or_auth() { 3 } else { 1 };
         }
         if cause.is::<std::io::Error>() {

@@ -8,7 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use docker_credential::{CredentialRetrievalError, DockerCredential};
 use oci_client::secrets::RegistryAuth;
 
 use super::RegistryError;
@@ -85,29 +84,107 @@ impl DockerConfig {
             host: host.to_string(),
             reason,
         };
-        match docker_credential::get_credential_from_reader(&contents[..], server_key(host)) {
-            Ok(DockerCredential::UsernamePassword(username, password)) => {
-                Ok(RegistryAuth::Basic(username, password))
-            }
-            Ok(DockerCredential::IdentityToken(_)) => Err(failed(
-                "identity tokens (OAuth refresh tokens) are not supported; log in with a username and password or token".into(),
-            )),
-            Err(CredentialRetrievalError::NoCredentialConfigured) => Ok(RegistryAuth::Anonymous),
-            Err(CredentialRetrievalError::HelperFailure { stdout, .. })
-                if stdout.trim() == HELPER_NOT_FOUND =>
-            {
-                Ok(RegistryAuth::Anonymous)
-            }
-            // The helper's own output may echo secrets: name the helper only.
-            Err(CredentialRetrievalError::HelperFailure { helper, .. }) => Err(failed(format!(
-                "docker-credential-{helper} failed"
-            ))),
-            Err(CredentialRetrievalError::HelperCommunicationError) => Err(failed(
-                "cannot run the credential helper named in the config (is it installed?)".into(),
-            )),
-            Err(other) => Err(failed(other.to_string())),
+        let config: FileConfig = serde_json::from_slice(contents)
+            .map_err(|e| failed(format!("the Docker config is not usable: {e}")))?;
+        let key = server_key(host);
+        if let Some(helper) = config.cred_helpers.get(key).or(config.creds_store.as_ref()) {
+            return run_helper(helper, key).map_err(failed);
         }
+        let Some(entry) = config.auths.get(key) else {
+            return Ok(RegistryAuth::Anonymous);
+        };
+        if entry.identitytoken.is_some() {
+            return Err(failed(IDENTITY_TOKEN.into()));
+        }
+        if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
+            return Ok(RegistryAuth::Basic(username.clone(), password.clone()));
+        }
+        let Some(auth) = &entry.auth else {
+            return Ok(RegistryAuth::Anonymous);
+        };
+        use base64::Engine;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| {
+                failed(format!(
+                    "the auth entry for {key} is not base64 of user:password"
+                ))
+            })?;
+        let (username, password) = decoded.split_once(':').ok_or_else(|| {
+            failed(format!(
+                "the auth entry for {key} is not base64 of user:password"
+            ))
+        })?;
+        Ok(RegistryAuth::Basic(
+            username.to_string(),
+            password.to_string(),
+        ))
     }
+}
+
+const IDENTITY_TOKEN: &str = "identity tokens (OAuth refresh tokens) are not supported; log in with a username and password or token";
+
+/// The parts of `config.json` we read.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct FileConfig {
+    auths: std::collections::HashMap<String, AuthEntry>,
+    cred_helpers: std::collections::HashMap<String, String>,
+    creds_store: Option<String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct AuthEntry {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    identitytoken: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HelperResponse {
+    username: String,
+    secret: String,
+}
+
+/// Runs `docker-credential-<helper> get` with the server on stdin. A helper that
+/// exits without reading stdin is fine: only its exit status and output count.
+fn run_helper(helper: &str, server: &str) -> Result<RegistryAuth, String> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let name = format!("docker-credential-{helper}");
+    let mut child = Command::new(&name)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {name} (is it installed?): {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A broken pipe means the helper did not want the input; its answer follows.
+        let _ = stdin.write_all(server.as_bytes());
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("{name} did not finish: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        if stdout.trim() == HELPER_NOT_FOUND {
+            return Ok(RegistryAuth::Anonymous);
+        }
+        // The helper's own output may echo secrets: name the helper only.
+        return Err(format!("{name} failed"));
+    }
+    let response: HelperResponse = serde_json::from_slice(&output.stdout)
+        .map_err(|_| format!("{name} answered something that is not credentials"))?;
+    if response.username == "<token>" {
+        return Err(IDENTITY_TOKEN.into());
+    }
+    Ok(RegistryAuth::Basic(response.username, response.secret))
 }
 
 fn default_path() -> Option<PathBuf> {

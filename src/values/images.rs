@@ -45,18 +45,27 @@ impl From<Role> for String {
     }
 }
 
-impl TryFrom<String> for Role {
-    type Error = String;
-    fn try_from(s: String) -> Result<Role, String> {
-        match s.as_str() {
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
             "velero" => Ok(Role::Velero),
             "aws-plugin" => Ok(Role::AwsPlugin),
             "other" => Ok(Role::Other),
-            _ => s
-                .strip_prefix("plugin:")
-                .map(|name| Role::Plugin(name.to_string()))
-                .ok_or_else(|| format!("unknown image role {s:?}")),
+            _ => match s.strip_prefix("plugin:") {
+                Some(name) if !name.is_empty() => Ok(Role::Plugin(name.to_string())),
+                _ => Err(format!(
+                    "`{s}` is not an image role (velero, aws-plugin, plugin:<name>, other)"
+                )),
+            },
         }
+    }
+}
+
+impl TryFrom<String> for Role {
+    type Error = String;
+    fn try_from(s: String) -> Result<Role, String> {
+        s.parse()
     }
 }
 

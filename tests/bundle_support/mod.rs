@@ -9,9 +9,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use velero_airgap::bundle::{
-    BundlePlan, BundleWriter, DOCKER_MANIFEST, Descriptor, ImageRecord, ImageRole, OCI_INDEX,
-    OCI_MANIFEST, Sha256Digest, Signature, SlotCheck, Tool, VeleroInfo, WrittenBundle,
+    BundlePlan, BundleWriter, DOCKER_MANIFEST, Descriptor, ImageRecord, OCI_INDEX, OCI_MANIFEST,
+    Sha256Digest, SlotCheck, Tool, VeleroInfo, WrittenBundle,
 };
+use velero_airgap::sign::SignatureStatus as Signature;
+use velero_airgap::values::Role as ImageRole;
 
 /// Deterministic filler bytes (xorshift), streamed: images differ by seed and rebuild
 /// identically, and a large blob never has to sit in memory.

@@ -76,7 +76,10 @@ impl Sources {
         if let Some(credentials) = self.registry.credentials() {
             let docker = self.dir.path().join("docker");
             write_docker_config(&docker, addr, &credentials);
-            args.push(format!("--docker-config={}", docker.join("config.json").display()));
+            args.push(format!(
+                "--docker-config={}",
+                docker.join("config.json").display()
+            ));
         }
         args
     }
@@ -112,7 +115,9 @@ pub fn config_text(plugins: &[&str]) -> String {
             .next()
             .and_then(|last| last.split(':').next())
             .unwrap_or("plugin");
-        text.push_str(&format!("        - name: {name}\n          image: {image}\n"));
+        text.push_str(&format!(
+            "        - name: {name}\n          image: {image}\n"
+        ));
     }
     text
 }

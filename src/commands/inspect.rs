@@ -1,0 +1,57 @@
+//! `velero-airgap inspect`: what a bundle holds, from its leading entries.
+
+use super::{ExitStatus, Output};
+use crate::cli::InspectArgs;
+use crate::commands::build::human_bytes;
+use velero_airgap::bundle;
+use velero_airgap::sign::SignatureStatus;
+
+/// Runs `inspect`.
+pub fn run(args: InspectArgs, _output: Output) -> anyhow::Result<ExitStatus> {
+    let summary = bundle::inspect(&args.bundle)?;
+    if args.json {
+        let json = serde_json::to_string_pretty(&summary)?;
+        super::write_output(None, format!("{json}\n").as_bytes())?;
+        return Ok(ExitStatus::Success);
+    }
+    let mut text = format!(
+        "bundle:   {} ({}, {})\nformat:   {} (written by {} {})\nvelero:   {}\nplatforms: {}\n",
+        summary.path.display(),
+        human_bytes(summary.file_size),
+        summary.compression,
+        summary.format_version,
+        summary.tool.name,
+        summary.tool.version,
+        summary.velero.release,
+        summary.platforms.join(", "),
+    );
+    if let Some(time) = &summary.build_time {
+        text.push_str(&format!("built:    {time}\n"));
+    }
+    text.push_str("images:\n");
+    for image in &summary.images {
+        let signature = match &image.signature {
+            SignatureStatus::Unsigned => "unsigned".to_string(),
+            SignatureStatus::Verified { key_fingerprint } => {
+                format!("verified by {key_fingerprint}")
+            }
+        };
+        text.push_str(&format!(
+            "  {:<32} {}\n    {}  {}  {}\n",
+            image.role.to_string(),
+            image.canonical_reference,
+            image.digest,
+            human_bytes(image.size),
+            signature,
+        ));
+    }
+    text.push_str(&format!(
+        "total:    {}\n",
+        human_bytes(summary.content_size)
+    ));
+    for problem in &summary.problems {
+        text.push_str(&format!("problem:  {problem}\n"));
+    }
+    super::write_output(None, text.as_bytes())?;
+    Ok(ExitStatus::Success)
+}
