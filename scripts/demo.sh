@@ -108,7 +108,6 @@ else
     run_tool render -c "$CONFIG" --mode online -o "$OUT/values-online.yaml"
     run_tool render -c "$CONFIG" --mode airgap -o "$OUT/values-airgap.yaml"
 
-    # ---- build goes here (next issue) -------------------------------------------------------
     # Pulls every image the values need from the local registry (same paths as the canonical
     # hosts) into one bundle.
     step "Building the bundle"
@@ -117,7 +116,13 @@ else
         --mirror "registry.example.com=$LOCAL" \
         --insecure-registry "$LOCAL" \
         -o "$OUT/bundle.tar"
-    # ---- end of build -----------------------------------------------------------------------
+
+    step "Checking the bundle (with the tool, then with coreutils alone)"
+    run_tool verify "$OUT/bundle.tar"
+    (cd "$OUT" && sha256sum -c bundle.tar.sha256)
+
+    step "What the bundle holds"
+    run_tool inspect "$OUT/bundle.tar"
 fi
 
 step "Made"
