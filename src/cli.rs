@@ -45,6 +45,7 @@ Errors exit 1; warnings exit 0, or 1 with --strict.")]
 Examples:
   velero-airgap render -c config.yaml
   velero-airgap render -c config.yaml --mode airgap --local-registry 10.96.0.11:5000 -o values.yaml
+  velero-airgap render -c config.yaml --mode airgap --lock velero-bundle.tar
   velero-airgap render -c config.yaml --https-proxy http://proxy:3128 --host-ca-bundle /etc/ssl/certs/ca-certificates.crt")]
     Render(RenderArgs),
     /// Pull every image the values need into one checksummed bundle.
@@ -146,6 +147,9 @@ pub struct RenderArgs {
     /// Address of the cluster's local registry (airgap mode).
     #[arg(long, value_name = "HOST:PORT", default_value = "10.244.128.11:5000")]
     pub local_registry: String,
+    /// Pin every image by the digest a bundle recorded for it.
+    #[arg(long, value_name = "BUNDLE")]
+    pub lock: Option<PathBuf>,
     /// Write to FILE instead of stdout (atomically).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,

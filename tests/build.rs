@@ -454,3 +454,59 @@ fn verify_names_the_damaged_entry() {
     let (code, text) = verify(&truncated);
     assert_eq!(code, 1, "{text}");
 }
+
+#[test]
+fn render_lock_reproduces_the_bundle_values() {
+    let sources = Sources::start(RegistryKind::Plain, 16);
+    let bundle = sources.path("bundle.tar");
+    build_ok(&sources, &bundle, &[]);
+    let out = velero_airgap()
+        .args(["render", "--mode", "airgap", "-c"])
+        .arg(&sources.config)
+        .arg("--lock")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(read_entry(&bundle, "values.yaml")).unwrap()
+    );
+}
+
+#[test]
+fn ctrl_c_mid_build_exits_130_and_leaves_nothing() {
+    let sources = Sources::start(RegistryKind::Plain, 48 * 1024);
+    let bundle = sources.path("bundle.tar");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
+        .arg("build")
+        .arg("-c")
+        .arg(&sources.config)
+        .arg("-o")
+        .arg(&bundle)
+        .args(sources.registry_args())
+        .args(["--jobs", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dir = sources.dir.path().to_path_buf();
+    while leftovers(&dir, "bundle.tar").is_empty() {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    assert_eq!(leftovers(&dir, "bundle.tar"), Vec::<String>::new());
+}

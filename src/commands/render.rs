@@ -48,12 +48,34 @@ pub fn run(args: RenderArgs, output: Output) -> anyhow::Result<ExitStatus> {
     );
     let rendered =
         values::render(&input).with_context(|| format!("cannot render {}", path.display()))?;
+    let pins = match &args.lock {
+        Some(bundle) => lock_pins(bundle)?,
+        None => BTreeMap::new(),
+    };
     let values = match args.mode {
-        Mode::Online => rendered.values.clone(),
-        Mode::Airgap => values::to_airgap(&rendered, &args.local_registry, &BTreeMap::new())?,
+        Mode::Online => values::pin(&rendered, &pins)?,
+        Mode::Airgap => values::to_airgap(&rendered, &args.local_registry, &pins)?,
     };
     super::write_output(args.output.as_deref(), values::to_yaml(&values).as_bytes())?;
     Ok(ExitStatus::Success)
+}
+
+/// Canonical reference → digest, from a bundle's image lock (its leading
+/// entries only).
+fn lock_pins(bundle: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
+    let reader = velero_airgap::bundle::BundleReader::open(bundle)
+        .with_context(|| format!("cannot read the image lock of {}", bundle.display()))?;
+    Ok(reader
+        .bundle()
+        .images
+        .iter()
+        .map(|image| {
+            (
+                image.image.canonical_reference.clone(),
+                image.image.digest.to_string(),
+            )
+        })
+        .collect())
 }
 
 /// The install-time proxy flags as render input.

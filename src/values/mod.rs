@@ -269,12 +269,11 @@ pub fn to_airgap(
 ) -> Result<Value, RenderError> {
     let mut values = rendered.values.clone();
     for use_ in &rendered.images {
-        let mut target = airgap_reference(&use_.reference, local_registry)?;
-        if target.digest().is_none()
-            && let Some(digest) = pins.get(&use_.reference.to_string())
-        {
-            target = target.with_digest(digest)?;
-        }
+        let target = pinned(
+            &airgap_reference(&use_.reference, local_registry)?,
+            use_,
+            pins,
+        )?;
         images::write_field(&mut values, &use_.field, &target);
         if let Some(path) = &use_.field.pull_policy_path {
             let current = images::get_path(&values, path).and_then(Value::as_str);
@@ -284,6 +283,32 @@ pub fn to_airgap(
         }
     }
     Ok(values)
+}
+
+/// Pins the online values by the digests in `pins` (canonical reference →
+/// digest), leaving images without a pin as they are.
+pub fn pin(rendered: &Rendered, pins: &BTreeMap<String, String>) -> Result<Value, RenderError> {
+    let mut values = rendered.values.clone();
+    for use_ in &rendered.images {
+        if use_.reference.digest().is_none() && pins.contains_key(&use_.reference.to_string()) {
+            let target = pinned(&use_.reference, use_, pins)?;
+            images::write_field(&mut values, &use_.field, &target);
+        }
+    }
+    Ok(values)
+}
+
+/// `target` with the digest pinned for `use_`'s canonical reference, unless it
+/// already names one.
+fn pinned(
+    target: &Reference,
+    use_: &ImageUse,
+    pins: &BTreeMap<String, String>,
+) -> Result<Reference, RenderError> {
+    match pins.get(&use_.reference.to_string()) {
+        Some(digest) if target.digest().is_none() => Ok(target.with_digest(digest)?),
+        _ => Ok(target.clone()),
+    }
 }
 
 /// Appends `{name, value}` to `configuration.extraEnvVars` and
