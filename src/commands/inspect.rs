@@ -15,7 +15,7 @@ pub fn run(args: InspectArgs, _output: Output) -> anyhow::Result<ExitStatus> {
         return Ok(ExitStatus::Success);
     }
     let mut text = format!(
-        "bundle:   {} ({}, {})\nformat:   {} (written by {} {})\nvelero:   {}\nplatforms: {}\n",
+        "bundle:    {} ({}, compression: {})\nformat:    {} (written by {} {})\nvelero:    {} ({})\nplatforms: {}\n",
         summary.path.display(),
         human_bytes(summary.file_size),
         summary.compression,
@@ -23,10 +23,11 @@ pub fn run(args: InspectArgs, _output: Output) -> anyhow::Result<ExitStatus> {
         summary.tool.name,
         summary.tool.version,
         summary.velero.release,
+        summary.velero.image,
         summary.platforms.join(", "),
     );
     if let Some(time) = &summary.build_time {
-        text.push_str(&format!("built:    {time}\n"));
+        text.push_str(&format!("built:     {time}\n"));
     }
     text.push_str("images:\n");
     for image in &summary.images {
@@ -46,11 +47,11 @@ pub fn run(args: InspectArgs, _output: Output) -> anyhow::Result<ExitStatus> {
         ));
     }
     text.push_str(&format!(
-        "total:    {}\n",
+        "total:     {}\n",
         human_bytes(summary.content_size)
     ));
     for problem in &summary.problems {
-        text.push_str(&format!("problem:  {problem}\n"));
+        text.push_str(&format!("problem:   {problem}\n"));
     }
     super::write_output(None, text.as_bytes())?;
     Ok(ExitStatus::Success)
