@@ -510,3 +510,19 @@ fn ctrl_c_mid_build_exits_130_and_leaves_nothing() {
     assert!(stderr.contains("interrupted"), "{stderr}");
     assert_eq!(leftovers(&dir, "bundle.tar"), Vec::<String>::new());
 }
+
+#[test]
+fn literal_secrets_are_refused_unless_allowed() {
+    let sources = Sources::start(RegistryKind::Plain, 16);
+    let mut config = std::fs::read_to_string(&sources.config).unwrap();
+    config.push_str("  unsupportedOverrides:\n    builtInExtensions:\n      - name: velero\n        values: |\n          credentials:\n            secretContents:\n              cloud: \"aws_secret_access_key=abc\"\n");
+    std::fs::write(&sources.config, config).unwrap();
+    let bundle = sources.path("bundle.tar");
+    let (code, _, stderr) = build(&sources, &bundle, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("credentials.secretContents"), "{stderr}");
+    assert!(stderr.contains("--allow-secrets"), "{stderr}");
+    assert!(!stderr.contains("aws_secret_access_key=abc"), "{stderr}");
+    assert!(!bundle.exists());
+    build_ok(&sources, &bundle, &["--allow-secrets"]);
+}
