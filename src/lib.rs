@@ -9,6 +9,7 @@
 
 pub mod bundle;
 pub mod config;
+pub mod containerd;
 pub mod reference;
 pub mod registry;
 pub mod release;
