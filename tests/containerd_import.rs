@@ -524,35 +524,79 @@ async fn a_socket_that_is_not_containerd_says_what_to_check() {
     assert!(message.contains("--containerd SOCKET"), "{message}");
 }
 
-/// Peak RSS (KiB) and wall time of a command, from GNU time.
-fn timed(command: &mut Command) -> (f64, u64, String) {
+/// What one run of a command cost.
+struct Cost {
+    /// Wall time.
+    seconds: f64,
+    /// Peak RSS of the command, KiB.
+    peak_kib: u64,
+    /// CPU seconds of the command (user + system).
+    cpu: f64,
+    /// CPU seconds containerd spent meanwhile.
+    daemon_cpu: f64,
+    stdout: String,
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
+    let (_, rest) = stat.rsplit_once(") ").expect("stat format");
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .map(|field| field.parse::<u64>().expect("ticks"))
+        .sum();
+    // USER_HZ is 100 on Linux.
+    ticks as f64 / 100.0
+}
+
+/// Runs a command under GNU time while watching the lab daemon's CPU.
+fn measure(lab: &Lab, command: &Command) -> Cost {
+    let daemon_before = cpu_seconds(lab.pid);
     let output = run_ok(
         Command::new("/usr/bin/time")
-            .args(["-f", "TIME %e %M"])
+            .args(["-f", "TIME %e %M %U %S"])
             .arg(command.get_program())
             .args(command.get_args())
             .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?)))),
     );
+    let daemon_cpu = cpu_seconds(lab.pid) - daemon_before;
     let stderr = String::from_utf8_lossy(&output.stderr);
     let line = stderr
         .lines()
         .rev()
         .find(|line| line.starts_with("TIME "))
         .expect("time output");
-    let mut fields = line.split_whitespace().skip(1);
-    let seconds = fields.next().and_then(|s| s.parse().ok()).expect("seconds");
-    let kib = fields.next().and_then(|s| s.parse().ok()).expect("rss");
-    (
-        seconds,
-        kib,
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-    )
+    let fields: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|field| field.parse().expect("number"))
+        .collect();
+    Cost {
+        seconds: fields[0],
+        peak_kib: fields[1] as u64,
+        cpu: fields[2] + fields[3],
+        daemon_cpu,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+    }
+}
+
+impl std::fmt::Display for Cost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2} s, peak RSS {} KiB, CPU {:.2} s, containerd CPU {:.2} s",
+            self.seconds, self.peak_kib, self.cpu, self.daemon_cpu
+        )
+    }
 }
 
 /// `cargo test --release --test containerd_import -- --ignored --exact
 /// one_gib_layer_against_ctr_import --nocapture`
 #[test]
-#[ignore = "benchmark: writes ~2 GiB"]
+#[ignore = "benchmark: writes ~3 GiB under /tmp"]
 fn one_gib_layer_against_ctr_import() {
     let layout = tempfile::tempdir().expect("layout dir");
     run_ok(
@@ -562,35 +606,28 @@ fn one_gib_layer_against_ctr_import() {
             .arg(layout.path())
             .arg(format!("{SINGLE}=1G")),
     );
-    let archive = layout.path().with_extension("tar");
+    let archive = tempfile::NamedTempFile::new().expect("archive file");
     run_ok(
         Command::new("tar")
             .arg("-cf")
-            .arg(&archive)
+            .arg(archive.path())
             .arg("-C")
             .arg(layout.path())
             .arg("."),
     );
+    let plan = Plan::read(layout.path());
 
     let ours = Lab::start();
-    let mut child = child_command(&ours.socket, layout.path(), false);
-    let (seconds, kib, stdout) = timed(&mut child);
-    let child_line = stdout
-        .lines()
-        .find(|line| line.starts_with("CHILD"))
-        .unwrap_or_default()
-        .to_owned();
-    println!("velero-airgap gRPC import: {seconds:.2} s, peak RSS {kib} KiB ({child_line})");
-    let plan = Plan::read(layout.path());
+    let cost = measure(&ours, &child_command(&ours.socket, layout.path(), false));
+    assert!(cost.stdout.contains("written: 3"), "{}", cost.stdout);
     assert_images_complete(&ours, &plan);
+    println!("velero-airgap gRPC import: {cost}");
 
     let theirs = Lab::start();
     let mut ctr = Command::new("ctr");
     ctr.arg("--address")
         .arg(&theirs.socket)
         .args(["-n", NAMESPACE, "images", "import", "--no-unpack"])
-        .arg(&archive);
-    let (seconds, kib, _) = timed(&mut ctr);
-    println!("ctr images import --no-unpack: {seconds:.2} s, peak RSS {kib} KiB");
-    let _ = std::fs::remove_file(&archive);
+        .arg(archive.path());
+    println!("ctr images import --no-unpack: {}", measure(&theirs, &ctr));
 }

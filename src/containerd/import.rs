@@ -23,8 +23,8 @@ use containerd_client::services::v1::{
 use containerd_client::tonic::metadata::AsciiMetadataValue;
 use containerd_client::tonic::{self, Code, Request, Streaming};
 use containerd_client::types::Descriptor;
-use futures::SinkExt;
 use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::Containerd;
@@ -168,11 +168,7 @@ impl Import {
         R: AsyncRead + Unpin,
     {
         checked_digest(digest)?;
-        let total = i64::try_from(size).map_err(|_| ContainerdError::Size {
-            digest: digest.to_owned(),
-            expected: size,
-            actual: 0,
-        })?;
+        let total = wire_size(size);
         let Some((sender, responses)) = self.open_write(digest, total).await? else {
             return self.already_present(digest, labels).await;
         };
@@ -223,19 +219,13 @@ impl Import {
             hint: error::status_hint(&source),
             source,
         };
-        let size = i64::try_from(target.size).map_err(|_| {
-            image_error(
-                "create",
-                tonic::Status::invalid_argument("the target size does not fit in 63 bits"),
-            )
-        })?;
         let image = Image {
             name: name.to_owned(),
             labels: labels.clone().into_iter().collect(),
             target: Some(Descriptor {
                 media_type: target.media_type.clone(),
                 digest: target.digest.clone(),
-                size,
+                size: wire_size(target.size),
                 annotations: HashMap::new(),
             }),
             created_at: None,
@@ -316,7 +306,7 @@ impl Import {
     > {
         let mut content = ContentClient::new(self.client.channel.clone());
         for attempt in 0..=LOCK_RETRIES {
-            let (mut sender, receiver) = mpsc::channel(IN_FLIGHT);
+            let (sender, receiver) = mpsc::channel(IN_FLIGHT);
             let stat = WriteContentRequest {
                 action: WriteAction::Stat.into(),
                 r#ref: format!("{ID_PREFIX}-{digest}"),
@@ -324,11 +314,8 @@ impl Import {
                 expected: digest.to_owned(),
                 ..Default::default()
             };
-            // The channel has room, so this only queues the message for the stream.
-            if sender.send(stat).await.is_err() {
-                break;
-            }
-            match content.write(self.leased(receiver)).await {
+            let messages = futures::stream::once(std::future::ready(stat)).chain(receiver);
+            match content.write(self.leased(messages)).await {
                 Ok(response) => {
                     let mut responses = response.into_inner();
                     // The answer to Stat; its offset is that of a stale partial ingest, which
@@ -518,7 +505,7 @@ where
         // offsets are checked against what it holds.
         let write = WriteContentRequest {
             action: WriteAction::Write.into(),
-            offset: start as i64,
+            offset: wire_size(start),
             data: chunk,
             ..Default::default()
         };
@@ -535,8 +522,8 @@ where
     }
     let commit = WriteContentRequest {
         action: WriteAction::Commit.into(),
-        total: size as i64,
-        offset: size as i64,
+        total: wire_size(size),
+        offset: wire_size(size),
         expected: digest.to_owned(),
         labels: labels.clone().into_iter().collect(),
         ..Default::default()
@@ -578,6 +565,13 @@ fn is_locked(status: &tonic::Status) -> bool {
     status.code() == Code::Unavailable && status.message().contains("locked")
 }
 
+/// A size as the protocol carries it. Sizes past 8 EiB do not occur; saturating leaves
+/// containerd's own size check to refuse one.
+fn wire_size(size: u64) -> i64 {
+    i64::try_from(size).unwrap_or(i64::MAX)
+}
+
+/// Refuses a malformed digest before it reaches containerd (or an ingest ref).
 fn checked_digest(digest: &str) -> Result<()> {
     validate_digest(digest).map_err(|source| ContainerdError::InvalidDigest {
         digest: digest.to_owned(),
