@@ -10,6 +10,7 @@
 pub mod build;
 pub mod bundle;
 pub mod config;
+pub mod containerd;
 pub mod reference;
 pub mod registry;
 pub mod release;
