@@ -214,7 +214,13 @@ pub async fn build(
         .map(|r| (r.image.canonical.clone(), r.image.top.digest.clone()))
         .collect();
     let values = values::to_airgap(&rendered, values::DEFAULT_LOCAL_REGISTRY, &pins)?;
-    let plan = plan(&request, &config, &resolved, values::to_yaml(&values))?;
+    let plan = plan(
+        &request,
+        &config,
+        &rendered,
+        &resolved,
+        values::to_yaml(&values),
+    )?;
     let writer = BundleWriter::create(&request.output, plan)?;
 
     let counts = fill_blobs(&writer, &registry, &resolved, &request, events).await?;
@@ -345,6 +351,7 @@ fn descriptor(d: &registry::Descriptor) -> Result<bundle::Descriptor, BuildError
 fn plan(
     request: &BuildRequest,
     config: &ClusterConfig,
+    rendered: &values::Rendered,
     resolved: &[Resolved],
     values_yaml: String,
 ) -> Result<BundlePlan, BuildError> {
@@ -365,6 +372,12 @@ fn plan(
                 .as_ref()
                 .map(|c| descriptor(&c.descriptor))
                 .transpose()?,
+            values_fields: rendered
+                .images
+                .iter()
+                .filter(|u| u.reference.to_string() == image.canonical)
+                .map(|u| u.field.path.clone())
+                .collect(),
             signature: crate::sign::SignatureStatus::Unsigned,
         });
         let inline = image

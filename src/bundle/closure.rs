@@ -254,6 +254,7 @@ mod tests {
             size: size as u64,
             source: "registry.example.com/x:1".into(),
             source_index: None,
+            values_fields: vec![],
             signature: Signature::Unsigned,
         }
     }

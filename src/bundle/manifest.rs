@@ -89,6 +89,10 @@ pub struct ImageRecord {
     /// pins platforms; not listed in `index.json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_index: Option<Descriptor>,
+    /// Paths of the fields in `values.yaml` that name this image (e.g. `image`,
+    /// `initContainers[1].image`): exactly what `unpack` re-targets.
+    #[serde(default)]
+    pub values_fields: Vec<String>,
     /// Signature status.
     pub signature: Signature,
 }
@@ -222,6 +226,7 @@ mod tests {
                     size: 8,
                     source: "mirror.local/acme/plugin:1.2.0".into(),
                     source_index: None,
+                    values_fields: vec![],
                     signature: Signature::Verified {
                         key_fingerprint: crate::sign::Fingerprint::try_from(format!(
                             "sha256:{}",

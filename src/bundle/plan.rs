@@ -360,6 +360,7 @@ mod tests {
                 size: manifest.len() as u64,
                 source: "docker.io/velero/velero:v1.18.1".into(),
                 source_index: None,
+                values_fields: vec![],
                 signature: Signature::Unsigned,
             }],
             config_yaml: b"config".to_vec(),

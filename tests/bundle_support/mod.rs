@@ -67,6 +67,7 @@ fn record(reference: &str, role: ImageRole, media_type: &str, manifest: &[u8]) -
         size: manifest.len() as u64,
         source: reference.to_owned(),
         source_index: None,
+        values_fields: vec![],
         signature: Signature::Unsigned,
     }
 }
