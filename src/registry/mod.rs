@@ -1,4 +1,5 @@
-//! Talking to OCI registries: resolving references, pulling manifests and blobs.
+//! Talking to OCI registries: resolving references, pulling manifests and blobs, and (through
+//! [`Pusher`]) pushing them.
 //!
 //! [`Registry::resolve`] turns a canonical reference into a [`ResolvedImage`]: every manifest
 //! (bytes as served), the chosen platforms, and the list of config and layer blobs, all known
@@ -15,6 +16,7 @@ mod error;
 mod manifest;
 mod mirror;
 mod platform;
+mod push;
 mod resolve;
 mod sink;
 
@@ -40,6 +42,9 @@ pub use error::{ErrorKind, RegistryError};
 pub use manifest::{Content, DOCKER_LIST, DOCKER_MANIFEST, Descriptor, OCI_INDEX, OCI_MANIFEST};
 pub use mirror::Mirror;
 pub use platform::{Platform, PlatformSelection};
+pub use push::{
+    BasicCredentials, PushAction, PushEvent, PushImage, PushReport, PushedImage, Pusher,
+};
 pub use sink::{BlobSink, OffsetSink};
 
 const USER_AGENT: &str = concat!("velero-airgap/", env!("CARGO_PKG_VERSION"));
@@ -142,6 +147,8 @@ impl Registry {
             extra_root_certificates: certificates,
             // Platforms are chosen here, from raw manifests.
             platform_resolver: None,
+            // Pushes stream each blob in one PUT (see push.rs) rather than 4 MiB PATCHes.
+            use_monolithic_push: true,
             connect_timeout: Some(Duration::from_secs(15)),
             read_timeout: Some(Duration::from_secs(60)),
             user_agent: USER_AGENT,
