@@ -462,6 +462,44 @@ async fn wrong_content_is_refused_and_nothing_is_committed() {
         matches!(error, RegistryError::DigestMismatch { .. }),
         "{error:?}"
     );
+
+    // An image that cannot be pushed is refused before any blob goes up.
+    let layer = Descriptor {
+        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+        digest: sha256(b"layer"),
+        size: 5,
+    };
+    let odd_repository = registry.reference("acme/odd");
+    let odd = PushImage {
+        repository: odd_repository.clone(),
+        tag: Some("1".into()),
+        top: Content {
+            descriptor: Descriptor {
+                media_type: "application/vnd.example.unknown+json".into(),
+                digest: sha256(b"{}"),
+                size: 2,
+            },
+            bytes: Bytes::from_static(b"{}"),
+        },
+        children: Vec::new(),
+        blobs: vec![layer.clone()],
+    };
+    let error = pusher
+        .push_images(
+            &[odd],
+            &|_| Ok(std::io::Cursor::new(b"layer".to_vec())),
+            2,
+            &|_| (),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Unsupported, "{error:?}");
+    assert!(
+        !pusher
+            .blob_exists(&odd_repository, &layer.digest)
+            .await
+            .unwrap()
+    );
 }
 
 /// A registry stand-in that answers the upload PUT with 503 `failures` times, then 201.

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::Pusher;
+use super::{Pusher, blob_reference, check_manifest_type};
 use crate::registry::{Content, Descriptor, RegistryError};
 
 /// One image to push with [`Pusher::push_images`].
@@ -124,6 +124,14 @@ impl Pusher {
         R: Read + Send + 'static,
     {
         let jobs = jobs.max(1);
+        // Bad input fails here, not after the blobs went up.
+        for image in images {
+            let top = &image.top.descriptor;
+            blob_reference(&image.repository, &top.digest)?;
+            for manifest in std::iter::once(&image.top).chain(&image.children) {
+                check_manifest_type(&image.repository, &manifest.descriptor.media_type)?;
+            }
+        }
         // Each blob once per repository, in image order.
         let mut seen = HashSet::new();
         let blobs: Vec<(&str, &Descriptor)> = images
