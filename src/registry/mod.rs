@@ -127,6 +127,15 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Reads the CA files and the Docker config and sets up the HTTP client.
     pub fn new(options: RegistryOptions) -> Result<Registry, RegistryError> {
+        Registry::with_client_config(options, |_| ())
+    }
+
+    /// Like [`Registry::new`], with `adjust` applied to the client settings (the pusher's
+    /// differ).
+    fn with_client_config(
+        options: RegistryOptions,
+        adjust: impl FnOnce(&mut ClientConfig),
+    ) -> Result<Registry, RegistryError> {
         let mirrors = Mirrors::new(options.mirrors)?;
         let docker_config = DockerConfig::load(options.docker_config.as_deref())?;
         let mut certificates = Vec::new();
@@ -138,7 +147,7 @@ impl Registry {
             .iter()
             .map(|h| h.trim().to_string())
             .collect();
-        let config = ClientConfig {
+        let mut config = ClientConfig {
             protocol: if insecure.is_empty() {
                 ClientProtocol::Https
             } else {
@@ -147,13 +156,12 @@ impl Registry {
             extra_root_certificates: certificates,
             // Platforms are chosen here, from raw manifests.
             platform_resolver: None,
-            // Pushes stream each blob in one PUT (see push.rs) rather than 4 MiB PATCHes.
-            use_monolithic_push: true,
             connect_timeout: Some(Duration::from_secs(15)),
             read_timeout: Some(Duration::from_secs(60)),
             user_agent: USER_AGENT,
             ..ClientConfig::default()
         };
+        adjust(&mut config);
         // `Client::new` would fall back to default TLS settings on error; this surfaces it.
         let client = Client::try_from(config).map_err(|source| RegistryError::TlsSetup {
             source: Box::new(source),

@@ -38,8 +38,13 @@ const CHUNK: usize = 256 << 10;
 /// Chunks queued between the reading thread and the upload: with the held-back chunk and
 /// the one being sent, about 1.5 MiB per blob in flight (measured: ~2 MiB of RSS per job).
 const QUEUED_CHUNKS: usize = 4;
-/// How often upload progress is reported.
+/// How often upload progress is reported (and a stall looked for).
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
+/// The longest wait for the answer to a request other than an upload.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The longest an upload may go without taking a byte, or without an answer once all
+/// bytes are sent.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A user name and password given explicitly (`--username` + `--password-stdin`); they take
 /// precedence over the Docker config. `Debug` hides the password.
@@ -85,7 +90,13 @@ impl Pusher {
         credentials: Option<BasicCredentials>,
     ) -> Result<Pusher, RegistryError> {
         Ok(Pusher {
-            registry: Registry::new(options)?,
+            registry: Registry::with_client_config(options, |config| {
+                config.use_monolithic_push = true;
+                // reqwest's read timeout runs from the start of a request until its answer,
+                // which for a streamed PUT includes the whole upload: a big layer on a slow
+                // link would never make it. Requests are bounded here instead.
+                config.read_timeout = None;
+            })?,
             credentials: credentials.map(|c| RegistryAuth::Basic(c.username, c.password)),
         })
     }
@@ -98,10 +109,8 @@ impl Pusher {
         let context = session.context(&object);
         session
             .retrying(&context, || async {
-                self.registry
-                    .client
-                    .blob_exists(&reference, digest)
-                    .await
+                answered(self.registry.client.blob_exists(&reference, digest))
+                    .await?
                     .map_err(|error| Failure::from_oci(error, &context))
             })
             .await
@@ -143,12 +152,7 @@ impl Pusher {
         let context = session.context(&object);
         session
             .retrying(&context, || async {
-                match self
-                    .registry
-                    .client
-                    .mount_blob(&reference, &from, digest)
-                    .await
-                {
+                match answered(self.registry.client.mount_blob(&reference, &from, digest)).await? {
                     Ok(()) | Err(OciDistributionError::RegistryNoLocationError) => Ok(true),
                     // oci-client wants 201; any other success (202: an upload was opened
                     // instead) means the registry would not mount.
@@ -172,11 +176,12 @@ impl Pusher {
         let context = session.context(&object);
         session
             .retrying(&context, || async {
-                match self
-                    .registry
-                    .client
-                    .fetch_manifest_digest(&parsed, &session.auth)
-                    .await
+                match answered(
+                    self.registry
+                        .client
+                        .fetch_manifest_digest(&parsed, &session.auth),
+                )
+                .await?
                 {
                     Ok(found) => Ok(found == digest),
                     Err(error) => match Failure::from_oci(error, &context) {
@@ -223,12 +228,14 @@ impl Pusher {
                         reason: format!("media type {media_type:?} is not a header value"),
                     })
                 })?;
-                self.registry
-                    .client
-                    .push_manifest_raw(&parsed, bytes.clone(), content_type)
-                    .await
-                    .map(drop)
-                    .map_err(|error| Failure::from_oci(error, &context))
+                answered(self.registry.client.push_manifest_raw(
+                    &parsed,
+                    bytes.clone(),
+                    content_type,
+                ))
+                .await?
+                .map(drop)
+                .map_err(|error| Failure::from_oci(error, &context))
             })
             .await
     }
@@ -279,12 +286,13 @@ impl Pusher {
         let body = futures::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|item| (item, receiver))
         });
-        let uploaded = with_progress(
+        let uploaded = watched(
             self.registry
                 .client
                 .push_blob_stream(reference, body, &blob.digest, Some(blob.size)),
             &sent,
             progress,
+            STALL_TIMEOUT,
         )
         .await;
         // The source's verdict outranks the upload's: a failed check is what aborted it.
@@ -317,6 +325,7 @@ impl Pusher {
             return Err(Failure::Final(error));
         }
         uploaded
+            .ok_or_else(|| timed_out(STALL_TIMEOUT))?
             .map(drop)
             .map_err(|error| Failure::from_oci(error, context))
     }
@@ -431,32 +440,56 @@ fn pump_checked(
 }
 
 /// Runs `future`, reporting the growth of `sent` to `progress` every
-/// [`PROGRESS_INTERVAL`] and at the end.
-async fn with_progress<F: Future>(
+/// [`PROGRESS_INTERVAL`] and at the end. `None` when `sent` did not grow for `stall` (a
+/// registry that stopped reading, or that does not answer once it has every byte): the
+/// future is dropped, which aborts the request.
+async fn watched<F: Future>(
     future: F,
     sent: &AtomicU64,
     progress: &(dyn Fn(u64) + Sync),
-) -> F::Output {
+    stall: Duration,
+) -> Option<F::Output> {
     let mut future = pin!(future);
     let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut reported = 0;
-    let mut report = || {
-        let now = sent.load(Ordering::Relaxed);
-        if now > reported {
-            progress(now - reported);
-            reported = now;
-        }
-    };
+    let mut last_growth = tokio::time::Instant::now();
     loop {
         tokio::select! {
             output = &mut future => {
-                report();
-                return output;
+                let now = sent.load(Ordering::Relaxed);
+                if now > reported {
+                    progress(now - reported);
+                }
+                return Some(output);
             }
-            _ = ticker.tick() => report(),
+            _ = ticker.tick() => {
+                let now = sent.load(Ordering::Relaxed);
+                if now > reported {
+                    progress(now - reported);
+                    reported = now;
+                    last_growth = tokio::time::Instant::now();
+                } else if last_growth.elapsed() >= stall {
+                    return None;
+                }
+            }
         }
     }
+}
+
+/// Runs one request other than an upload; no answer within [`REQUEST_TIMEOUT`] is a
+/// connection failure (so it is retried).
+async fn answered<T>(request: impl Future<Output = T>) -> Result<T, Failure> {
+    tokio::time::timeout(REQUEST_TIMEOUT, request)
+        .await
+        .map_err(|_| timed_out(REQUEST_TIMEOUT))
+}
+
+fn timed_out(after: Duration) -> Failure {
+    Failure::Connection(Box::new(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("no progress for {} s", after.as_secs()),
+    )))
 }
 
 fn parse_reference(reference: &str) -> Result<Reference, RegistryError> {
@@ -573,6 +606,27 @@ mod tests {
         let (chunks, result) = run_pump(b"", &descriptor(b""));
         result.unwrap();
         assert!(chunks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_stalled_upload_is_given_up_and_a_moving_one_is_not() {
+        let sent = AtomicU64::new(0);
+        let stall = Duration::from_millis(300);
+        let stuck = watched(std::future::pending::<()>(), &sent, &|_| (), stall).await;
+        assert!(stuck.is_none());
+        // Bytes keep flowing for longer than `stall`: the upload is left alone.
+        let moving = async {
+            for _ in 0..8 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                sent.fetch_add(10, Ordering::Relaxed);
+            }
+        };
+        let reported = AtomicU64::new(0);
+        let progress = |bytes| {
+            reported.fetch_add(bytes, Ordering::Relaxed);
+        };
+        assert!(watched(moving, &sent, &progress, stall).await.is_some());
+        assert_eq!(reported.load(Ordering::Relaxed), 80);
     }
 
     #[test]
