@@ -74,7 +74,7 @@ pub enum RegistryError {
         host: String,
         /// The canonical image reference.
         reference: String,
-        /// Whether credentials from the Docker config were sent.
+        /// Whether credentials (from the Docker config or given explicitly) were sent.
         had_credentials: bool,
     },
     /// The registry does not have the manifest or blob.
@@ -186,6 +186,17 @@ pub enum RegistryError {
         /// Why it is refused.
         reason: String,
     },
+    /// A blob to push could not be read from its source.
+    #[error("cannot read blob {digest} to push to {reference}")]
+    Source {
+        /// The target reference.
+        reference: String,
+        /// The blob being read.
+        digest: String,
+        /// The source's failure.
+        #[source]
+        source: std::io::Error,
+    },
     /// The blob sink refused bytes or could not be reset.
     #[error("cannot store blob {digest} of {reference}")]
     Sink {
@@ -201,9 +212,9 @@ pub enum RegistryError {
 
 fn auth_hint(had_credentials: bool) -> &'static str {
     if had_credentials {
-        "the credentials from the Docker config were rejected"
+        "the credentials sent were rejected"
     } else {
-        "no credentials for it in the Docker config"
+        "no credentials were sent (none given, none for it in the Docker config)"
     }
 }
 
@@ -222,6 +233,8 @@ pub enum ErrorKind {
     Unsupported,
     /// The caller's blob sink failed.
     Sink,
+    /// The caller's blob source (for a push) failed.
+    Source,
 }
 
 impl RegistryError {
@@ -245,6 +258,7 @@ impl RegistryError {
             Self::MissingPlatform { .. } => ErrorKind::MissingPlatform,
             Self::UnsupportedManifest { .. } => ErrorKind::Unsupported,
             Self::Sink { .. } => ErrorKind::Sink,
+            Self::Source { .. } => ErrorKind::Source,
         }
     }
 
@@ -317,7 +331,19 @@ impl Failure {
             })
         };
         match error {
-            OciDistributionError::RequestError(source) => Failure::from_transport(Box::new(source), context),
+            // `error_for_status` answers (a blob HEAD) arrive as request errors with a status:
+            // classify them by that status, not as a broken connection.
+            OciDistributionError::RequestError(source) => match source.status() {
+                Some(status) => Failure::from_oci(
+                    OciDistributionError::ServerError {
+                        code: status.as_u16(),
+                        url: source.url().map(ToString::to_string).unwrap_or_default(),
+                        message: String::new(),
+                    },
+                    context,
+                ),
+                None => Failure::from_transport(Box::new(source), context),
+            },
             OciDistributionError::IoError(source) => Failure::from_io(source, context),
             OciDistributionError::UnauthorizedError { .. }
             // Token-server refusals quote its response body: never pass that text on.

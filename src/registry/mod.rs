@@ -1,4 +1,5 @@
-//! Talking to OCI registries: resolving references, pulling manifests and blobs.
+//! Talking to OCI registries: resolving references, pulling manifests and blobs, and (through
+//! [`Pusher`]) pushing them.
 //!
 //! [`Registry::resolve`] turns a canonical reference into a [`ResolvedImage`]: every manifest
 //! (bytes as served), the chosen platforms, and the list of config and layer blobs, all known
@@ -15,6 +16,7 @@ mod error;
 mod manifest;
 mod mirror;
 mod platform;
+mod push;
 mod resolve;
 mod sink;
 
@@ -40,6 +42,9 @@ pub use error::{ErrorKind, RegistryError};
 pub use manifest::{Content, DOCKER_LIST, DOCKER_MANIFEST, Descriptor, OCI_INDEX, OCI_MANIFEST};
 pub use mirror::Mirror;
 pub use platform::{Platform, PlatformSelection};
+pub use push::{
+    BasicCredentials, PushAction, PushEvent, PushImage, PushReport, PushedImage, Pusher,
+};
 pub use sink::{BlobSink, OffsetSink};
 
 const USER_AGENT: &str = concat!("velero-airgap/", env!("CARGO_PKG_VERSION"));
@@ -122,6 +127,15 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// Reads the CA files and the Docker config and sets up the HTTP client.
     pub fn new(options: RegistryOptions) -> Result<Registry, RegistryError> {
+        Registry::with_client_config(options, |_| ())
+    }
+
+    /// Like [`Registry::new`], with `adjust` applied to the client settings (the pusher's
+    /// differ).
+    fn with_client_config(
+        options: RegistryOptions,
+        adjust: impl FnOnce(&mut ClientConfig),
+    ) -> Result<Registry, RegistryError> {
         let mirrors = Mirrors::new(options.mirrors)?;
         let docker_config = DockerConfig::load(options.docker_config.as_deref())?;
         let mut certificates = Vec::new();
@@ -133,7 +147,7 @@ impl Registry {
             .iter()
             .map(|h| h.trim().to_string())
             .collect();
-        let config = ClientConfig {
+        let mut config = ClientConfig {
             protocol: if insecure.is_empty() {
                 ClientProtocol::Https
             } else {
@@ -147,6 +161,7 @@ impl Registry {
             user_agent: USER_AGENT,
             ..ClientConfig::default()
         };
+        adjust(&mut config);
         // `Client::new` would fall back to default TLS settings on error; this surfaces it.
         let client = Client::try_from(config).map_err(|source| RegistryError::TlsSetup {
             source: Box::new(source),

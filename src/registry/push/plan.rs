@@ -1,0 +1,290 @@
+//! Pushing whole images: blobs before manifests, an index after its children, each piece
+//! only when the registry lacks it, shared blobs uploaded once and mounted elsewhere.
+//!
+//! Blobs go first, `jobs` at a time, each (repository, digest) pair once. Work on one digest
+//! is serialised across repositories, so a layer shared by two images is uploaded once and
+//! then mounted. Manifests follow per image: children by digest, then the top manifest by
+//! tag (which stores it under its digest too), or by digest when there is no tag. A HEAD
+//! before every piece makes a re-run push nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use super::{Pusher, blob_reference, check_manifest_type};
+use crate::registry::{Content, Descriptor, RegistryError};
+
+/// One image to push with [`Pusher::push_images`].
+#[derive(Debug, Clone)]
+pub struct PushImage {
+    /// The target repository, `HOST[:PORT]/PATH`, without tag or digest.
+    pub repository: String,
+    /// The tag to set on `top`; `None` for an image referred to by digest only.
+    pub tag: Option<String>,
+    /// The image's manifest or index, pushed last.
+    pub top: Content,
+    /// The manifests `top` lists (for an index), pushed by digest before it, in this order.
+    pub children: Vec<Content>,
+    /// Every config and layer blob of the image's manifests.
+    pub blobs: Vec<Descriptor>,
+}
+
+/// What happened to an image, or to a blob in one repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PushAction {
+    /// Uploaded (for an image: at least one manifest or the tag was written).
+    Pushed,
+    /// Mounted from another repository of the same registry (blobs only).
+    Mounted,
+    /// Already there.
+    Skipped,
+}
+
+/// The outcome for one image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushedImage {
+    /// The target repository.
+    pub repository: String,
+    /// The tag set, if any.
+    pub tag: Option<String>,
+    /// The digest of the top manifest.
+    pub digest: String,
+    /// [`PushAction::Pushed`] or [`PushAction::Skipped`].
+    pub action: PushAction,
+}
+
+/// Counts of a push; [`PushReport::nothing_pushed`] tells a run that changed nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PushReport {
+    /// Per image, in the order given.
+    pub images: Vec<PushedImage>,
+    /// Blobs uploaded (per repository).
+    pub blobs_pushed: usize,
+    /// Blobs mounted from another repository.
+    pub blobs_mounted: usize,
+    /// Blobs the registry already had in the target repository.
+    pub blobs_skipped: usize,
+    /// Bytes uploaded.
+    pub bytes_pushed: u64,
+    /// Manifests written (a tag update counts as one).
+    pub manifests_pushed: usize,
+    /// Manifests already there (for a tagged top manifest: the tag already named it).
+    pub manifests_skipped: usize,
+}
+
+impl PushReport {
+    /// Whether the registry already had everything.
+    pub fn nothing_pushed(&self) -> bool {
+        self.blobs_pushed == 0 && self.blobs_mounted == 0 && self.manifests_pushed == 0
+    }
+}
+
+/// Progress of [`Pusher::push_images`], for the caller to draw.
+#[derive(Debug, Clone)]
+pub enum PushEvent {
+    /// Blob bytes handed to the registry since the last event.
+    BlobProgress {
+        /// How many.
+        bytes: u64,
+    },
+    /// A blob is in a repository.
+    Blob {
+        /// The repository.
+        repository: String,
+        /// The blob.
+        blob: Descriptor,
+        /// Pushed, mounted or skipped.
+        action: PushAction,
+    },
+    /// An image's manifests and tag are in place.
+    Image(PushedImage),
+}
+
+impl Pusher {
+    /// Pushes `images`: blobs first (skipping those present, mounting those already in
+    /// another repository of the same registry, uploading the rest from `source`), then per
+    /// image its children by digest and its top manifest by tag (or by digest when it has no
+    /// tag), skipping what is already there. Up to `jobs` requests run at once. A second run
+    /// pushes nothing ([`PushReport::nothing_pushed`]).
+    pub async fn push_images<S, R>(
+        &self,
+        images: &[PushImage],
+        source: &S,
+        jobs: usize,
+        events: &(dyn Fn(PushEvent) + Sync),
+    ) -> Result<PushReport, RegistryError>
+    where
+        S: Fn(&Descriptor) -> std::io::Result<R> + Sync,
+        R: Read + Send + 'static,
+    {
+        let jobs = jobs.max(1);
+        // Bad input fails here, not after the blobs went up.
+        for image in images {
+            let top = &image.top.descriptor;
+            blob_reference(&image.repository, &top.digest)?;
+            for manifest in std::iter::once(&image.top).chain(&image.children) {
+                check_manifest_type(&image.repository, &manifest.descriptor.media_type)?;
+            }
+        }
+        // Each blob once per repository, in image order.
+        let mut seen = HashSet::new();
+        let blobs: Vec<(&str, &Descriptor)> = images
+            .iter()
+            .flat_map(|image| image.blobs.iter().map(|b| (image.repository.as_str(), b)))
+            .filter(|(repository, blob)| seen.insert((*repository, blob.digest.as_str())))
+            .collect();
+        let known = KnownBlobs::default();
+        let report = Mutex::new(PushReport::default());
+        futures::stream::iter(blobs)
+            .map(|(repository, blob)| {
+                let (known, report) = (&known, &report);
+                async move {
+                    let action = self
+                        .place_blob(repository, blob, source, known, events)
+                        .await?;
+                    let mut report = report.lock().unwrap_or_else(PoisonError::into_inner);
+                    match action {
+                        PushAction::Pushed => {
+                            report.blobs_pushed += 1;
+                            report.bytes_pushed += blob.size;
+                        }
+                        PushAction::Mounted => report.blobs_mounted += 1,
+                        PushAction::Skipped => report.blobs_skipped += 1,
+                    }
+                    drop(report);
+                    events(PushEvent::Blob {
+                        repository: repository.to_string(),
+                        blob: blob.clone(),
+                        action,
+                    });
+                    Ok::<_, RegistryError>(())
+                }
+            })
+            .buffer_unordered(jobs)
+            .try_collect::<Vec<()>>()
+            .await?;
+        let pushed = futures::stream::iter(images)
+            .map(|image| {
+                let report = &report;
+                async move {
+                    let (pushed, written) = self.place_manifests(image).await?;
+                    let mut report = report.lock().unwrap_or_else(PoisonError::into_inner);
+                    report.manifests_pushed += written;
+                    report.manifests_skipped += image.children.len() + 1 - written;
+                    drop(report);
+                    events(PushEvent::Image(pushed.clone()));
+                    Ok::<_, RegistryError>(pushed)
+                }
+            })
+            .buffered(jobs)
+            .try_collect::<Vec<PushedImage>>()
+            .await?;
+        let mut report = report.into_inner().unwrap_or_else(PoisonError::into_inner);
+        report.images = pushed;
+        Ok(report)
+    }
+
+    /// Makes sure `blob` is in `repository`: skipped when there, mounted when a repository
+    /// of the same registry is known to hold it, else uploaded.
+    async fn place_blob<S, R>(
+        &self,
+        repository: &str,
+        blob: &Descriptor,
+        source: &S,
+        known: &KnownBlobs,
+        events: &(dyn Fn(PushEvent) + Sync),
+    ) -> Result<PushAction, RegistryError>
+    where
+        S: Fn(&Descriptor) -> std::io::Result<R> + Sync,
+        R: Read + Send + 'static,
+    {
+        // One repository at a time per digest: a blob shared by images is uploaded once
+        // and mounted everywhere else, never uploaded twice in parallel.
+        let holders = known.holders(&blob.digest);
+        let mut holders = holders.lock().await;
+        let action = if self.blob_exists(repository, &blob.digest).await? {
+            PushAction::Skipped
+        } else if let Some(from) = holders.first()
+            && self.mount_blob(repository, from, &blob.digest).await?
+        {
+            PushAction::Mounted
+        } else {
+            let progress = |bytes| events(PushEvent::BlobProgress { bytes });
+            self.upload(repository, blob, &mut || source(blob), &progress)
+                .await?;
+            PushAction::Pushed
+        };
+        holders.push(repository.to_string());
+        Ok(action)
+    }
+
+    /// Pushes the manifests of `image` that are missing; returns the outcome and how many
+    /// manifests were written.
+    async fn place_manifests(
+        &self,
+        image: &PushImage,
+    ) -> Result<(PushedImage, usize), RegistryError> {
+        let mut written = 0;
+        for child in &image.children {
+            let reference = format!("{}@{}", image.repository, child.descriptor.digest);
+            if !self
+                .manifest_exists(&reference, &child.descriptor.digest)
+                .await?
+            {
+                self.push_manifest(
+                    &reference,
+                    child.bytes.clone(),
+                    &child.descriptor.media_type,
+                )
+                .await?;
+                written += 1;
+            }
+        }
+        let top = &image.top.descriptor;
+        // Pushing by tag stores the manifest under its digest as well.
+        let reference = match &image.tag {
+            Some(tag) => format!("{}:{tag}", image.repository),
+            None => format!("{}@{}", image.repository, top.digest),
+        };
+        if !self.manifest_exists(&reference, &top.digest).await? {
+            self.push_manifest(&reference, image.top.bytes.clone(), &top.media_type)
+                .await?;
+            written += 1;
+        }
+        let pushed = PushedImage {
+            repository: image.repository.clone(),
+            tag: image.tag.clone(),
+            digest: top.digest.clone(),
+            action: if written > 0 {
+                PushAction::Pushed
+            } else {
+                PushAction::Skipped
+            },
+        };
+        Ok((pushed, written))
+    }
+}
+
+/// Per digest, the repositories known to hold it; the async lock serialises work on one
+/// digest across repositories.
+#[derive(Default)]
+struct KnownBlobs {
+    holders: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Vec<String>>>>>,
+}
+
+impl KnownBlobs {
+    fn holders(&self, digest: &str) -> Arc<tokio::sync::Mutex<Vec<String>>> {
+        self.holders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(digest.to_string())
+            .or_default()
+            .clone()
+    }
+}
