@@ -10,6 +10,7 @@ Examples:
   velero-airgap build -c config.yaml -o velero-bundle.tar
   velero-airgap verify velero-bundle.tar
   velero-airgap inspect velero-bundle.tar --json
+  velero-airgap unpack velero-bundle.tar --registry 10.244.128.11:5000 --insecure --values-out values.yaml
 
 Exit codes: 0 ok, 1 invalid input or failed verification, 2 usage,
 3 registry/network/auth, 4 local I/O, 130 interrupted.";
@@ -64,6 +65,17 @@ Examples:
   velero-airgap verify velero-bundle.tar
   velero-airgap verify velero-bundle.tar --json")]
     Verify(VerifyArgs),
+    /// Verify a bundle, then load its images on this node and write its values.
+    #[command(after_help = "\
+Examples:
+  velero-airgap unpack bundle.tar --registry 10.244.128.11:5000 --insecure --values-out values.yaml
+  velero-airgap unpack bundle.tar --containerd /run/k0s/containerd.sock --values-out values.yaml
+  velero-airgap unpack bundle.tar --k0s-images-dir /var/lib/embedded-cluster/k0s/images --values-out values.yaml
+  velero-airgap unpack bundle.tar --registry 127.0.0.1:5000 --insecure --local-registry 10.96.0.11:5000 --values-out values.yaml --dry-run
+
+The registry target serves every node; containerd and k0s targets load this node only.
+The bundle is verified in full first; a bundle that fails leaves the target untouched.")]
+    Unpack(UnpackArgs),
     /// Show what a bundle holds, reading only its first entries.
     #[command(after_help = "\
 Examples:
@@ -214,6 +226,77 @@ pub struct VerifyArgs {
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
     /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where `unpack` loads images: exactly one.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct UnpackTarget {
+    /// Push to the registry at HOST:PORT (serves every node).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub registry: Option<String>,
+    /// Import into containerd through its socket (this node only).
+    #[arg(long, value_name = "SOCKET")]
+    pub containerd: Option<PathBuf>,
+    /// Write an OCI archive into k0s's images directory (this node only).
+    #[arg(long, value_name = "DIR")]
+    pub k0s_images_dir: Option<PathBuf>,
+}
+
+/// `unpack`.
+#[derive(Debug, Args)]
+pub struct UnpackArgs {
+    /// The bundle to load.
+    #[arg(value_name = "BUNDLE")]
+    pub bundle: PathBuf,
+    /// Where to load the images.
+    #[command(flatten)]
+    pub target: UnpackTarget,
+    /// Write the Velero values for this cluster here (atomically).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub values_out: PathBuf,
+    /// The registry address pods pull from, when not the --registry address.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub local_registry: Option<String>,
+    /// Install-time settings for the values.
+    #[command(flatten)]
+    pub install: InstallArgs,
+    /// Talk plain HTTP to the --registry target.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Trust this PEM CA certificate for the --registry target (repeatable).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Vec<PathBuf>,
+    /// Docker config.json with credentials for the --registry target.
+    #[arg(long, value_name = "PATH")]
+    pub docker_config: Option<PathBuf>,
+    /// User name for the --registry target (with --password-stdin).
+    #[arg(long, value_name = "NAME", requires = "password_stdin")]
+    pub username: Option<String>,
+    /// Read the --registry password from standard input.
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// containerd namespace.
+    #[arg(long, value_name = "NAME", default_value = "k8s.io")]
+    pub namespace: String,
+    /// Parallel requests.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub jobs: usize,
+    /// Retries on connection errors, 5xx and 429.
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    pub retries: u32,
+    /// Say what would be loaded where; write nothing at all.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Append a JSON line per loaded image to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+    /// Where a compressed bundle is decompressed (default: the temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub staging_dir: Option<PathBuf>,
+    /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
 }

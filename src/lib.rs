@@ -15,5 +15,6 @@ pub mod reference;
 pub mod registry;
 pub mod release;
 pub mod sign;
+pub mod unpack;
 pub mod validate;
 pub mod values;

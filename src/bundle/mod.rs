@@ -12,7 +12,7 @@ mod input;
 mod inspect;
 mod layout;
 mod leading;
-mod manifest;
+pub(crate) mod manifest;
 mod oci;
 mod plan;
 mod problem;

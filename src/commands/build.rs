@@ -4,10 +4,8 @@
 
 use super::{ExitStatus, Interrupted, Output};
 use crate::cli::{BuildArgs, RegistryArgs};
+use crate::commands::progress::{Progress, human_bytes};
 use crate::commands::render::proxy_settings;
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
-use std::sync::Mutex;
 use std::time::Instant;
 use velero_airgap::build::{self, BuildRequest, Event};
 use velero_airgap::registry::{Mirror, PlatformSelection, RegistryOptions};
@@ -42,19 +40,19 @@ pub fn run(args: BuildArgs, output: Output) -> anyhow::Result<ExitStatus> {
         allow_secrets: args.allow_secrets,
         output: args.output.clone(),
     };
-    let display = Display::new(output, args.json);
+    let progress = Progress::new(output, args.json, "resolving");
     let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let on_event = |event| display.event(event);
+    let on_event = |event| draw(&progress, event);
     let summary = runtime.block_on(async {
         tokio::select! {
             result = build::build(request, &on_event) => result.map_err(anyhow::Error::from),
             _ = tokio::signal::ctrl_c() => Err(anyhow::Error::from(Interrupted)),
         }
     });
-    display.finish();
+    progress.finish();
     let summary = summary?;
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
@@ -77,130 +75,38 @@ pub fn run(args: BuildArgs, output: Output) -> anyhow::Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
-/// Draws progress: bars on a terminal, lines otherwise, nothing with `-q` or
-/// `--json`.
-struct Display {
-    mode: DisplayMode,
-    bytes: Option<ProgressBar>,
-    multi: Option<MultiProgress>,
-    lines: Mutex<()>,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum DisplayMode {
-    Silent,
-    Lines,
-    Bars,
-}
-
-impl Display {
-    fn new(output: Output, json: bool) -> Display {
-        let mode = if output.quiet || json {
-            DisplayMode::Silent
-        } else if std::io::stderr().is_terminal() {
-            DisplayMode::Bars
-        } else {
-            DisplayMode::Lines
-        };
-        let (multi, bytes) = if mode == DisplayMode::Bars {
-            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-            let bar = multi.add(ProgressBar::new(0));
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
-            );
-            bar.set_message("resolving");
-            (Some(multi), Some(bar))
-        } else {
-            (None, None)
-        };
-        Display {
-            mode,
+/// Draws build events.
+fn draw(progress: &Progress, event: Event) {
+    if progress.silent() {
+        return;
+    }
+    match event {
+        Event::Resolved {
+            reference,
+            digest,
+            blobs,
             bytes,
-            multi,
-            lines: Mutex::new(()),
-        }
-    }
-
-    fn line(&self, text: String) {
-        match (&self.mode, &self.multi) {
-            (DisplayMode::Bars, Some(multi)) => {
-                let _ = multi.println(text);
-            }
-            (DisplayMode::Lines, _) => {
-                let _guard = self.lines.lock();
-                eprintln!("{text}");
-            }
-            _ => {}
-        }
-    }
-
-    fn event(&self, event: Event) {
-        if self.mode == DisplayMode::Silent {
-            return;
-        }
-        match event {
-            Event::Resolved {
-                reference,
-                digest,
-                blobs,
-                bytes,
-            } => self.line(format!(
-                "resolved {reference} ({digest}, {blobs} blobs, {})",
+        } => progress.line(format!(
+            "resolved {reference} ({digest}, {blobs} blobs, {})",
+            human_bytes(bytes)
+        )),
+        Event::Planned {
+            images,
+            blobs,
+            bytes,
+            cached,
+        } => {
+            progress.start(bytes, "pulling");
+            progress.line(format!(
+                "pulling {images} images: {blobs} blobs, {} ({cached} cached)",
                 human_bytes(bytes)
-            )),
-            Event::Planned {
-                images,
-                blobs,
-                bytes,
-                cached,
-            } => {
-                if let Some(bar) = &self.bytes {
-                    bar.set_length(bytes);
-                    bar.set_message("pulling");
-                }
-                self.line(format!(
-                    "pulling {images} images: {blobs} blobs, {} ({cached} cached)",
-                    human_bytes(bytes)
-                ));
-            }
-            Event::BlobProgress { bytes } => {
-                if let Some(bar) = &self.bytes {
-                    bar.inc(bytes);
-                }
-            }
-            Event::ImagePulled { reference } => self.line(format!("pulled {reference}")),
-            Event::Finishing => {
-                if let Some(bar) = &self.bytes {
-                    bar.set_message("writing");
-                }
-                self.line("writing bundle".to_string());
-            }
+            ));
         }
-    }
-
-    fn finish(&self) {
-        if let Some(bar) = &self.bytes {
-            bar.finish_and_clear();
+        Event::BlobProgress { bytes } => progress.advance(bytes),
+        Event::ImagePulled { reference } => progress.line(format!("pulled {reference}")),
+        Event::Finishing => {
+            progress.message("writing");
+            progress.line("writing bundle".to_string());
         }
-    }
-}
-
-/// Sizes as people read them (MB = 10^6 bytes, as registries report).
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{ExitStatus, Output};
 use crate::cli::InspectArgs;
-use crate::commands::build::human_bytes;
+use crate::commands::progress::human_bytes;
 use velero_airgap::bundle;
 use velero_airgap::sign::SignatureStatus;
 

@@ -7,7 +7,9 @@
 mod build;
 mod completions;
 mod inspect;
+mod progress;
 mod render;
+mod unpack;
 mod validate;
 mod verify;
 
@@ -15,6 +17,7 @@ use crate::cli::{Cli, Command};
 use std::process::ExitCode;
 use velero_airgap::build::BuildError;
 use velero_airgap::registry::RegistryError;
+use velero_airgap::unpack::UnpackError;
 
 /// How a command that ran to the end came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         Command::Build(args) => build::run(args, output),
         Command::Verify(args) => verify::run(args, output),
         Command::Inspect(args) => inspect::run(args, output),
+        Command::Unpack(args) => unpack::run(args, output),
         Command::Completions(args) => completions::run(args),
     }
 }
@@ -73,12 +77,22 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         }
         // Transparent wrappers hand their inner error's source to the chain, so
         // the registry error itself is found through them.
-        let registry = match cause.downcast_ref::<BuildError>() {
-            Some(BuildError::Registry(err)) => Some(err),
+        let registry = match (
+            cause.downcast_ref::<BuildError>(),
+            cause.downcast_ref::<UnpackError>(),
+        ) {
+            (Some(BuildError::Registry(err)), _) | (_, Some(UnpackError::Registry(err))) => {
+                Some(err)
+            }
             _ => cause.downcast_ref::<RegistryError>(),
         };
         if let Some(err) = registry {
             return if err.is_network_or_auth() { 3 } else { 1 };
+        }
+        match cause.downcast_ref::<UnpackError>() {
+            Some(UnpackError::Containerd(_)) => return 3,
+            Some(UnpackError::Space { .. }) => return 4,
+            _ => {}
         }
         if cause.is::<std::io::Error>() {
             return 4;

@@ -1,0 +1,121 @@
+//! Drawing progress: an indicatif bar (bytes, rate, ETA) with lines above it on
+//! a terminal, plain lines when stderr is not one, nothing with `-q` or `--json`.
+
+use super::Output;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::IsTerminal;
+use std::sync::Mutex;
+
+/// Where progress goes.
+pub struct Progress {
+    mode: Mode,
+    multi: Option<MultiProgress>,
+    bar: Option<ProgressBar>,
+    lines: Mutex<()>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Silent,
+    Lines,
+    Bars,
+}
+
+impl Progress {
+    /// Picks the mode from the flags and whether stderr is a terminal.
+    pub fn new(output: Output, json: bool, first_message: &str) -> Progress {
+        let mode = if output.quiet || json {
+            Mode::Silent
+        } else if std::io::stderr().is_terminal() {
+            Mode::Bars
+        } else {
+            Mode::Lines
+        };
+        let (multi, bar) = if mode == Mode::Bars {
+            let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+            let bar = multi.add(ProgressBar::new(0));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} {msg:12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(first_message.to_string());
+            (Some(multi), Some(bar))
+        } else {
+            (None, None)
+        };
+        Progress {
+            mode,
+            multi,
+            bar,
+            lines: Mutex::new(()),
+        }
+    }
+
+    /// Whether anything is shown.
+    pub fn silent(&self) -> bool {
+        self.mode == Mode::Silent
+    }
+
+    /// A line above the bar (or alone).
+    pub fn line(&self, text: String) {
+        match (&self.mode, &self.multi) {
+            (Mode::Bars, Some(multi)) => {
+                let _ = multi.println(text);
+            }
+            (Mode::Lines, _) => {
+                let _guard = self.lines.lock();
+                eprintln!("{text}");
+            }
+            _ => {}
+        }
+    }
+
+    /// Starts counting towards `total` bytes.
+    pub fn start(&self, total: u64, message: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+            bar.set_position(0);
+            bar.set_message(message.to_string());
+        }
+    }
+
+    /// Bytes done.
+    pub fn advance(&self, bytes: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+        }
+    }
+
+    /// Changes the bar's label.
+    pub fn message(&self, message: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.to_string());
+        }
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// Sizes as people read them (MB = 10^6 bytes, as registries report).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}

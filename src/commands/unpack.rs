@@ -1,0 +1,145 @@
+//! `velero-airgap unpack`: verify, load into one target, write the values.
+
+use super::progress::{Progress, human_bytes};
+use super::{ExitStatus, Interrupted, Output};
+use crate::cli::UnpackArgs;
+use crate::commands::render::proxy_settings;
+use anyhow::Context;
+use std::io::Read;
+use velero_airgap::registry::{BasicCredentials, RegistryOptions};
+use velero_airgap::unpack::{self, Event, InstallSettings, Target, UnpackRequest};
+
+/// Runs `unpack`.
+pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
+    let target = if let Some(address) = &args.target.registry {
+        let credentials = match &args.username {
+            Some(username) => {
+                let mut password = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut password)
+                    .context("cannot read the password from standard input")?;
+                Some(BasicCredentials {
+                    username: username.clone(),
+                    password: password.trim_end_matches(['\n', '\r']).to_string(),
+                })
+            }
+            None => None,
+        };
+        Target::Registry {
+            address: address.clone(),
+            options: RegistryOptions {
+                insecure: if args.insecure {
+                    vec![address.clone()]
+                } else {
+                    vec![]
+                },
+                ca_files: args.ca_file.clone(),
+                docker_config: args.docker_config.clone(),
+                retries: args.retries,
+                ..RegistryOptions::default()
+            },
+            credentials,
+        }
+    } else if let Some(socket) = &args.target.containerd {
+        Target::Containerd {
+            socket: socket.clone(),
+            namespace: args.namespace.clone(),
+        }
+    } else if let Some(dir) = &args.target.k0s_images_dir {
+        Target::K0sImagesDir(dir.clone())
+    } else {
+        anyhow::bail!("give one of --registry, --containerd or --k0s-images-dir");
+    };
+    let request = UnpackRequest {
+        bundle: args.bundle.clone(),
+        target,
+        values_out: Some(args.values_out.clone()),
+        local_registry: args.local_registry.clone(),
+        install: InstallSettings {
+            proxy: proxy_settings(&args.install),
+            host_ca_bundle: args.install.host_ca_bundle.clone(),
+        },
+        jobs: args.jobs.max(1),
+        dry_run: args.dry_run,
+        audit_log: args.audit_log.clone(),
+        staging_dir: args.staging_dir.clone(),
+    };
+
+    let progress = Progress::new(output, args.json, "verifying");
+    let on_event = |event| draw(&progress, event);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let started = std::time::Instant::now();
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = unpack::unpack(request, &on_event) => result.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => Err(anyhow::Error::from(Interrupted)),
+        }
+    });
+    progress.finish();
+    let summary = result?;
+    let seconds = started.elapsed().as_secs_f64();
+    for warning in &summary.warnings {
+        eprintln!("warning: {warning}");
+    }
+    if args.json {
+        let mut report = serde_json::to_value(&summary)?;
+        report["seconds"] = serde_json::json!((seconds * 1000.0).round() / 1000.0);
+        super::write_output(None, format!("{report:#}\n").as_bytes())?;
+    } else if summary.dry_run {
+        // A dry run's whole point is its output: print it even with -q.
+        println!("dry run: nothing was written");
+        println!("would load into {}:", summary.target);
+        for image in &summary.images {
+            println!("  {}", image.canonical);
+            for name in &image.target_references {
+                println!("    -> {name}");
+            }
+        }
+        println!(
+            "would write values for {} to {}",
+            summary.values_address,
+            args.values_out.display()
+        );
+    } else if !output.quiet {
+        if summary.nothing_to_do {
+            eprintln!(
+                "{} already has every image: nothing to load",
+                summary.target
+            );
+        }
+        eprintln!(
+            "loaded {} images into {}: {} blobs loaded, {} already there, {} mounted, {} in {:.1} s",
+            summary.images.len(),
+            summary.target,
+            summary.blobs_loaded,
+            summary.blobs_skipped,
+            summary.blobs_mounted,
+            human_bytes(summary.bytes),
+            seconds,
+        );
+        eprintln!(
+            "wrote {} (images at {})",
+            args.values_out.display(),
+            summary.values_address
+        );
+    }
+    Ok(ExitStatus::Success)
+}
+
+fn draw(progress: &Progress, event: Event) {
+    if progress.silent() {
+        return;
+    }
+    match event {
+        Event::Verifying => progress.line("verifying the bundle".into()),
+        Event::Verified { sha256 } => progress.line(format!("verified (sha256 {sha256})")),
+        Event::Loading { images, bytes } => {
+            progress.start(bytes, "loading");
+            progress.line(format!("loading {images} images ({})", human_bytes(bytes)));
+        }
+        Event::Progress { bytes } => progress.advance(bytes),
+        Event::Image(image) => progress.line(format!("{} {}", image.action, image.canonical)),
+    }
+}

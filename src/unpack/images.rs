@@ -1,0 +1,206 @@
+//! The bundle's images as targets load them: manifests with their bytes,
+//! blobs by descriptor, and the names each image gets at the target.
+
+use super::UnpackError;
+use super::store::BlobStore;
+use crate::bundle::{BundleManifest, Sha256Digest};
+use crate::reference::Reference;
+use crate::registry::{Content, Descriptor};
+use crate::values::Role;
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// Manifests larger than this are not manifests.
+const MANIFEST_LIMIT: u64 = 4 << 20;
+
+/// One image, ready to load.
+#[derive(Debug, Clone)]
+pub struct LoadImage {
+    /// Canonical reference.
+    pub canonical: Reference,
+    /// What it is for.
+    pub role: Role,
+    /// The manifest `index.json` names.
+    pub top: Descriptor,
+    /// Every manifest, `top` first, then the manifests it reaches. Empty in a
+    /// dry run of a compressed bundle (not read).
+    pub manifests: Vec<Content>,
+    /// Configs and layers, each once.
+    pub blobs: Vec<Descriptor>,
+}
+
+/// The names an image gets under a registry address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageNames {
+    /// `ADDR/path:tag`, when the canonical reference has a tag.
+    pub tag: Option<String>,
+    /// `ADDR/path@digest`.
+    pub digest: String,
+    /// `ADDR/path:tag@digest`, what the rendered values name (CRI looks it up
+    /// as `ADDR/path@digest`).
+    pub tag_and_digest: Option<String>,
+    /// `ADDR/path`.
+    pub repository: String,
+}
+
+impl ImageNames {
+    /// Every name, tag first.
+    pub fn all(&self) -> Vec<String> {
+        self.tag
+            .iter()
+            .chain(self.tag_and_digest.iter())
+            .chain(std::iter::once(&self.digest))
+            .cloned()
+            .collect()
+    }
+}
+
+impl LoadImage {
+    /// The names under `address`: `render --mode airgap`'s mapping.
+    pub fn names(&self, address: &str) -> Result<ImageNames, UnpackError> {
+        let moved = self
+            .canonical
+            .without_tag()
+            .airgap(address)
+            .map_err(|source| UnpackError::Address {
+                address: address.to_string(),
+                source,
+            })?;
+        let repository = moved.name();
+        let tag = self.canonical.tag();
+        Ok(ImageNames {
+            tag: tag.map(|t| format!("{repository}:{t}")),
+            digest: format!("{repository}@{}", self.top.digest),
+            tag_and_digest: tag.map(|t| format!("{repository}:{t}@{}", self.top.digest)),
+            repository,
+        })
+    }
+}
+
+/// Total bytes of the images' blobs and manifests, each counted once.
+pub fn total_bytes(images: &[LoadImage]) -> u64 {
+    let mut seen = BTreeSet::new();
+    images
+        .iter()
+        .flat_map(|i| i.manifests.iter().map(|m| &m.descriptor).chain(&i.blobs))
+        .filter(|d| seen.insert(d.digest.clone()))
+        .map(|d| d.size)
+        .sum()
+}
+
+fn content_error(bundle: &str, reason: String) -> UnpackError {
+    UnpackError::Content {
+        bundle: bundle.to_string(),
+        reason,
+    }
+}
+
+fn descriptor(d: &crate::bundle::Descriptor) -> Descriptor {
+    Descriptor {
+        media_type: d.media_type.clone(),
+        digest: d.digest.to_string(),
+        size: d.size,
+    }
+}
+
+/// Images without their bytes: names and digests only (dry runs).
+pub fn describe_images(bundle: &BundleManifest, name: &str) -> Result<Vec<LoadImage>, UnpackError> {
+    bundle
+        .images
+        .iter()
+        .map(|image| {
+            let record = &image.image;
+            Ok(LoadImage {
+                canonical: Reference::parse(&record.canonical_reference)
+                    .map_err(|e| content_error(name, e.to_string()))?,
+                role: record.role.clone(),
+                top: Descriptor {
+                    media_type: record.media_type.clone(),
+                    digest: record.digest.to_string(),
+                    size: record.size,
+                },
+                manifests: vec![],
+                blobs: vec![],
+            })
+        })
+        .collect()
+}
+
+/// Images with their manifests read from the store and their blobs listed.
+pub fn load_images(
+    bundle: &BundleManifest,
+    store: &BlobStore,
+    name: &str,
+) -> Result<Vec<LoadImage>, UnpackError> {
+    let mut images = describe_images(bundle, name)?;
+    for (image, bundled) in images.iter_mut().zip(&bundle.images) {
+        let mut blobs: Vec<Descriptor> = Vec::new();
+        for manifest in &bundled.manifests {
+            let bytes = store
+                .read_small(&manifest.digest, MANIFEST_LIMIT)
+                .map_err(|e| content_error(name, e.to_string()))?;
+            for blob in referenced_blobs(&bytes)
+                .map_err(|e| content_error(name, format!("manifest {}: {e}", manifest.digest)))?
+            {
+                if !blobs.iter().any(|b| b.digest == blob.digest) {
+                    blobs.push(blob);
+                }
+            }
+            image.manifests.push(Content {
+                descriptor: descriptor(manifest),
+                bytes: bytes.into(),
+            });
+        }
+        // Manifests of an index are listed as manifests, not blobs.
+        blobs.retain(|b| {
+            !image
+                .manifests
+                .iter()
+                .any(|m| m.descriptor.digest == b.digest)
+        });
+        for blob in &blobs {
+            let digest = blob
+                .digest
+                .strip_prefix("sha256:")
+                .and_then(|hex| Sha256Digest::from_hex(hex).ok());
+            if digest.and_then(|d| store.size(&d)) != Some(blob.size) {
+                return Err(content_error(
+                    name,
+                    format!(
+                        "blob {} of {} is missing or has another size",
+                        blob.digest, image.canonical
+                    ),
+                ));
+            }
+        }
+        image.blobs = blobs;
+    }
+    Ok(images)
+}
+
+/// The config and layers of a manifest, or the children of an index.
+fn referenced_blobs(bytes: &[u8]) -> Result<Vec<Descriptor>, String> {
+    let json: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    let parse = |d: &Value| -> Result<Descriptor, String> {
+        Ok(Descriptor {
+            media_type: d["mediaType"].as_str().unwrap_or_default().to_string(),
+            digest: d["digest"]
+                .as_str()
+                .ok_or("a descriptor has no digest")?
+                .to_string(),
+            size: d["size"].as_u64().ok_or("a descriptor has no size")?,
+        })
+    };
+    let mut out = Vec::new();
+    if json.get("config").is_some() {
+        out.push(parse(&json["config"])?);
+    }
+    for key in ["layers", "manifests"] {
+        if let Some(items) = json[key].as_array() {
+            for item in items {
+                out.push(parse(item)?);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,83 @@
+//! The registry target: push every image to `ADDR/<repository path>`, blobs
+//! before manifests, skipping what the registry has.
+
+use super::images::LoadImage;
+use super::store::BlobStore;
+use super::{Event, ImageAction, Loaded, UnpackError};
+use crate::bundle::Sha256Digest;
+use crate::registry::{
+    BasicCredentials, Descriptor, PushAction, PushEvent, PushImage, Pusher, RegistryOptions,
+};
+use std::io;
+
+/// Pushes `images` to the registry at `address`.
+pub(crate) async fn push(
+    images: &[LoadImage],
+    store: &BlobStore,
+    address: &str,
+    options: &RegistryOptions,
+    credentials: Option<BasicCredentials>,
+    jobs: usize,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<Loaded, UnpackError> {
+    let pusher = Pusher::new(options.clone(), credentials)?;
+    let mut plan = Vec::new();
+    let mut names = Vec::new();
+    for image in images {
+        let image_names = image.names(address)?;
+        let (top, children) =
+            image
+                .manifests
+                .split_first()
+                .ok_or_else(|| UnpackError::Content {
+                    bundle: image.canonical.to_string(),
+                    reason: "image has no manifest".into(),
+                })?;
+        plan.push(PushImage {
+            repository: image_names.repository.clone(),
+            tag: image.canonical.tag().map(str::to_string),
+            top: top.clone(),
+            children: children.to_vec(),
+            blobs: image.blobs.clone(),
+        });
+        names.push(image_names);
+    }
+    let source = |blob: &Descriptor| -> io::Result<io::Take<std::fs::File>> {
+        let digest = blob
+            .digest
+            .strip_prefix("sha256:")
+            .and_then(|hex| Sha256Digest::from_hex(hex).ok())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, blob.digest.clone()))?;
+        store.open_blob(&digest)
+    };
+    let on_event = |event: PushEvent| {
+        if let PushEvent::BlobProgress { bytes } = event {
+            events(Event::Progress { bytes });
+        }
+    };
+    let report = pusher.push_images(&plan, &source, jobs, &on_event).await?;
+    let mut loaded = Loaded {
+        blobs_loaded: report.blobs_pushed,
+        blobs_skipped: report.blobs_skipped,
+        blobs_mounted: report.blobs_mounted,
+        bytes: report.bytes_pushed,
+        ..Loaded::default()
+    };
+    for ((image, image_names), pushed) in images.iter().zip(&names).zip(&report.images) {
+        let mut references = vec![image_names.digest.clone()];
+        references.extend(image_names.tag.clone());
+        let action = ImageAction {
+            canonical: image.canonical.to_string(),
+            target_references: references,
+            digest: image.top.digest.clone(),
+            action: match pushed.action {
+                PushAction::Skipped => "skipped",
+                PushAction::Pushed | PushAction::Mounted => "pushed",
+            }
+            .to_string(),
+        };
+        events(Event::Image(action.clone()));
+        loaded.images.push(action);
+    }
+    Ok(loaded)
+}
