@@ -173,7 +173,7 @@ pub enum BuildError {
     #[error("unexpected digest {0}")]
     Digest(String),
     /// Local I/O (cache).
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Io {
         /// The file.
         path: PathBuf,

@@ -220,7 +220,7 @@ pub enum UnpackError {
         reason: String,
     },
     /// Local I/O.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
@@ -483,6 +483,11 @@ async fn check_platform(
 }
 
 fn check_space(dir: &Path, needed: u64) -> Result<(), UnpackError> {
+    // The directory may not exist yet: its nearest existing ancestor holds it.
+    let dir = dir
+        .ancestors()
+        .find(|p| p.is_dir())
+        .unwrap_or(Path::new("."));
     let stat = rustix::fs::statvfs(dir).map_err(|e| UnpackError::Io {
         path: dir.to_path_buf(),
         source: e.into(),
