@@ -14,6 +14,8 @@ use crate::registry::{
     self, BlobSink, PlatformSelection, Registry, RegistryError, RegistryOptions,
 };
 use crate::release::Release;
+use crate::sign::policy::signed_digests;
+use crate::sign::{FoundSignature, SignaturePolicy, SignatureStatus, SigningKey, Subject};
 use crate::validate::{self, Severity};
 use crate::values::{self, ProxySettings, Role};
 use futures::{StreamExt, TryStreamExt};
@@ -46,6 +48,10 @@ pub struct BuildRequest {
     pub allow_secrets: bool,
     /// The bundle file to write.
     pub output: PathBuf,
+    /// Which image signatures to check, with which keys.
+    pub signatures: SignaturePolicy,
+    /// Sign the bundle file with this key (`BUNDLE.sig`).
+    pub sign_key: Option<SigningKey>,
 }
 
 /// Progress, for the caller to draw.
@@ -85,6 +91,8 @@ pub enum Event {
     },
     /// All blobs are in; the bundle is being completed (hash, compression).
     Finishing,
+    /// Something the user should know that does not stop the build.
+    Warning(String),
 }
 
 /// What was built.
@@ -111,6 +119,12 @@ pub struct BuildSummary {
     pub bytes: u64,
     /// Per image: role, canonical reference, digest.
     pub image_lock: Vec<LockedImage>,
+    /// The detached bundle signature, when the bundle was signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_signature: Option<PathBuf>,
+    /// Fingerprint of the key that signed the bundle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_key_fingerprint: Option<String>,
 }
 
 /// One image of the summary.
@@ -125,6 +139,8 @@ pub struct LockedImage {
     pub digest: String,
     /// Where it was pulled from.
     pub source: String,
+    /// Signature status.
+    pub signature: crate::sign::SignatureStatus,
 }
 
 /// Why a build failed.
@@ -159,6 +175,15 @@ pub enum BuildError {
     /// Talking to a registry failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    /// An image's signatures do not satisfy the policy.
+    #[error(transparent)]
+    Signature(#[from] crate::sign::PolicyError),
+    /// The bundle could not be signed.
+    #[error(transparent)]
+    Sign(#[from] crate::sign::SignError),
+    /// `--require-signature` names no configured plugin.
+    #[error("--require-signature {0}: no plugin of that name in the config")]
+    UnknownPlugin(String),
     /// Some images lack requested platforms.
     #[error("missing platforms: {}", .0.join("; "))]
     MissingPlatforms(Vec<String>),
@@ -183,10 +208,12 @@ pub enum BuildError {
     },
 }
 
-/// An image resolved, with its role.
+/// An image resolved, with its role and signatures.
 struct Resolved {
     role: Role,
     image: registry::ResolvedImage,
+    signatures: Vec<registry::StoredSignature>,
+    signature: SignatureStatus,
 }
 
 /// Builds the bundle. Nothing is left at `request.output` unless the build
@@ -206,8 +233,14 @@ pub async fn build(
     );
     let rendered = values::render(&input)?;
 
+    for name in &request.signatures.require {
+        if !input.plugins.iter().any(|p| &p.name == name) {
+            return Err(BuildError::UnknownPlugin(name.clone()));
+        }
+    }
     let registry = Registry::new(request.registry.clone())?;
-    let resolved = resolve_all(&registry, &rendered, &request, events).await?;
+    let mut resolved = resolve_all(&registry, &rendered, &request, events).await?;
+    check_signatures(&registry, &mut resolved, &request, events).await?;
 
     let pins: BTreeMap<String, String> = resolved
         .iter()
@@ -225,12 +258,22 @@ pub async fn build(
 
     let counts = fill_blobs(&writer, &registry, &resolved, &request, events).await?;
     events(Event::Finishing);
+    let output = request.output.clone();
     let written = tokio::task::spawn_blocking(move || writer.finish())
         .await
         .map_err(|join| BuildError::Io {
-            path: request.output.clone(),
+            path: output.clone(),
             source: std::io::Error::other(join.to_string()),
         })??;
+    let (bundle_signature, bundle_key_fingerprint) = match &request.sign_key {
+        Some(key) => {
+            let signature = crate::sign::sign_digest(written.sha256.as_bytes(), key)?;
+            let path = signature_path(&written.path);
+            write_beside(&path, &signature)?;
+            (Some(path), Some(key.public_key().fingerprint().to_string()))
+        }
+        None => (None, None),
+    };
     Ok(BuildSummary {
         bundle: written.path,
         sidecar: written.sidecar,
@@ -248,9 +291,115 @@ pub async fn build(
                 reference: r.image.canonical.clone(),
                 digest: r.image.top.digest.clone(),
                 source: r.image.source.clone(),
+                signature: r.signature.clone(),
             })
             .collect(),
+        bundle_signature,
+        bundle_key_fingerprint,
     })
+}
+
+/// `BUNDLE.sig`: the DER ECDSA signature over the bundle file's bytes, which
+/// `openssl dgst -sha256 -verify pub.pem -signature BUNDLE.sig BUNDLE` checks.
+pub fn signature_path(bundle: &Path) -> PathBuf {
+    let mut name = bundle.as_os_str().to_owned();
+    name.push(".sig");
+    PathBuf::from(name)
+}
+
+/// Writes a small file through a temp file beside it.
+fn write_beside(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let io = |source| BuildError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    temp.write_all(bytes).map_err(io)?;
+    temp.persist(path).map_err(|e| io(e.error))?;
+    Ok(())
+}
+
+/// Looks up and checks each image's cosign signatures (when keys are given),
+/// images in parallel. A signature that is present and fails stops the build.
+async fn check_signatures(
+    registry: &Registry,
+    resolved: &mut [Resolved],
+    request: &BuildRequest,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<(), BuildError> {
+    let policy = &request.signatures;
+    if !policy.checks() {
+        // Without keys nothing is looked up; a policy that requires a signature
+        // fails here, naming the image.
+        for r in resolved.iter() {
+            let canonical = crate::reference::Reference::parse(&r.image.canonical)
+                .map_err(|e| BuildError::Digest(e.to_string()))?;
+            policy.check(&subject(r, &canonical), &[])?;
+        }
+        events(Event::Warning(
+            "image signatures were not checked (no --verify-key); every image is recorded as unsigned".into(),
+        ));
+        return Ok(());
+    }
+    let found: Vec<_> = futures::stream::iter(resolved.iter())
+        .map(|r| async move {
+            let canonical = crate::reference::Reference::parse(&r.image.canonical)
+                .map_err(|e| BuildError::Digest(e.to_string()))?;
+            let mut stored = Vec::new();
+            for digest in signed_digests(&subject(r, &canonical)) {
+                if let Some(signature) = registry.cosign_signature(&r.image, digest).await? {
+                    stored.push(signature);
+                }
+            }
+            Ok::<_, BuildError>(stored)
+        })
+        .buffered(request.jobs)
+        .try_collect()
+        .await?;
+    for (r, stored) in resolved.iter_mut().zip(found) {
+        let canonical = crate::reference::Reference::parse(&r.image.canonical)
+            .map_err(|e| BuildError::Digest(e.to_string()))?;
+        let signatures: Vec<FoundSignature<'_>> = stored
+            .iter()
+            .map(|s| FoundSignature {
+                signed_digest: &s.signed_digest,
+                manifest: &s.manifest.bytes,
+                payloads: s
+                    .payloads
+                    .iter()
+                    .map(|p| (p.descriptor.digest.as_str(), &p.bytes[..]))
+                    .collect(),
+            })
+            .collect();
+        let status = policy.check(&subject(r, &canonical), &signatures)?;
+        if status == SignatureStatus::Unsigned {
+            events(Event::Warning(format!(
+                "{} has no cosign signature; recorded as unsigned",
+                r.image.canonical
+            )));
+        }
+        r.signature = status;
+        r.signatures = stored;
+    }
+    Ok(())
+}
+
+/// The signature subject of a resolved image.
+fn subject<'a>(r: &'a Resolved, canonical: &'a crate::reference::Reference) -> Subject<'a> {
+    Subject {
+        canonical,
+        role: &r.role,
+        bundled_digest: &r.image.top.digest,
+        source_index: r
+            .image
+            .source_index
+            .as_ref()
+            .map(|c| (c.descriptor.digest.as_str(), &c.bytes[..])),
+    }
 }
 
 /// Refuses configs with validation errors, and literal secrets unless allowed.
@@ -312,7 +461,12 @@ async fn resolve_all(
                 blobs: image.blobs.len(),
                 bytes: image.blobs.iter().map(|b| b.size).sum(),
             });
-            Ok::<_, RegistryError>(Resolved { role, image })
+            Ok::<_, RegistryError>(Resolved {
+                role,
+                image,
+                signatures: vec![],
+                signature: SignatureStatus::Unsigned,
+            })
         })
         .buffered(request.jobs)
         .collect()
@@ -378,7 +532,22 @@ fn plan(
                 .filter(|u| u.reference.to_string() == image.canonical)
                 .map(|u| u.field.path.clone())
                 .collect(),
-            signature: crate::sign::SignatureStatus::Unsigned,
+            signatures: r
+                .signatures
+                .iter()
+                .map(|s| {
+                    Ok(bundle::SignatureRecord {
+                        signed_digest: sha256_of(&s.signed_digest)?,
+                        manifest: descriptor(&s.manifest.descriptor)?,
+                        payloads: s
+                            .payloads
+                            .iter()
+                            .map(|p| descriptor(&p.descriptor))
+                            .collect::<Result<_, BuildError>>()?,
+                    })
+                })
+                .collect::<Result<_, BuildError>>()?,
+            signature: r.signature.clone(),
         });
         let inline = image
             .manifests
@@ -386,6 +555,10 @@ fn plan(
             .chain(&image.source_index)
             .chain(&image.configs);
         inline_blobs.extend(inline.map(|c| c.bytes.to_vec()));
+        for signature in &r.signatures {
+            inline_blobs.push(signature.manifest.bytes.to_vec());
+            inline_blobs.extend(signature.payloads.iter().map(|p| p.bytes.to_vec()));
+        }
         let configs: Vec<&str> = image
             .configs
             .iter()

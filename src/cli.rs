@@ -190,6 +190,23 @@ pub struct RegistryArgs {
     pub jobs: usize,
 }
 
+/// Image signature checks (cosign, keyed).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SignatureArgs {
+    /// Public key (PEM) that may sign images (repeatable).
+    #[arg(long, value_name = "PEM")]
+    pub verify_key: Vec<PathBuf>,
+    /// Every image must carry a valid signature.
+    #[arg(long)]
+    pub require_signatures: bool,
+    /// This plugin's image must carry a valid signature (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub require_signature: Vec<String>,
+    /// Accept signatures whose docker-reference names another repository.
+    #[arg(long)]
+    pub ignore_signature_identity: bool,
+}
+
 /// `build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
@@ -214,6 +231,15 @@ pub struct BuildArgs {
     /// Bundle even if override values carry literal secrets.
     #[arg(long)]
     pub allow_secrets: bool,
+    /// Image signature checks.
+    #[command(flatten)]
+    pub signatures: SignatureArgs,
+    /// Sign the bundle with this private key (PEM: PKCS#8, SEC1 or encrypted PKCS#8), writing BUNDLE.sig.
+    #[arg(long, value_name = "PEM")]
+    pub sign_key: Option<PathBuf>,
+    /// Environment variable holding the passphrase of an encrypted --sign-key.
+    #[arg(long, value_name = "VAR", requires = "sign_key")]
+    pub sign_key_pass_env: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -225,6 +251,12 @@ pub struct VerifyArgs {
     /// The bundle to check.
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
+    /// Public key (PEM) whose signature BUNDLE.sig must be (repeatable).
+    #[arg(long, value_name = "PEM")]
+    pub bundle_key: Vec<PathBuf>,
+    /// Image signature checks, offline, against the signatures in the bundle.
+    #[command(flatten)]
+    pub signatures: SignatureArgs,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -296,6 +328,12 @@ pub struct UnpackArgs {
     /// Where a compressed bundle is decompressed (default: the temp dir).
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
+    /// Public key (PEM) whose signature BUNDLE.sig must be (repeatable).
+    #[arg(long, value_name = "PEM")]
+    pub bundle_key: Vec<PathBuf>,
+    /// Image signature checks, offline, against the signatures in the bundle.
+    #[command(flatten)]
+    pub signatures: SignatureArgs,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,

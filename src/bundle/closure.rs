@@ -55,21 +55,32 @@ pub(crate) fn image_closure(
             )),
         ));
     }
-    if let Some(index) = &image.source_index {
-        let context = format!("{image_context}source index ");
+    // Blobs kept beside the image but not walked: the source index (its other
+    // children are not in the bundle) and cosign signature manifests and payloads.
+    let mut keep = |what: &str, blob: &Descriptor, at_hand: bool| {
+        let context = format!("{image_context}{what} ");
         if check_present(
             BUNDLE_JSON,
             &context,
-            &index.digest,
-            index.size,
+            &blob.digest,
+            blob.size,
             source,
             problems,
-        ) && closure.blobs.insert(index.digest)
+        ) && closure.blobs.insert(blob.digest)
         {
-            closure.total_size += index.size;
-            if source.manifest(&index.digest).is_none() {
-                problems.push(not_at_hand(&index.digest, &index.media_type));
+            closure.total_size += blob.size;
+            if at_hand && source.manifest(&blob.digest).is_none() {
+                problems.push(not_at_hand(&blob.digest, &blob.media_type));
             }
+        }
+    };
+    if let Some(index) = &image.source_index {
+        keep("source index", index, true);
+    }
+    for signature in &image.signatures {
+        keep("signature manifest", &signature.manifest, true);
+        for payload in &signature.payloads {
+            keep("signature payload", payload, false);
         }
     }
     let mut stack = vec![Step {
@@ -255,6 +266,7 @@ mod tests {
             source: "registry.example.com/x:1".into(),
             source_index: None,
             values_fields: vec![],
+            signatures: vec![],
             signature: Signature::Unsigned,
         }
     }

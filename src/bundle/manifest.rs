@@ -93,8 +93,25 @@ pub struct ImageRecord {
     /// `initContainers[1].image`): exactly what `unpack` re-targets.
     #[serde(default)]
     pub values_fields: Vec<String>,
+    /// Cosign signatures found for the image, kept as blobs (not in `index.json`)
+    /// so they can be checked again offline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<SignatureRecord>,
     /// Signature status.
     pub signature: Signature,
+}
+
+/// A cosign signature stored in the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignatureRecord {
+    /// The digest the signature is for: the index the canonical reference
+    /// resolves to, or the bundled manifest itself.
+    pub signed_digest: Sha256Digest,
+    /// The signature manifest (tag `sha256-<hex>.sig`), byte for byte.
+    pub manifest: Descriptor,
+    /// Its simple-signing payload layers.
+    pub payloads: Vec<Descriptor>,
 }
 
 /// An image as `bundle.json` records it: the builder's record plus what the writer
@@ -227,6 +244,7 @@ mod tests {
                     source: "mirror.local/acme/plugin:1.2.0".into(),
                     source_index: None,
                     values_fields: vec![],
+                    signatures: vec![],
                     signature: Signature::Verified {
                         key_fingerprint: crate::sign::Fingerprint::try_from(format!(
                             "sha256:{}",

@@ -29,7 +29,7 @@ pub use layout::{
 };
 pub use manifest::{
     BundleManifest, BundledImage, Descriptor, FORMAT_VERSION, FileRecord, ImageRecord,
-    ManifestError, Tool, VeleroInfo,
+    ManifestError, SignatureRecord, Tool, VeleroInfo,
 };
 pub use oci::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, REF_NAME_ANNOTATION,

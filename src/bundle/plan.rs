@@ -361,6 +361,7 @@ mod tests {
                 source: "docker.io/velero/velero:v1.18.1".into(),
                 source_index: None,
                 values_fields: vec![],
+                signatures: vec![],
                 signature: Signature::Unsigned,
             }],
             config_yaml: b"config".to_vec(),

@@ -212,11 +212,13 @@ impl BundleReader {
             .iter()
             .flat_map(|image| {
                 let source_index = image.image.source_index.iter().map(|index| index.digest);
+                let signatures = image.image.signatures.iter().map(|s| s.manifest.digest);
                 image
                     .manifests
                     .iter()
                     .map(|manifest| manifest.digest)
                     .chain(source_index)
+                    .chain(signatures)
             })
             .collect();
         Ok(Opened::Ready(Box::new(Self {

@@ -3,13 +3,28 @@
 //! elsewhere.
 
 use super::{ExitStatus, Interrupted, Output};
-use crate::cli::{BuildArgs, RegistryArgs};
+use crate::cli::{BuildArgs, RegistryArgs, SignatureArgs};
 use crate::commands::progress::{Progress, human_bytes};
 use crate::commands::render::proxy_settings;
 use std::time::Instant;
 use velero_airgap::build::{self, BuildRequest, Event};
 use velero_airgap::registry::{Mirror, PlatformSelection, RegistryOptions};
 use velero_airgap::release;
+use velero_airgap::sign::{KeySet, SignaturePolicy, SigningKey};
+
+/// The signature flags as a policy (keys loaded now, so a bad key fails first).
+pub fn signature_policy(args: &SignatureArgs) -> anyhow::Result<SignaturePolicy> {
+    Ok(SignaturePolicy {
+        keys: if args.verify_key.is_empty() {
+            None
+        } else {
+            Some(KeySet::load(&args.verify_key)?)
+        },
+        require_all: args.require_signatures,
+        require: args.require_signature.clone(),
+        ignore_identity: args.ignore_signature_identity,
+    })
+}
 
 /// The registry flags as library options.
 pub fn registry_options(args: &RegistryArgs) -> anyhow::Result<RegistryOptions> {
@@ -39,6 +54,19 @@ pub fn run(args: BuildArgs, output: Output) -> anyhow::Result<ExitStatus> {
         cache_dir: args.cache_dir.clone(),
         allow_secrets: args.allow_secrets,
         output: args.output.clone(),
+        signatures: signature_policy(&args.signatures)?,
+        sign_key: match &args.sign_key {
+            Some(path) => {
+                let passphrase = match &args.sign_key_pass_env {
+                    Some(var) => Some(std::env::var(var).map_err(|_| {
+                        anyhow::anyhow!("--sign-key-pass-env {var}: the variable is not set")
+                    })?),
+                    None => None,
+                };
+                Some(SigningKey::load(path, passphrase.as_deref())?)
+            }
+            None => None,
+        },
     };
     let progress = Progress::new(output, args.json, "resolving");
     let started = Instant::now();
@@ -60,6 +88,11 @@ pub fn run(args: BuildArgs, output: Output) -> anyhow::Result<ExitStatus> {
         report["seconds"] = serde_json::json!((seconds * 1000.0).round() / 1000.0);
         super::write_output(None, format!("{report:#}\n").as_bytes())?;
     } else if !output.quiet {
+        if let (Some(path), Some(fingerprint)) =
+            (&summary.bundle_signature, &summary.bundle_key_fingerprint)
+        {
+            eprintln!("signed {} with key {fingerprint}", path.display());
+        }
         eprintln!(
             "wrote {}: {} images, {} blobs ({} fetched, {} from cache), {} in {:.1} s\nsha256 {}",
             summary.bundle.display(),
@@ -77,6 +110,10 @@ pub fn run(args: BuildArgs, output: Output) -> anyhow::Result<ExitStatus> {
 
 /// Draws build events.
 fn draw(progress: &Progress, event: Event) {
+    if let Event::Warning(text) = &event {
+        progress.warn(text);
+        return;
+    }
     if progress.silent() {
         return;
     }
@@ -104,6 +141,7 @@ fn draw(progress: &Progress, event: Event) {
         }
         Event::BlobProgress { bytes } => progress.advance(bytes),
         Event::ImagePulled { reference } => progress.line(format!("pulled {reference}")),
+        Event::Warning(_) => {}
         Event::Finishing => {
             progress.message("writing");
             progress.line("writing bundle".to_string());

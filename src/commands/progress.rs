@@ -9,6 +9,7 @@ use std::sync::Mutex;
 /// Where progress goes.
 pub struct Progress {
     mode: Mode,
+    quiet: bool,
     multi: Option<MultiProgress>,
     bar: Option<ProgressBar>,
     lines: Mutex<()>,
@@ -48,6 +49,7 @@ impl Progress {
         };
         Progress {
             mode,
+            quiet: output.quiet,
             multi,
             bar,
             lines: Mutex::new(()),
@@ -70,6 +72,22 @@ impl Progress {
                 eprintln!("{text}");
             }
             _ => {}
+        }
+    }
+
+    /// A warning: shown unless `-q`, also with `--json` (it goes to stderr).
+    pub fn warn(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.multi {
+            Some(multi) => {
+                let _ = multi.println(format!("warning: {text}"));
+            }
+            None => {
+                let _guard = self.lines.lock();
+                eprintln!("warning: {text}");
+            }
         }
     }
 

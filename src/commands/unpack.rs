@@ -3,7 +3,9 @@
 use super::progress::{Progress, human_bytes};
 use super::{ExitStatus, Interrupted, Output};
 use crate::cli::UnpackArgs;
+use crate::commands::build::signature_policy;
 use crate::commands::render::proxy_settings;
+use crate::commands::verify::bundle_keys;
 use anyhow::Context;
 use std::io::Read;
 use velero_airgap::registry::{BasicCredentials, RegistryOptions};
@@ -63,6 +65,8 @@ pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
         dry_run: args.dry_run,
         audit_log: args.audit_log.clone(),
         staging_dir: args.staging_dir.clone(),
+        bundle_keys: bundle_keys(&args.bundle_key)?,
+        signatures: signature_policy(&args.signatures)?,
     };
 
     let progress = Progress::new(output, args.json, "verifying");
@@ -119,6 +123,19 @@ pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
             human_bytes(summary.bytes),
             seconds,
         );
+        if let Some(fingerprint) = &summary.bundle_key_fingerprint {
+            eprintln!("bundle signature verified with key {fingerprint}");
+        }
+        for image in &summary.images {
+            if let Some(velero_airgap::sign::SignatureStatus::Verified { key_fingerprint }) =
+                &image.signature
+            {
+                eprintln!(
+                    "signature of {} verified with key {key_fingerprint}",
+                    image.canonical
+                );
+            }
+        }
         eprintln!(
             "wrote {} (images at {})",
             args.values_out.display(),

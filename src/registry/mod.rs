@@ -18,6 +18,7 @@ mod mirror;
 mod platform;
 mod push;
 mod resolve;
+mod signature;
 mod sink;
 
 use std::collections::HashMap;
@@ -45,6 +46,7 @@ pub use platform::{Platform, PlatformSelection};
 pub use push::{
     BasicCredentials, PushAction, PushEvent, PushImage, PushReport, PushedImage, Pusher,
 };
+pub use signature::StoredSignature;
 pub use sink::{BlobSink, OffsetSink};
 
 const USER_AGENT: &str = concat!("velero-airgap/", env!("CARGO_PKG_VERSION"));

@@ -16,6 +16,7 @@
 pub mod cosign;
 pub mod detached;
 pub mod keys;
+pub mod policy;
 
 use std::fmt;
 use std::io;
@@ -31,6 +32,7 @@ pub use cosign::{
 };
 pub use detached::{sign_digest, sign_file, verify_digest, verify_file};
 pub use keys::{KeyError, KeySet, PublicKey, SigningKey};
+pub use policy::{FoundSignature, PolicyError, SignaturePolicy, Subject};
 
 /// Why signing or checking a signature failed, naming the file or the signed thing.
 #[derive(Debug, thiserror::Error)]

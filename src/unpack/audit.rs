@@ -45,6 +45,8 @@ pub(crate) fn success(path: &Path, summary: &UnpackSummary) -> std::io::Result<(
                 "targetReferences": image.target_references,
                 "digest": image.digest,
                 "action": image.action,
+                "signature": image.signature,
+                "bundleKeyFingerprint": summary.bundle_key_fingerprint,
                 "result": "ok",
             })
         })

@@ -8,6 +8,7 @@
 
 mod audit;
 mod images;
+pub mod signatures;
 mod store;
 mod to_containerd;
 mod to_k0s;
@@ -80,6 +81,10 @@ pub struct UnpackRequest {
     pub audit_log: Option<PathBuf>,
     /// Where a compressed bundle is decompressed to (default: the system temp dir).
     pub staging_dir: Option<PathBuf>,
+    /// Keys one of which must have signed the bundle file (`BUNDLE.sig`).
+    pub bundle_keys: Option<crate::sign::KeySet>,
+    /// Image signatures to re-check, offline, before anything is loaded.
+    pub signatures: crate::sign::SignaturePolicy,
 }
 
 /// Progress, for the caller to draw.
@@ -120,6 +125,9 @@ pub struct ImageAction {
     pub digest: String,
     /// `pushed`, `skipped`, `imported`, `written` or `would load` (dry run).
     pub action: String,
+    /// The image's signature, when signatures were checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::sign::SignatureStatus>,
 }
 
 /// The outcome.
@@ -152,6 +160,9 @@ pub struct UnpackSummary {
     pub warnings: Vec<String>,
     /// Whether this was a dry run.
     pub dry_run: bool,
+    /// Fingerprint of the key that verified `BUNDLE.sig`, when checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_key_fingerprint: Option<crate::sign::Fingerprint>,
 }
 
 /// Why unpack failed.
@@ -193,6 +204,9 @@ pub enum UnpackError {
         /// Needed bytes.
         needed: u64,
     },
+    /// A signature check failed; nothing was loaded.
+    #[error(transparent)]
+    Signature(#[from] signatures::SignatureCheckError),
     /// The registry target failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
@@ -266,6 +280,14 @@ pub async fn unpack(
         });
     }
     let sha256 = report.sha256.map(|d| d.hex()).unwrap_or_default();
+    let bundle_key_fingerprint = match (&request.bundle_keys, &report.sha256) {
+        (Some(keys), Some(digest)) => Some(signatures::check_bundle_signature(
+            &request.bundle,
+            digest,
+            keys,
+        )?),
+        _ => None,
+    };
     events(Event::Verified {
         sha256: sha256.clone(),
     });
@@ -330,6 +352,21 @@ pub async fn unpack(
         Some(store) => images::load_images(&manifest, store, &bundle_name)?,
         None => images::describe_images(&manifest, &bundle_name)?,
     };
+    let checked_signatures = match &store {
+        Some(store)
+            if request.signatures.checks()
+                || request.signatures.require_all
+                || !request.signatures.require.is_empty() =>
+        {
+            Some(signatures::check_images(
+                &manifest,
+                store,
+                &request.signatures,
+                &bundle_name,
+            )?)
+        }
+        _ => None,
+    };
     let target_address = match &request.target {
         Target::Registry { address, .. } => address.clone(),
         _ => values_address.clone(),
@@ -349,6 +386,7 @@ pub async fn unpack(
         values_address: values_address.clone(),
         warnings,
         dry_run: request.dry_run,
+        bundle_key_fingerprint,
     };
 
     if request.dry_run {
@@ -359,6 +397,7 @@ pub async fn unpack(
                 target_references: names.all(),
                 digest: image.top.digest.clone(),
                 action: "would load".into(),
+                signature: None,
             });
         }
         return Ok(summary);
@@ -415,6 +454,14 @@ pub async fn unpack(
         }
     };
     summary.images = loaded.images;
+    if let Some(statuses) = checked_signatures {
+        for image in &mut summary.images {
+            image.signature = statuses
+                .iter()
+                .find(|(canonical, _)| canonical == &image.canonical)
+                .map(|(_, status)| status.clone());
+        }
+    }
     summary.blobs_loaded = loaded.blobs_loaded;
     summary.blobs_skipped = loaded.blobs_skipped;
     summary.blobs_mounted = loaded.blobs_mounted;

@@ -120,6 +120,7 @@ pub(crate) async fn import(
             canonical: image.canonical.to_string(),
             target_references: names.all(),
             digest: image.top.digest.clone(),
+            signature: None,
             action: if changed || loaded.blobs_loaded > 0 {
                 "imported"
             } else {

@@ -52,6 +52,7 @@ pub(crate) async fn write(
             canonical: image.canonical.to_string(),
             target_references: names.all(),
             digest: image.top.digest.clone(),
+            signature: None,
             action: "written".into(),
         });
     }

@@ -70,6 +70,7 @@ pub(crate) async fn push(
             canonical: image.canonical.to_string(),
             target_references: references,
             digest: image.top.digest.clone(),
+            signature: None,
             action: match pushed.action {
                 PushAction::Skipped => "skipped",
                 PushAction::Pushed | PushAction::Mounted => "pushed",

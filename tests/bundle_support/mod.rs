@@ -68,6 +68,7 @@ fn record(reference: &str, role: ImageRole, media_type: &str, manifest: &[u8]) -
         source: reference.to_owned(),
         source_index: None,
         values_fields: vec![],
+        signatures: vec![],
         signature: Signature::Unsigned,
     }
 }

@@ -1,0 +1,81 @@
+//! Cosign signatures in the registry an image was pulled from: the manifest
+//! under tag `sha256-<hex>.sig` and its simple-signing payload blobs.
+
+use super::{Content, Descriptor, Registry, RegistryError, ResolvedImage, manifest};
+use crate::sign;
+use oci_client::Reference;
+
+/// Payloads are a few hundred bytes; anything much larger is not one.
+const PAYLOAD_LIMIT: u64 = 1 << 20;
+
+/// A signature as the registry stores it.
+#[derive(Debug, Clone)]
+pub struct StoredSignature {
+    /// The digest it signs (`sha256:…`).
+    pub signed_digest: String,
+    /// The signature manifest, byte for byte.
+    pub manifest: Content,
+    /// Its payload layers, byte for byte.
+    pub payloads: Vec<Content>,
+}
+
+impl Registry {
+    /// The cosign signature of `digest` in the repository `image` was pulled
+    /// from (through its mirror), or `None` when there is no signature tag.
+    pub async fn cosign_signature(
+        &self,
+        image: &ResolvedImage,
+        digest: &str,
+    ) -> Result<Option<StoredSignature>, RegistryError> {
+        let source = &image.source_reference;
+        let tag = sign::cosign_tag(digest);
+        let reference = Reference::with_tag(
+            source.registry().to_string(),
+            source.repository().to_string(),
+            tag,
+        );
+        let session = self.session(&image.canonical, source).await?;
+        let bytes = match session.manifest(&reference, None).await {
+            Ok(bytes) => bytes,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(other) => return Err(other),
+        };
+        let unusable = |reason: String| RegistryError::UnsupportedManifest {
+            reference: format!("{} (signature of {digest})", image.canonical),
+            reason,
+        };
+        let layers = sign::parse_signature_manifest(&bytes).map_err(|e| unusable(e.to_string()))?;
+        let mut payloads = Vec::new();
+        for layer in layers {
+            if layer.size > PAYLOAD_LIMIT {
+                return Err(unusable(format!(
+                    "payload {} is {} bytes, more than a signature payload",
+                    layer.digest, layer.size
+                )));
+            }
+            let descriptor = Descriptor {
+                media_type: sign::cosign::SIMPLESIGNING_MEDIA_TYPE.to_string(),
+                digest: layer.digest.clone(),
+                size: layer.size,
+            };
+            let mut payload = Vec::new();
+            session.fetch_blob(&descriptor, &mut payload).await?;
+            payloads.push(Content {
+                descriptor,
+                bytes: payload.into(),
+            });
+        }
+        Ok(Some(StoredSignature {
+            signed_digest: digest.to_string(),
+            manifest: Content {
+                descriptor: Descriptor {
+                    media_type: super::OCI_MANIFEST.to_string(),
+                    digest: manifest::sha256_digest(&bytes),
+                    size: bytes.len() as u64,
+                },
+                bytes,
+            },
+            payloads,
+        }))
+    }
+}

@@ -1,0 +1,563 @@
+//! Supply chain: cosign image signatures checked at build and again offline at
+//! unpack, and signed bundles that openssl checks too. Keys and signatures are
+//! made here (openssl and the library) and pushed to the lab registry in
+//! cosign's layout.
+
+mod common;
+
+use common::sources::{MONGODB, POSTGRES, Sources, VELERO, path_of};
+use common::{Registry, RegistryKind, velero_airgap};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use velero_airgap::registry::{Descriptor as RegistryDescriptor, Pusher, RegistryOptions};
+use velero_airgap::sign::{self, SigningKey};
+
+/// A P-256 key pair made by openssl: (private PKCS#8 PEM, public PEM).
+fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let ec = dir.join(format!("{name}.ec"));
+    for args in [
+        vec![
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            ec.to_str().unwrap(),
+        ],
+        vec![
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-in",
+            ec.to_str().unwrap(),
+            "-out",
+            private.to_str().unwrap(),
+        ],
+        vec![
+            "pkey",
+            "-in",
+            private.to_str().unwrap(),
+            "-pubout",
+            "-out",
+            public.to_str().unwrap(),
+        ],
+    ] {
+        let status = Command::new("openssl").args(&args).status().unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    }
+    (private, public)
+}
+
+/// The digest the registry serves for `path` (the raw manifest's sha256).
+fn served_digest(registry: &Registry, path: &str) -> String {
+    let out = common::skopeo_ok(&[
+        "inspect".to_string(),
+        "--raw".to_string(),
+        "--tls-verify=false".to_string(),
+        format!("docker://{}", registry.reference(path)),
+    ]);
+    format!("sha256:{}", hex::encode(Sha256::digest(&out.stdout)))
+}
+
+/// Pushes a cosign signature for `digest` into `repository` of `registry`:
+/// payload naming `identity`, signed by `key`, under tag `sha256-<hex>.sig`.
+fn push_signature(registry: &Registry, repository: &str, digest: &str, identity: &str, key: &Path) {
+    let key = SigningKey::load(key, None).unwrap();
+    let payload = sign::cosign_payload(identity, digest);
+    let signature = sign::sign_cosign_payload(&key, &payload).unwrap();
+    let payload_descriptor = sign::Descriptor::of(sign::cosign::SIMPLESIGNING_MEDIA_TYPE, &payload);
+    let config = sign::cosign_signature_config(&[&payload_descriptor.digest]);
+    let config_descriptor =
+        sign::Descriptor::of("application/vnd.oci.image.config.v1+json", &config);
+    let manifest = sign::cosign_signature_manifest(
+        &[(payload_descriptor.clone(), signature)],
+        &config_descriptor,
+    );
+    let repo = format!("{}/{repository}", registry.addr);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let pusher = Pusher::new(
+            RegistryOptions {
+                insecure: vec![registry.addr.clone()],
+                ..RegistryOptions::default()
+            },
+            None,
+        )
+        .unwrap();
+        for (descriptor, bytes) in [(&payload_descriptor, payload), (&config_descriptor, config)] {
+            let blob = RegistryDescriptor {
+                media_type: descriptor.media_type.clone(),
+                digest: descriptor.digest.clone(),
+                size: descriptor.size,
+            };
+            pusher
+                .push_blob(&repo, &blob, || Ok(std::io::Cursor::new(bytes.clone())))
+                .await
+                .unwrap();
+        }
+        pusher
+            .push_manifest(
+                &format!("{repo}:{}", sign::cosign_tag(digest)),
+                manifest.into(),
+                "application/vnd.oci.image.manifest.v1+json",
+            )
+            .await
+            .unwrap();
+    });
+}
+
+/// The canonical repository of a canonical reference (`registry/path`).
+fn repository_of(name: &str) -> &str {
+    name.rsplit_once(':').map_or(name, |(repo, _)| repo)
+}
+
+fn build(sources: &Sources, output: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let out = velero_airgap()
+        .arg("build")
+        .arg("--json")
+        .arg("-c")
+        .arg(&sources.config)
+        .arg("-o")
+        .arg(output)
+        .args(sources.registry_args())
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+struct Lab {
+    sources: Sources,
+    key: PathBuf,
+    public: PathBuf,
+    other_public: PathBuf,
+}
+
+fn lab() -> Lab {
+    let sources = Sources::start(RegistryKind::Plain, 16);
+    let (key, public) = keypair(sources.dir.path(), "vendor");
+    let (_, other_public) = keypair(sources.dir.path(), "other");
+    Lab {
+        sources,
+        key,
+        public,
+        other_public,
+    }
+}
+
+impl Lab {
+    /// Signs `name` (by the digest its tag resolves to) with the vendor key.
+    fn sign(&self, name: &str) -> String {
+        let registry = &self.sources.registry;
+        let path = path_of(name);
+        let digest = served_digest(registry, path);
+        push_signature(
+            registry,
+            repository_of(path),
+            &digest,
+            repository_of(name),
+            &self.key,
+        );
+        digest
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.sources.path(name)
+    }
+}
+
+fn verify_key(path: &Path) -> String {
+    format!("--verify-key={}", path.display())
+}
+
+#[test]
+fn good_signatures_on_a_manifest_and_an_index_verify_at_build_and_unpack() {
+    let lab = lab();
+    lab.sign(POSTGRES); // a single OCI manifest
+    lab.sign(VELERO); // a multi-arch index: the bundle pins amd64 out of it
+    let bundle = lab.path("bundle.tar");
+    let (code, json, stderr) = build(
+        &lab.sources,
+        &bundle,
+        &[
+            &verify_key(&lab.public),
+            "--require-signature",
+            "velero-plugin-postgres",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let fingerprint = {
+        let der = Command::new("openssl")
+            .args([
+                "pkey",
+                "-pubin",
+                "-in",
+                lab.public.to_str().unwrap(),
+                "-outform",
+                "DER",
+            ])
+            .output()
+            .unwrap()
+            .stdout;
+        format!("sha256:{}", hex::encode(Sha256::digest(der)))
+    };
+    let lock = json["imageLock"].as_array().unwrap();
+    let status =
+        |name: &str| lock.iter().find(|i| i["reference"] == name).unwrap()["signature"].clone();
+    assert_eq!(status(POSTGRES)["status"], "verified", "{json:#}");
+    assert_eq!(status(POSTGRES)["keyFingerprint"], fingerprint.as_str());
+    assert_eq!(status(VELERO)["status"], "verified");
+    assert_eq!(status(MONGODB)["status"], "unsigned");
+    assert!(
+        stderr.contains("velero-plugin-mongodb") && stderr.contains("unsigned"),
+        "{stderr}"
+    );
+
+    // inspect shows it; unpack re-checks the stored signatures offline.
+    let inspect = velero_airgap()
+        .args(["inspect", "--json"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    let inspect: Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    let postgres = inspect["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["canonicalReference"] == POSTGRES)
+        .unwrap();
+    assert_eq!(
+        postgres["signature"]["keyFingerprint"],
+        fingerprint.as_str()
+    );
+
+    let audit = lab.path("audit.log");
+    let out = velero_airgap()
+        .arg("unpack")
+        .arg(&bundle)
+        .arg("--k0s-images-dir")
+        .arg(lab.path("images"))
+        .arg("--values-out")
+        .arg(lab.path("values.yaml"))
+        .arg(verify_key(&lab.public))
+        .args(["--require-signature", "velero-plugin-postgres"])
+        .arg("--audit-log")
+        .arg(&audit)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = std::fs::read_to_string(&audit).unwrap();
+    assert!(log.contains(&fingerprint), "{log}");
+
+    // With the wrong key, unpack refuses before loading anything.
+    let out = velero_airgap()
+        .arg("unpack")
+        .arg(&bundle)
+        .arg("--k0s-images-dir")
+        .arg(lab.path("images2"))
+        .arg("--values-out")
+        .arg(lab.path("values2.yaml"))
+        .arg(verify_key(&lab.other_public))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!lab.path("images2").exists());
+}
+
+#[test]
+fn wrong_key_fails_the_build_naming_image_and_keys() {
+    let lab = lab();
+    lab.sign(POSTGRES);
+    let bundle = lab.path("bundle.tar");
+    let (code, _, stderr) = build(&lab.sources, &bundle, &[&verify_key(&lab.other_public)]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains(POSTGRES), "{stderr}");
+    assert!(stderr.contains("sha256:"), "keys tried: {stderr}");
+    assert!(!bundle.exists());
+}
+
+#[test]
+fn signature_for_another_digest_fails() {
+    let lab = lab();
+    let registry = &lab.sources.registry;
+    let postgres = path_of(POSTGRES);
+    let digest = served_digest(registry, postgres);
+    let other = served_digest(registry, path_of(MONGODB));
+    // Under the postgres digest's tag, a payload that signs the mongodb digest.
+    let key = SigningKey::load(&lab.key, None).unwrap();
+    let payload = sign::cosign_payload(repository_of(POSTGRES), &other);
+    let signature = sign::sign_cosign_payload(&key, &payload).unwrap();
+    let payload_descriptor = sign::Descriptor::of(sign::cosign::SIMPLESIGNING_MEDIA_TYPE, &payload);
+    let config = sign::cosign_signature_config(&[&payload_descriptor.digest]);
+    let config_descriptor =
+        sign::Descriptor::of("application/vnd.oci.image.config.v1+json", &config);
+    let manifest = sign::cosign_signature_manifest(
+        &[(payload_descriptor.clone(), signature)],
+        &config_descriptor,
+    );
+    let repo = format!("{}/{}", registry.addr, repository_of(postgres));
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let pusher = Pusher::new(
+            RegistryOptions {
+                insecure: vec![registry.addr.clone()],
+                ..RegistryOptions::default()
+            },
+            None,
+        )
+        .unwrap();
+        for (d, bytes) in [(&payload_descriptor, payload), (&config_descriptor, config)] {
+            let blob = RegistryDescriptor {
+                media_type: d.media_type.clone(),
+                digest: d.digest.clone(),
+                size: d.size,
+            };
+            pusher
+                .push_blob(&repo, &blob, || Ok(std::io::Cursor::new(bytes.clone())))
+                .await
+                .unwrap();
+        }
+        pusher
+            .push_manifest(
+                &format!("{repo}:{}", sign::cosign_tag(&digest)),
+                manifest.into(),
+                "application/vnd.oci.image.manifest.v1+json",
+            )
+            .await
+            .unwrap();
+    });
+    let (code, _, stderr) = build(
+        &lab.sources,
+        &lab.path("bundle.tar"),
+        &[&verify_key(&lab.public)],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&other) && stderr.contains("expected"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn payload_naming_another_repository_fails_unless_identity_is_ignored() {
+    let lab = lab();
+    let registry = &lab.sources.registry;
+    let path = path_of(POSTGRES);
+    let digest = served_digest(registry, path);
+    push_signature(
+        registry,
+        repository_of(path),
+        &digest,
+        "registry.example.com/evil/plugin",
+        &lab.key,
+    );
+    let (code, _, stderr) = build(
+        &lab.sources,
+        &lab.path("a.tar"),
+        &[&verify_key(&lab.public)],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("registry.example.com/evil/plugin"),
+        "{stderr}"
+    );
+    let (code, json, stderr) = build(
+        &lab.sources,
+        &lab.path("b.tar"),
+        &[&verify_key(&lab.public), "--ignore-signature-identity"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(json.to_string().contains("verified"));
+}
+
+#[test]
+fn missing_signature_with_and_without_policy() {
+    let lab = lab();
+    let (code, _, stderr) = build(
+        &lab.sources,
+        &lab.path("a.tar"),
+        &[
+            &verify_key(&lab.public),
+            "--require-signature",
+            "velero-plugin-mongodb",
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(MONGODB) && stderr.contains("must be signed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(".sig"), "tags looked for: {stderr}");
+
+    let (code, _, stderr) = build(
+        &lab.sources,
+        &lab.path("b.tar"),
+        &[&verify_key(&lab.public), "--require-signatures"],
+    );
+    assert_eq!(code, 1, "{stderr}");
+
+    let (code, json, stderr) = build(
+        &lab.sources,
+        &lab.path("c.tar"),
+        &[&verify_key(&lab.public)],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("unsigned"), "{stderr}");
+    assert!(
+        json["imageLock"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["signature"]["status"] == "unsigned")
+    );
+
+    let (code, _, stderr) = build(
+        &lab.sources,
+        &lab.path("d.tar"),
+        &[
+            "--require-signature",
+            "no-such-plugin",
+            &verify_key(&lab.public),
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("no-such-plugin"), "{stderr}");
+}
+
+#[test]
+fn tampered_signature_blob_is_caught_at_unpack() {
+    let lab = lab();
+    lab.sign(POSTGRES);
+    let bundle = lab.path("bundle.tar");
+    let (code, _, stderr) = build(&lab.sources, &bundle, &[&verify_key(&lab.public)]);
+    assert_eq!(code, 0, "{stderr}");
+    // Find the payload blob (it names the docker-reference) and flip a byte in it.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let needle = b"\"docker-reference\"";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .unwrap();
+    bytes[at + 3] ^= 0x01;
+    let tampered = lab.path("tampered.tar");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let out = velero_airgap()
+        .arg("unpack")
+        .arg(&tampered)
+        .arg("--k0s-images-dir")
+        .arg(lab.path("images"))
+        .arg("--values-out")
+        .arg(lab.path("values.yaml"))
+        .arg(verify_key(&lab.public))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("blobs/sha256/"), "{stderr}");
+    assert!(!lab.path("images").exists());
+}
+
+#[test]
+fn signed_bundles_check_with_the_tool_and_with_openssl() {
+    let lab = lab();
+    let dir = lab.sources.dir.path();
+    // An encrypted PKCS#8 key with its passphrase in an environment variable.
+    let encrypted = dir.join("encrypted.key");
+    let status = Command::new("openssl")
+        .args([
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-passout",
+            "pass:s3cret-phrase",
+            "-in",
+        ])
+        .arg(&lab.key)
+        .arg("-out")
+        .arg(&encrypted)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let bundle = lab.path("bundle.tar");
+    let out = velero_airgap()
+        .arg("build")
+        .arg("-c")
+        .arg(&lab.sources.config)
+        .arg("-o")
+        .arg(&bundle)
+        .args(lab.sources.registry_args())
+        .arg(format!("--sign-key={}", encrypted.display()))
+        .args(["--sign-key-pass-env", "BUNDLE_KEY_PASS"])
+        .env("BUNDLE_KEY_PASS", "s3cret-phrase")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("s3cret-phrase"));
+    let signature = lab.path("bundle.tar.sig");
+    let openssl = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(&lab.public)
+        .arg("-signature")
+        .arg(&signature)
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        openssl.status.success(),
+        "{}",
+        String::from_utf8_lossy(&openssl.stdout)
+    );
+
+    let verify = |key: &Path, bundle: &Path| {
+        velero_airgap()
+            .arg("verify")
+            .arg(bundle)
+            .arg(format!("--bundle-key={}", key.display()))
+            .output()
+            .unwrap()
+    };
+    let good = verify(&lab.public, &bundle);
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    let wrong = verify(&lab.other_public, &bundle);
+    assert_eq!(wrong.status.code(), Some(1));
+
+    // Without a signature beside it, --bundle-key is an error.
+    let copy = lab.path("copy.tar");
+    std::fs::copy(&bundle, &copy).unwrap();
+    std::fs::copy(lab.path("bundle.tar.sha256"), lab.path("copy.tar.sha256")).unwrap();
+    let missing = verify(&lab.public, &copy);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no bundle signature"));
+
+    // unpack checks it first.
+    let out = velero_airgap()
+        .arg("unpack")
+        .arg(&bundle)
+        .arg("--k0s-images-dir")
+        .arg(lab.path("images"))
+        .arg("--values-out")
+        .arg(lab.path("values.yaml"))
+        .arg(format!("--bundle-key={}", lab.other_public.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!lab.path("images").exists());
+}
