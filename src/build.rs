@@ -345,37 +345,12 @@ async fn check_signatures(
         ));
         return Ok(());
     }
-    let found: Vec<_> = futures::stream::iter(resolved.iter())
-        .map(|r| async move {
-            let canonical = crate::reference::Reference::parse(&r.image.canonical)
-                .map_err(|e| BuildError::Digest(e.to_string()))?;
-            let mut stored = Vec::new();
-            for digest in signed_digests(&subject(r, &canonical)) {
-                if let Some(signature) = registry.cosign_signature(&r.image, digest).await? {
-                    stored.push(signature);
-                }
-            }
-            Ok::<_, BuildError>(stored)
-        })
+    let results: Vec<_> = futures::stream::iter(resolved.iter())
+        .map(|r| image_signature(registry, r, policy))
         .buffered(request.jobs)
         .try_collect()
         .await?;
-    for (r, stored) in resolved.iter_mut().zip(found) {
-        let canonical = crate::reference::Reference::parse(&r.image.canonical)
-            .map_err(|e| BuildError::Digest(e.to_string()))?;
-        let signatures: Vec<FoundSignature<'_>> = stored
-            .iter()
-            .map(|s| FoundSignature {
-                signed_digest: &s.signed_digest,
-                manifest: &s.manifest.bytes,
-                payloads: s
-                    .payloads
-                    .iter()
-                    .map(|p| (p.descriptor.digest.as_str(), &p.bytes[..]))
-                    .collect(),
-            })
-            .collect();
-        let status = policy.check(&subject(r, &canonical), &signatures)?;
+    for (r, (stored, status)) in resolved.iter_mut().zip(results) {
         if status == SignatureStatus::Unsigned {
             events(Event::Warning(format!(
                 "{} has no cosign signature; recorded as unsigned",
@@ -386,6 +361,125 @@ async fn check_signatures(
         r.signatures = stored;
     }
     Ok(())
+}
+
+/// Looks up one image's cosign signatures (for the index its tag resolves to
+/// and for the bundled manifest) and checks them under `policy`.
+async fn image_signature(
+    registry: &Registry,
+    r: &Resolved,
+    policy: &SignaturePolicy,
+) -> Result<(Vec<registry::StoredSignature>, SignatureStatus), BuildError> {
+    let canonical = crate::reference::Reference::parse(&r.image.canonical)
+        .map_err(|e| BuildError::Digest(e.to_string()))?;
+    let subject = subject(r, &canonical);
+    let mut stored = Vec::new();
+    for digest in signed_digests(&subject) {
+        if let Some(signature) = registry.cosign_signature(&r.image, digest).await? {
+            stored.push(signature);
+        }
+    }
+    let found: Vec<FoundSignature<'_>> = stored
+        .iter()
+        .map(|s| FoundSignature {
+            signed_digest: &s.signed_digest,
+            manifest: &s.manifest.bytes,
+            payloads: s
+                .payloads
+                .iter()
+                .map(|p| (p.descriptor.digest.as_str(), &p.bytes[..]))
+                .collect(),
+        })
+        .collect();
+    let status = policy.check(&subject, &found)?;
+    Ok((stored, status))
+}
+
+/// One image as `validate --online` saw it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OnlineResult {
+    /// Canonical reference.
+    pub reference: String,
+    /// What it is for.
+    pub role: String,
+    /// Whether it resolved, has the platforms and (with keys) a valid signature.
+    pub ok: bool,
+    /// The digest the bundle would carry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Where it was looked up.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Signature status, when keys were given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureStatus>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `validate --online`: resolves every image the values need (manifests only,
+/// no layers), checks the requested platforms and, with keys, the signatures.
+/// Per-image failures are results, not errors.
+pub async fn check_online(request: &BuildRequest) -> Result<Vec<OnlineResult>, BuildError> {
+    let config = ClusterConfig::load(&request.config)?;
+    let input = validate::render_input(
+        &config,
+        request.release.clone(),
+        request.proxy.clone(),
+        request.host_ca_bundle.clone(),
+    );
+    let rendered = values::render(&input)?;
+    let registry = Registry::new(request.registry.clone())?;
+    let policy = &request.signatures;
+    let results = futures::stream::iter(rendered.distinct_images())
+        .map(|(reference, role)| {
+            let registry = &registry;
+            async move {
+                let reference = reference.to_string();
+                let outcome = async {
+                    let image = registry.resolve(&reference, &request.platforms).await?;
+                    let resolved = Resolved {
+                        role: role.clone(),
+                        image,
+                        signatures: vec![],
+                        signature: SignatureStatus::Unsigned,
+                    };
+                    let signature = if policy.checks() {
+                        Some(image_signature(registry, &resolved, policy).await?.1)
+                    } else {
+                        None
+                    };
+                    Ok::<_, BuildError>((resolved, signature))
+                }
+                .await;
+                match outcome {
+                    Ok((resolved, signature)) => OnlineResult {
+                        reference,
+                        role: role.to_string(),
+                        ok: true,
+                        digest: Some(resolved.image.top.digest.clone()),
+                        source: Some(resolved.image.source.clone()),
+                        signature,
+                        error: None,
+                    },
+                    Err(err) => OnlineResult {
+                        reference,
+                        role: role.to_string(),
+                        ok: false,
+                        digest: None,
+                        source: None,
+                        signature: None,
+                        error: Some(err.to_string()),
+                    },
+                }
+            }
+        })
+        .buffered(request.jobs)
+        .collect()
+        .await;
+    Ok(results)
 }
 
 /// The signature subject of a resolved image.

@@ -38,6 +38,7 @@ pub enum Command {
 Examples:
   velero-airgap validate -c config.yaml
   velero-airgap validate -c config.yaml --strict --json
+  velero-airgap validate -c config.yaml --online --verify-key vendor.pub
 
 Errors exit 1; warnings exit 0, or 1 with --strict.")]
     Validate(ValidateArgs),
@@ -133,6 +134,19 @@ pub struct ValidateArgs {
     /// Print findings as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also check that every image resolves in its registry, has the platforms
+    /// and (with --verify-key) a valid signature.
+    #[arg(long)]
+    pub online: bool,
+    /// Platforms every image must have (with --online).
+    #[arg(long, value_name = "OS/ARCH[,..]|all", default_value = "linux/amd64")]
+    pub platform: String,
+    /// Registry access (with --online).
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+    /// Signature checks (with --online).
+    #[command(flatten)]
+    pub signatures: SignatureArgs,
 }
 
 /// Where rendered values point their images.

@@ -561,3 +561,59 @@ fn signed_bundles_check_with_the_tool_and_with_openssl() {
     assert_eq!(out.status.code(), Some(1));
     assert!(!lab.path("images").exists());
 }
+
+#[test]
+fn validate_online_resolves_every_image_and_checks_signatures() {
+    let lab = lab();
+    lab.sign(POSTGRES);
+    let run = |extra: &[&str]| {
+        let out = velero_airgap()
+            .args(["validate", "--online", "--json", "-c"])
+            .arg(&lab.sources.config)
+            .args(lab.sources.registry_args())
+            .args(extra)
+            .output()
+            .unwrap();
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            json,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, json, stderr) = run(&[&verify_key(&lab.public)]);
+    assert_eq!(code, 0, "{stderr}");
+    let online = json["online"].as_array().unwrap();
+    assert_eq!(online.len(), 4, "{json:#}");
+    let postgres = online.iter().find(|r| r["reference"] == POSTGRES).unwrap();
+    assert_eq!(postgres["signature"]["status"], "verified");
+    assert!(online.iter().all(|r| r["ok"] == true));
+
+    let (code, json, _) = run(&["--platform", "linux/s390x"]);
+    assert_eq!(code, 1);
+    assert!(
+        json["online"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["ok"] == false)
+    );
+
+    let (code, json, _) = run(&[&verify_key(&lab.other_public)]);
+    assert_eq!(code, 1);
+    let postgres = json["online"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reference"] == POSTGRES)
+        .unwrap()
+        .clone();
+    assert_eq!(postgres["ok"], false);
+    assert!(
+        postgres["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not verify"),
+        "{postgres}"
+    );
+}

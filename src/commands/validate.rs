@@ -3,15 +3,41 @@
 
 use super::{ExitStatus, Output};
 use crate::cli::ValidateArgs;
-use velero_airgap::release;
+use crate::commands::build::{registry_options, signature_policy};
+use velero_airgap::build::{self, BuildRequest, OnlineResult};
+use velero_airgap::registry::PlatformSelection;
+use velero_airgap::release::{self, Release};
+use velero_airgap::sign::SignatureStatus;
 use velero_airgap::validate::{self, Severity};
+
+/// `--online`: every image resolved (manifests only) through the registry flags.
+fn online(args: &ValidateArgs, release: Release) -> anyhow::Result<Vec<OnlineResult>> {
+    let request = BuildRequest {
+        config: args.config.config.clone(),
+        release,
+        proxy: Default::default(),
+        host_ca_bundle: None,
+        platforms: PlatformSelection::parse(&args.platform)?,
+        registry: registry_options(&args.registry)?,
+        jobs: args.registry.jobs.max(1),
+        cache_dir: None,
+        allow_secrets: true,
+        output: Default::default(),
+        signatures: signature_policy(&args.signatures)?,
+        sign_key: None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    Ok(runtime.block_on(build::check_online(&request))?)
+}
 
 /// Runs `validate`.
 pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
     let release = release::select(args.config.velero_version.as_deref())?;
     let options = validate::Options {
         release,
-        local_registry: args.local_registry,
+        local_registry: args.local_registry.clone(),
     };
     let findings = validate::validate_file(&args.config.config, &options);
     let errors = findings
@@ -19,12 +45,19 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
         .filter(|f| f.severity == Severity::Error)
         .count();
     let warnings = findings.len() - errors;
+    let online_results = if args.online && errors == 0 {
+        Some(online(&args, options.release)?)
+    } else {
+        None
+    };
+    let online_failures = online_results.iter().flatten().filter(|r| !r.ok).count();
     if args.json {
         let report = serde_json::json!({
             "file": args.config.config,
             "errors": errors,
             "warnings": warnings,
             "findings": findings,
+            "online": online_results,
         });
         super::write_output(None, format!("{report:#}\n").as_bytes())?;
     } else {
@@ -34,6 +67,26 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
                 eprintln!("{file}: {finding}");
             }
         }
+        for result in online_results.iter().flatten() {
+            match (&result.error, &result.signature) {
+                (Some(error), _) => eprintln!("{file}: error: {error}"),
+                (None, signature) if !output.quiet => {
+                    let signature = match signature {
+                        Some(SignatureStatus::Verified { key_fingerprint }) => {
+                            format!(", signed by {key_fingerprint}")
+                        }
+                        Some(SignatureStatus::Unsigned) => ", unsigned".to_string(),
+                        None => String::new(),
+                    };
+                    eprintln!(
+                        "{file}: online: {} resolves to {}{signature}",
+                        result.reference,
+                        result.digest.as_deref().unwrap_or("?")
+                    );
+                }
+                _ => {}
+            }
+        }
         if !output.quiet {
             match (errors, warnings) {
                 (0, 0) => eprintln!("{file}: ok"),
@@ -41,7 +94,7 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
             }
         }
     }
-    let failed = errors > 0 || (args.strict && warnings > 0);
+    let failed = errors > 0 || online_failures > 0 || (args.strict && warnings > 0);
     Ok(if failed {
         ExitStatus::Failure
     } else {
