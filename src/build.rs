@@ -225,13 +225,7 @@ pub async fn build(
     let file = request.config.display().to_string();
     let config = ClusterConfig::load(&request.config)?;
     check_config(&config, &request, &file)?;
-    let input = validate::render_input(
-        &config,
-        request.release.clone(),
-        request.proxy.clone(),
-        request.host_ca_bundle.clone(),
-    );
-    let rendered = values::render(&input)?;
+    let (input, rendered) = render(&config, &request)?;
 
     for name in &request.signatures.require {
         if !input.plugins.iter().any(|p| &p.name == name) {
@@ -424,13 +418,7 @@ pub struct OnlineResult {
 /// Per-image failures are results, not errors.
 pub async fn check_online(request: &BuildRequest) -> Result<Vec<OnlineResult>, BuildError> {
     let config = ClusterConfig::load(&request.config)?;
-    let input = validate::render_input(
-        &config,
-        request.release.clone(),
-        request.proxy.clone(),
-        request.host_ca_bundle.clone(),
-    );
-    let rendered = values::render(&input)?;
+    let (_, rendered) = render(&config, request)?;
     let registry = Registry::new(request.registry.clone())?;
     let policy = &request.signatures;
     let results = futures::stream::iter(rendered.distinct_images())
@@ -494,6 +482,21 @@ fn subject<'a>(r: &'a Resolved, canonical: &'a crate::reference::Reference) -> S
             .as_ref()
             .map(|c| (c.descriptor.digest.as_str(), &c.bytes[..])),
     }
+}
+
+/// The values the request's config and install settings render to.
+fn render(
+    config: &ClusterConfig,
+    request: &BuildRequest,
+) -> Result<(values::RenderInput, values::Rendered), BuildError> {
+    let input = validate::render_input(
+        config,
+        request.release.clone(),
+        request.proxy.clone(),
+        request.host_ca_bundle.clone(),
+    );
+    let rendered = values::render(&input)?;
+    Ok((input, rendered))
 }
 
 /// Refuses configs with validation errors, and literal secrets unless allowed.

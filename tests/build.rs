@@ -4,7 +4,7 @@
 mod common;
 
 use common::sources::{self, AWS_PLUGIN, MONGODB, POSTGRES, Sources, VELERO};
-use common::{RegistryKind, skopeo, velero_airgap};
+use common::{RegistryKind, read_entry, skopeo, velero_airgap};
 use serde_json::Value;
 use std::path::Path;
 
@@ -68,19 +68,6 @@ fn leftovers(dir: &Path, stem: &str) -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|name| name.contains(stem))
         .collect()
-}
-
-fn read_entry(bundle: &Path, name: &str) -> Vec<u8> {
-    let mut archive = tar::Archive::new(std::fs::File::open(bundle).unwrap());
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.path().unwrap().to_string_lossy() == name {
-            let mut out = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut out).unwrap();
-            return out;
-        }
-    }
-    panic!("{name} not in {}", bundle.display());
 }
 
 /// Offset in the file of the middle of the largest blob's data.

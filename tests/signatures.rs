@@ -67,8 +67,22 @@ fn served_digest(registry: &Registry, path: &str) -> String {
 /// Pushes a cosign signature for `digest` into `repository` of `registry`:
 /// payload naming `identity`, signed by `key`, under tag `sha256-<hex>.sig`.
 fn push_signature(registry: &Registry, repository: &str, digest: &str, identity: &str, key: &Path) {
+    push_signature_of(registry, repository, digest, digest, identity, key);
+}
+
+/// Like `push_signature`, but the payload signs `payload_digest` while the tag
+/// is that of `tag_digest` (a signature for another digest).
+fn push_signature_of(
+    registry: &Registry,
+    repository: &str,
+    tag_digest: &str,
+    payload_digest: &str,
+    identity: &str,
+    key: &Path,
+) {
     let key = SigningKey::load(key, None).unwrap();
-    let payload = sign::cosign_payload(identity, digest);
+    let digest = tag_digest;
+    let payload = sign::cosign_payload(identity, payload_digest);
     let signature = sign::sign_cosign_payload(&key, &payload).unwrap();
     let payload_descriptor = sign::Descriptor::of(sign::cosign::SIMPLESIGNING_MEDIA_TYPE, &payload);
     let config = sign::cosign_signature_config(&[&payload_descriptor.digest]);
@@ -297,47 +311,14 @@ fn signature_for_another_digest_fails() {
     let digest = served_digest(registry, postgres);
     let other = served_digest(registry, path_of(MONGODB));
     // Under the postgres digest's tag, a payload that signs the mongodb digest.
-    let key = SigningKey::load(&lab.key, None).unwrap();
-    let payload = sign::cosign_payload(repository_of(POSTGRES), &other);
-    let signature = sign::sign_cosign_payload(&key, &payload).unwrap();
-    let payload_descriptor = sign::Descriptor::of(sign::cosign::SIMPLESIGNING_MEDIA_TYPE, &payload);
-    let config = sign::cosign_signature_config(&[&payload_descriptor.digest]);
-    let config_descriptor =
-        sign::Descriptor::of("application/vnd.oci.image.config.v1+json", &config);
-    let manifest = sign::cosign_signature_manifest(
-        &[(payload_descriptor.clone(), signature)],
-        &config_descriptor,
+    push_signature_of(
+        registry,
+        repository_of(postgres),
+        &digest,
+        &other,
+        repository_of(POSTGRES),
+        &lab.key,
     );
-    let repo = format!("{}/{}", registry.addr, repository_of(postgres));
-    tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let pusher = Pusher::new(
-            RegistryOptions {
-                insecure: vec![registry.addr.clone()],
-                ..RegistryOptions::default()
-            },
-            None,
-        )
-        .unwrap();
-        for (d, bytes) in [(&payload_descriptor, payload), (&config_descriptor, config)] {
-            let blob = RegistryDescriptor {
-                media_type: d.media_type.clone(),
-                digest: d.digest.clone(),
-                size: d.size,
-            };
-            pusher
-                .push_blob(&repo, &blob, || Ok(std::io::Cursor::new(bytes.clone())))
-                .await
-                .unwrap();
-        }
-        pusher
-            .push_manifest(
-                &format!("{repo}:{}", sign::cosign_tag(&digest)),
-                manifest.into(),
-                "application/vnd.oci.image.manifest.v1+json",
-            )
-            .await
-            .unwrap();
-    });
     let (code, _, stderr) = build(
         &lab.sources,
         &lab.path("bundle.tar"),

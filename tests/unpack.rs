@@ -4,7 +4,7 @@
 mod common;
 
 use common::sources::{AWS_PLUGIN, MONGODB, POSTGRES, Sources, VELERO};
-use common::{Containerd, Registry, RegistryKind, skopeo, velero_airgap};
+use common::{Containerd, Registry, RegistryKind, read_entry, skopeo, velero_airgap};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -68,19 +68,6 @@ fn unpack_ok(bundle: &Path, args: &[&str]) -> Value {
     let (code, json, stderr) = unpack(bundle, args, None);
     assert_eq!(code, 0, "unpack failed: {stderr}");
     json
-}
-
-fn read_entry(bundle: &Path, name: &str) -> Vec<u8> {
-    let mut archive = tar::Archive::new(std::fs::File::open(bundle).unwrap());
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        if entry.path().unwrap().to_string_lossy() == name {
-            let mut out = Vec::new();
-            std::io::Read::read_to_end(&mut entry, &mut out).unwrap();
-            return out;
-        }
-    }
-    panic!("{name} not in {}", bundle.display());
 }
 
 /// Every image reference the values make the chart run.

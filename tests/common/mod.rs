@@ -490,3 +490,17 @@ pub fn skopeo_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
 pub fn velero_airgap() -> assert_cmd::Command {
     assert_cmd::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
 }
+
+/// The content of entry `name` of the tar file `bundle`.
+pub fn read_entry(bundle: &Path, name: &str) -> Vec<u8> {
+    let mut archive = tar::Archive::new(std::fs::File::open(bundle).expect("open bundle"));
+    for entry in archive.entries().expect("read tar") {
+        let mut entry = entry.expect("read entry");
+        if entry.path().expect("entry path").to_string_lossy() == name {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut entry, &mut out).expect("read entry data");
+            return out;
+        }
+    }
+    panic!("{name} not in {}", bundle.display());
+}
