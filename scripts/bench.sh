@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
 # Benchmark (not a test): velero-airgap against the pipeline a user would otherwise
-# script, on the same images from the same loopback registry, in the same run.
+# script, on the same images and the same bundle, in the same run.
 #
 #   scripts/bench.sh            # ~300 MB: Velero, the AWS plugin, 4 plugins
 #   BIG=1 scripts/bench.sh      # also one image with a 1 GiB layer, for peak RSS
+#   RUNS=5 scripts/bench.sh     # best of 5 instead of 3
 #
-# build:  velero-airgap build -o x.tar
-#   vs    skopeo copy of each image into one OCI layout + tar + sha256sum
-# verify: velero-airgap verify x.tar  vs  openssl dgst -sha256 x.tar
-# Best of RUNS (default 3) each side; prints times, ratios and peak RSS.
+# build:   velero-airgap build -o x.tar
+#    vs    skopeo copy of each image (loopback registry) into one OCI layout + tar + sha256sum
+# verify:  velero-airgap verify x.tar  vs  openssl dgst -sha256 x.tar
+# unpack registry:   velero-airgap unpack x.tar --registry R --insecure, R fresh each run
+#    vs    skopeo copy --all of each image from x.tar extracted to an OCI layout (the
+#          extraction is not timed) into a fresh registry
+# unpack re-run:     the same unpack again on the registry the last run filled,
+#                    compared with the first unpack
+# unpack containerd: velero-airgap unpack x.tar --containerd SOCK, containerd fresh each run
+#    vs    ctr images import --no-unpack x.tar (the bundle is an OCI archive) into a fresh one
+#
+# Best of RUNS (default 3) each side. Services start before the clock does; every daemon
+# this script starts is stopped by its PID (scripts/lab.sh stop), also on failure or ^C.
+# Peak RSS is velero-airgap's own (GNU time), the largest over its runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,17 +28,110 @@ bash scripts/install-lab.sh >/dev/null
 cargo build --release --locked --quiet
 BIN=$PWD/target/release/velero-airgap
 
-WORK=$(mktemp -d /tmp/velero-airgap-bench.XXXXXX)
-REGISTRY_DIR=$WORK/registry
+# Short on purpose: containerd's socket path must fit in 108 bytes.
+WORK=$(mktemp -d /tmp/vab.XXXXXX)
+SERVICES=$WORK/svc # one directory per daemon, named by its role
+BUNDLE=$WORK/x.tar
+LAYOUT=$WORK/oci # the bundle extracted, for the skopeo side of unpack
+
 cleanup() {
-    bash scripts/lab.sh stop "$REGISTRY_DIR" >/dev/null 2>&1 || true
+    local dir
+    for dir in "$SERVICES"/*/; do
+        [[ -f $dir/pid ]] && bash scripts/lab.sh stop "$dir" >/dev/null 2>&1
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-bash scripts/lab.sh registry "$REGISTRY_DIR" "$port" >/dev/null
-LOCAL=127.0.0.1:$port
+# --- services ------------------------------------------------------------------------
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# stop_service ROLE: stops the daemon of ROLE, if any, and deletes its storage, so the
+# next one starts empty and the disk does not fill up over the runs.
+stop_service() {
+    local dir=$SERVICES/$1
+    if [[ -f $dir/pid ]]; then
+        bash scripts/lab.sh stop "$dir" >/dev/null
+    fi
+    rm -rf "$dir"
+}
+
+# fresh_registry ROLE: replaces ROLE's registry with an empty one; sets REGISTRY.
+# A free port can be taken between asking and binding: lab.sh exits 3, try another.
+fresh_registry() {
+    local dir=$SERVICES/$1 port rc
+    stop_service "$1"
+    for _ in 1 2 3 4 5; do
+        port=$(free_port)
+        rc=0
+        bash scripts/lab.sh registry "$dir" "$port" >/dev/null || rc=$?
+        if ((rc == 0)); then
+            REGISTRY=127.0.0.1:$port
+            return
+        fi
+        ((rc == 3)) || exit 1
+    done
+    echo "bench.sh: no free port for a registry" >&2
+    exit 1
+}
+
+# fresh_containerd ROLE: replaces ROLE's containerd with an empty one; sets SOCKET.
+fresh_containerd() {
+    local dir=$SERVICES/$1
+    stop_service "$1"
+    bash scripts/lab.sh containerd "$dir" >/dev/null
+    SOCKET=$dir/containerd.sock
+}
+
+# --- measuring -----------------------------------------------------------------------
+
+# clock CMD...: runs CMD (a program or a function), its output kept in $WORK/.out and
+# .err; sets LAST_T to the wall time in seconds. A failure stops the benchmark and shows why.
+clock() {
+    local start end
+    start=$(date +%s.%N)
+    if ! "$@" >"$WORK/.out" 2>"$WORK/.err"; then
+        echo "bench.sh: failed: $*" >&2
+        tail -n 20 "$WORK/.err" >&2
+        exit 1
+    fi
+    end=$(date +%s.%N)
+    LAST_T=$(awk "BEGIN{printf \"%.3f\", $end - $start}")
+}
+
+# ours ARGS...: velero-airgap -q ARGS under clock and GNU time; also sets LAST_RSS (MiB).
+ours() {
+    clock /usr/bin/time -v -o "$WORK/.rusage" "$BIN" -q "$@"
+    LAST_RSS=$(awk '/Maximum resident set size/ {printf "%.1f", $NF / 1024}' "$WORK/.rusage")
+}
+
+# best_of KEY STEP: runs the function STEP RUNS times (it does its own untimed setup and
+# sets LAST_T, maybe LAST_RSS); keeps the best time in T[KEY], the largest RSS in RSS[KEY].
+declare -A T RSS
+best_of() {
+    local key=$1 step=$2
+    T[$key]="" RSS[$key]=""
+    for _ in $(seq "$RUNS"); do
+        LAST_RSS=""
+        "$step"
+        if [[ -z ${T[$key]} ]] || awk "BEGIN{exit !($LAST_T < ${T[$key]})}"; then
+            T[$key]=$LAST_T
+        fi
+        if [[ -n $LAST_RSS ]] && { [[ -z ${RSS[$key]} ]] ||
+            awk "BEGIN{exit !($LAST_RSS > ${RSS[$key]})}"; }; then
+            RSS[$key]=$LAST_RSS
+        fi
+    done
+}
+
+# --- images --------------------------------------------------------------------------
+
+fresh_registry source
+SOURCE=$REGISTRY
 
 # name=platforms:layer sizes (KiB); layers are random, gzip level 1 (incompressible).
 IMAGES=(
@@ -42,15 +146,15 @@ if [[ -n ${BIG:-} ]]; then
     IMAGES+=("registry.example.com/acme/velero-plugin-big:1.0.0=amd64:1G")
 fi
 
-echo "==> Seeding $LOCAL"
-python3 scripts/mkimages.py --seed bench "$WORK/layout" "${IMAGES[@]}" >"$WORK/made.txt"
+echo "==> Seeding $SOURCE"
+python3 scripts/mkimages.py --seed bench "$WORK/seed" "${IMAGES[@]}" >"$WORK/made.txt"
 refs=()
 plugins=""
 for spec in "${IMAGES[@]}"; do
     name=${spec%%=*}
     path=${name#*/}
     skopeo --insecure-policy copy --quiet --all --dest-tls-verify=false \
-        "oci:$WORK/layout:$name" "docker://$LOCAL/$path"
+        "oci:$WORK/seed:$name" "docker://$SOURCE/$path"
     refs+=("$path")
     case $name in
     registry.example.com/*)
@@ -61,6 +165,7 @@ for spec in "${IMAGES[@]}"; do
         ;;
     esac
 done
+rm -rf "$WORK/seed"
 cat >"$WORK/config.yaml" <<EOF
 apiVersion: embeddedcluster.replicated.com/v1beta1
 kind: Config
@@ -71,69 +176,131 @@ spec:
 $plugins
 EOF
 
-# Runs a command RUNS times; prints the best wall time in seconds.
-best_of() {
-    local best="" t
-    for _ in $(seq "$RUNS"); do
-        "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
-        t=$(cat "$WORK/.t")
-        if [[ -z $best ]] || awk "BEGIN{exit !($t < $best)}"; then best=$t; fi
-    done
-    echo "$best"
-}
-
-timed() { # timed CMD...: runs CMD, writes its wall time to $WORK/.t
-    local start end
-    start=$(date +%s.%N)
-    "$@"
-    end=$(date +%s.%N)
-    awk "BEGIN{printf \"%.3f\", $end - $start}" >"$WORK/.t"
-}
+# --- build and verify ----------------------------------------------------------------
 
 ours_build() {
-    rm -f "$WORK/x.tar" "$WORK/x.tar.sha256"
-    timed "$BIN" build -q -c "$WORK/config.yaml" -o "$WORK/x.tar" \
-        --mirror "proxy.replicated.com=$LOCAL" --mirror "registry.example.com=$LOCAL" \
-        --insecure-registry "$LOCAL"
+    rm -f "$BUNDLE" "$BUNDLE.sha256"
+    ours build -c "$WORK/config.yaml" -o "$BUNDLE" \
+        --mirror "proxy.replicated.com=$SOURCE" --mirror "registry.example.com=$SOURCE" \
+        --insecure-registry "$SOURCE"
 }
 
-peer_pipeline() {
-    rm -rf "$WORK/peer" "$WORK/peer.tar"
-    local start end
-    start=$(date +%s.%N)
+skopeo_tar_sha256sum() {
+    local path
     for path in "${refs[@]}"; do
         skopeo --insecure-policy copy --quiet --src-tls-verify=false \
-            "docker://$LOCAL/$path" "oci:$WORK/peer:$path"
+            "docker://$SOURCE/$path" "oci:$WORK/peer:$path"
     done
     tar -cf "$WORK/peer.tar" -C "$WORK/peer" .
     sha256sum "$WORK/peer.tar" >"$WORK/peer.tar.sha256"
-    end=$(date +%s.%N)
-    awk "BEGIN{printf \"%.3f\", $end - $start}" >"$WORK/.t"
+}
+peer_build() {
+    rm -rf "$WORK/peer" "$WORK/peer.tar"
+    clock skopeo_tar_sha256sum
 }
 
-ours_verify() { timed "$BIN" verify -q "$WORK/x.tar"; }
-openssl_dgst() { timed openssl dgst -sha256 "$WORK/x.tar"; }
-
-peak_rss_mib() { # peak RSS of one run of CMD, in MiB
-    /usr/bin/time -v "$@" 2>&1 >/dev/null | awk '/Maximum resident set size/ {printf "%.1f", $NF/1024}'
-}
+ours_verify() { ours verify "$BUNDLE"; }
+peer_verify() { clock openssl dgst -sha256 "$BUNDLE"; }
 
 echo "==> build (best of $RUNS)"
-ours=$(best_of ours_build)
-peer=$(best_of peer_pipeline)
-size=$(stat -c %s "$WORK/x.tar")
-rm -f "$WORK/x.tar"
-rss=$(peak_rss_mib "$BIN" build -q -c "$WORK/config.yaml" -o "$WORK/x.tar" \
-    --mirror "proxy.replicated.com=$LOCAL" --mirror "registry.example.com=$LOCAL" \
-    --insecure-registry "$LOCAL")
+best_of build ours_build
+best_of build_peer peer_build
+rm -rf "$WORK/peer" "$WORK/peer.tar"
+stop_service source # from here on everything comes from the bundle
 echo "==> verify (best of $RUNS)"
-verify=$(best_of ours_verify)
-dgst=$(best_of openssl_dgst)
-verify_rss=$(peak_rss_mib "$BIN" verify -q "$WORK/x.tar")
+best_of verify ours_verify
+best_of verify_peer peer_verify
 
-awk -v ours="$ours" -v peer="$peer" -v size="$size" -v rss="$rss" \
-    -v verify="$verify" -v dgst="$dgst" -v vrss="$verify_rss" 'BEGIN {
-    printf "\nbundle: %.1f MB\n", size / 1e6
-    printf "build:  velero-airgap %.3f s   skopeo+tar+sha256sum %.3f s   ratio %.2fx   peak RSS %s MiB\n", ours, peer, ours / peer, rss
-    printf "verify: velero-airgap %.3f s   openssl dgst -sha256 %.3f s   ratio %.2fx   peak RSS %s MiB\n", verify, dgst, verify / dgst, vrss
-}'
+# --- unpack into a registry ----------------------------------------------------------
+
+# The skopeo side reads an OCI layout, which the bundle is once extracted; it pushes
+# each image to the same path our unpack uses (the reference without its source host).
+mkdir -p "$LAYOUT"
+tar -xf "$BUNDLE" -C "$LAYOUT"
+mapfile -t layout_refs < <(python3 -c '
+import json, sys
+for m in json.load(open(sys.argv[1]))["manifests"]:
+    print(m["annotations"]["org.opencontainers.image.ref.name"])
+' "$LAYOUT/index.json")
+
+skopeo_push_layout() {
+    local ref path
+    for ref in "${layout_refs[@]}"; do
+        path=${ref#*/}
+        # A registry takes a tag or a digest, not both: repo:tag@digest goes by its tag.
+        [[ $path == *:*@* ]] && path=${path%@*}
+        skopeo --insecure-policy copy --quiet --all --dest-tls-verify=false \
+            "oci:$LAYOUT:$ref" "docker://$REGISTRY/$path"
+    done
+}
+
+unpack_to_registry() {
+    ours unpack "$BUNDLE" --registry "$REGISTRY" --insecure --values-out "$WORK/v.yaml" "$@"
+}
+ours_unpack_registry() {
+    fresh_registry ours
+    unpack_to_registry
+}
+# The re-run's time means something only if it pushed nothing.
+ours_rerun_registry() {
+    unpack_to_registry --json
+    if ! grep -q '"nothingToDo": true' "$WORK/.out"; then
+        echo "bench.sh: the re-run of unpack pushed something:" >&2
+        cat "$WORK/.out" >&2
+        exit 1
+    fi
+}
+peer_unpack_registry() {
+    fresh_registry peer
+    clock skopeo_push_layout
+}
+
+echo "==> unpack into a registry (best of $RUNS)"
+best_of registry ours_unpack_registry
+# REGISTRY is still the one the last run filled.
+best_of rerun ours_rerun_registry
+stop_service ours
+best_of registry_peer peer_unpack_registry
+stop_service peer
+rm -rf "$LAYOUT"
+
+# --- unpack into containerd ----------------------------------------------------------
+
+ours_unpack_containerd() {
+    fresh_containerd ours
+    ours unpack "$BUNDLE" --containerd "$SOCKET" --values-out "$WORK/v.yaml"
+}
+peer_unpack_containerd() {
+    fresh_containerd peer
+    clock ctr -a "$SOCKET" -n k8s.io images import --no-unpack "$BUNDLE"
+}
+
+echo "==> unpack into containerd (best of $RUNS)"
+best_of containerd ours_unpack_containerd
+stop_service ours
+best_of containerd_peer peer_unpack_containerd
+stop_service peer
+
+# --- report --------------------------------------------------------------------------
+
+# row LABEL KEY PEER_KEY PEER_NAME [TARGET]: one line of the table; the ratio is ours
+# over the peer's, checked against TARGET when there is one.
+row() {
+    local label=$1 ours_t=${T[$2]} peer_t=${T[$3]} peer_name=$4 target=${5:-}
+    awk -v label="$label" -v ours="$ours_t" -v peer="$peer_t" -v name="$peer_name" \
+        -v rss="${RSS[$2]:--}" -v target="$target" 'BEGIN {
+        ratio = ours / peer
+        verdict = target == "" ? "" : (ratio <= target ? sprintf("ok (<=%.1f)", target) \
+            : sprintf("MISSED (<=%.1f)", target))
+        printf "%-18s %8.3f %8.3f %6.2fx %9s   %-15s %s\n", label, ours, peer, ratio, rss, verdict, name
+    }'
+}
+
+echo
+printf 'bundle: %.1f MB, best of %s runs\n\n' "$(stat -c %s "$BUNDLE" | awk '{print $1 / 1e6}')" "$RUNS"
+printf '%-18s %8s %8s %7s %9s   %-15s %s\n' step "ours s" "peer s" ratio "RSS MiB" target peer
+row build build build_peer "skopeo copy + tar + sha256sum"
+row verify verify verify_peer "openssl dgst -sha256"
+row "unpack registry" registry registry_peer "skopeo copy from OCI layout" 0.7
+row "unpack re-run" rerun registry "the first unpack" 0.2
+row "unpack containerd" containerd containerd_peer "ctr images import --no-unpack" 0.7
