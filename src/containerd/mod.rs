@@ -21,7 +21,6 @@
 mod error;
 mod import;
 mod labels;
-mod platform;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -33,10 +32,10 @@ use containerd_client::tonic::metadata::AsciiMetadataValue;
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{self, Request};
 
+pub use crate::registry::Platform;
 pub use error::{ContainerdError, Result};
 pub use import::{BlobOutcome, DEFAULT_LEASE_EXPIRY, ImageOutcome, ImageTarget, Import};
 pub use labels::{gc_labels, is_manifest};
-pub use platform::Platform;
 
 /// The namespace kubelet's CRI plugin uses, and so the default for `--namespace`.
 pub const DEFAULT_NAMESPACE: &str = "k8s.io";

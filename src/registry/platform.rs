@@ -41,8 +41,24 @@ impl Platform {
         Ok(Platform::new(parts[0], parts[1], parts.get(2).copied()))
     }
 
-    /// A platform from the fields of an image index entry or image config.
-    pub(crate) fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+    /// The platform this program was built for: the node's, when containerd
+    /// cannot say. Rust's architecture names are turned into OCI's.
+    pub fn host() -> Platform {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+            "powerpc64" => "ppc64",
+            "loongarch64" => "loong64",
+            other => other,
+        };
+        Platform::new(std::env::consts::OS, architecture, None)
+    }
+
+    /// A platform from its parts as an image index entry, an image config or a
+    /// daemon spells them.
+    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
         Platform {
             os: os.to_ascii_lowercase(),
             architecture: architecture.to_ascii_lowercase(),

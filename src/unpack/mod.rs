@@ -508,22 +508,15 @@ async fn check_platform(
         }
         _ => Platform::host(),
     };
-    let matches = manifest.platforms.iter().any(|p| {
-        if p == "all" {
-            return true;
-        }
-        let mut parts = p.split('/');
-        let (Some(os), Some(arch)) = (parts.next(), parts.next()) else {
-            return false;
-        };
-        let platform = Platform::new(os, arch, parts.next());
-        platform.os == node.os && platform.architecture == node.architecture
-    });
+    let matches = manifest
+        .platforms
+        .iter()
+        .any(|p| p == "all" || Platform::parse(p).is_ok_and(|platform| platform.matches(&node)));
     if matches {
         Ok(())
     } else {
         Err(UnpackError::Platform {
-            node: format!("{}/{}", node.os, node.architecture),
+            node: node.to_string(),
             bundle: manifest.platforms.join(", "),
         })
     }
