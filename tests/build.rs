@@ -354,29 +354,35 @@ fn registry_gone_fails_with_no_output_file() {
     assert_eq!(leftovers(dir.path(), "bundle.tar"), Vec::<String>::new());
 }
 
-#[test]
-fn registry_stopped_mid_build_leaves_nothing() {
-    let sources = Sources::start(RegistryKind::Plain, 48 * 1024);
-    let bundle = sources.path("bundle.tar");
+/// Starts `build` (one job at a time) and returns once the laid-out temp file
+/// beside the bundle exists: blobs are being filled.
+fn build_until_laid_out(sources: &Sources, bundle: &Path, extra: &[&str]) -> std::process::Child {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
         .arg("build")
         .arg("-c")
         .arg(&sources.config)
         .arg("-o")
-        .arg(&bundle)
+        .arg(bundle)
         .args(sources.registry_args())
-        .args(["--retries", "0", "--jobs", "1"])
+        .args(["--jobs", "1"])
+        .args(extra)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for the laid-out temp file: the bundle is being filled.
-    let dir = sources.dir.path().to_path_buf();
-    while leftovers(&dir, "bundle.tar").is_empty() {
+    while leftovers(sources.dir.path(), "bundle.tar").is_empty() {
         if child.try_wait().unwrap().is_some() {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
+    child
+}
+
+#[test]
+fn registry_stopped_mid_build_leaves_nothing() {
+    let sources = Sources::start(RegistryKind::Plain, 48 * 1024);
+    let bundle = sources.path("bundle.tar");
+    let child = build_until_laid_out(&sources, &bundle, &["--retries", "0"]);
     let Sources {
         registry,
         dir: keep,
@@ -469,24 +475,8 @@ fn render_lock_reproduces_the_bundle_values() {
 fn ctrl_c_mid_build_exits_130_and_leaves_nothing() {
     let sources = Sources::start(RegistryKind::Plain, 48 * 1024);
     let bundle = sources.path("bundle.tar");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
-        .arg("build")
-        .arg("-c")
-        .arg(&sources.config)
-        .arg("-o")
-        .arg(&bundle)
-        .args(sources.registry_args())
-        .args(["--jobs", "1"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = build_until_laid_out(&sources, &bundle, &[]);
     let dir = sources.dir.path().to_path_buf();
-    while leftovers(&dir, "bundle.tar").is_empty() {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
     std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -189,6 +189,20 @@ impl Lab {
     }
 }
 
+/// `unpack BUNDLE --k0s-images-dir DIR --values-out VALUES` in the lab's dir,
+/// for more arguments to be added.
+fn unpack_k0s(lab: &Lab, bundle: &Path, dir: &str, values: &str) -> assert_cmd::Command {
+    let mut command = velero_airgap();
+    command
+        .arg("unpack")
+        .arg(bundle)
+        .arg("--k0s-images-dir")
+        .arg(lab.path(dir))
+        .arg("--values-out")
+        .arg(lab.path(values));
+    command
+}
+
 fn verify_key(path: &Path) -> String {
     format!("--verify-key={}", path.display())
 }
@@ -255,13 +269,7 @@ fn good_signatures_on_a_manifest_and_an_index_verify_at_build_and_unpack() {
     );
 
     let audit = lab.path("audit.log");
-    let out = velero_airgap()
-        .arg("unpack")
-        .arg(&bundle)
-        .arg("--k0s-images-dir")
-        .arg(lab.path("images"))
-        .arg("--values-out")
-        .arg(lab.path("values.yaml"))
+    let out = unpack_k0s(&lab, &bundle, "images", "values.yaml")
         .arg(verify_key(&lab.public))
         .args(["--require-signature", "velero-plugin-postgres"])
         .arg("--audit-log")
@@ -277,13 +285,7 @@ fn good_signatures_on_a_manifest_and_an_index_verify_at_build_and_unpack() {
     assert!(log.contains(&fingerprint), "{log}");
 
     // With the wrong key, unpack refuses before loading anything.
-    let out = velero_airgap()
-        .arg("unpack")
-        .arg(&bundle)
-        .arg("--k0s-images-dir")
-        .arg(lab.path("images2"))
-        .arg("--values-out")
-        .arg(lab.path("values2.yaml"))
+    let out = unpack_k0s(&lab, &bundle, "images2", "values2.yaml")
         .arg(verify_key(&lab.other_public))
         .output()
         .unwrap();
@@ -434,13 +436,7 @@ fn tampered_signature_blob_is_caught_at_unpack() {
     bytes[at + 3] ^= 0x01;
     let tampered = lab.path("tampered.tar");
     std::fs::write(&tampered, &bytes).unwrap();
-    let out = velero_airgap()
-        .arg("unpack")
-        .arg(&tampered)
-        .arg("--k0s-images-dir")
-        .arg(lab.path("images"))
-        .arg("--values-out")
-        .arg(lab.path("values.yaml"))
+    let out = unpack_k0s(&lab, &tampered, "images", "values.yaml")
         .arg(verify_key(&lab.public))
         .output()
         .unwrap();
@@ -529,13 +525,7 @@ fn signed_bundles_check_with_the_tool_and_with_openssl() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no bundle signature"));
 
     // unpack checks it first.
-    let out = velero_airgap()
-        .arg("unpack")
-        .arg(&bundle)
-        .arg("--k0s-images-dir")
-        .arg(lab.path("images"))
-        .arg("--values-out")
-        .arg(lab.path("values.yaml"))
+    let out = unpack_k0s(&lab, &bundle, "images", "values.yaml")
         .arg(format!("--bundle-key={}", lab.other_public.display()))
         .output()
         .unwrap();
