@@ -458,6 +458,37 @@ fn hostile_tars_are_refused_and_nothing_lands() {
             }),
         ),
         (
+            "hardlink",
+            Box::new(|b| {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Link);
+                h.set_size(0);
+                b.append_link(&mut h, "blobs/sha256/hard", "values.yaml")
+                    .unwrap();
+            }),
+        ),
+        (
+            "device",
+            Box::new(|b| {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Char);
+                h.set_device_major(1).unwrap();
+                h.set_device_minor(3).unwrap();
+                h.set_size(0);
+                b.append_data(&mut h, "blobs/sha256/null", std::io::empty())
+                    .unwrap();
+            }),
+        ),
+        (
+            "unknown name",
+            Box::new(|b| {
+                let mut h = tar::Header::new_ustar();
+                h.set_size(3);
+                b.append_data(&mut h, "notes.txt", b"hi!".as_slice())
+                    .unwrap();
+            }),
+        ),
+        (
             "duplicate",
             Box::new(|b| {
                 let mut h = tar::Header::new_ustar();
