@@ -222,6 +222,13 @@ pub async fn build(
     request: BuildRequest,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<BuildSummary, BuildError> {
+    // A wrong output name fails before any network work.
+    if bundle::Compression::from_file_name(&request.output).is_none() {
+        return Err(bundle::WriteError::UnsupportedFileName {
+            path: request.output.clone(),
+        }
+        .into());
+    }
     let file = request.config.display().to_string();
     let config = ClusterConfig::load(&request.config)?;
     check_config(&config, &request, &file)?;

@@ -94,8 +94,10 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
             Some(UnpackError::Space { .. }) => return 4,
             _ => {}
         }
-        if cause.is::<std::io::Error>() {
-            return 4;
+        if let Some(err) = cause.downcast_ref::<std::io::Error>() {
+            // A file the user named that is not there is bad input, not a local
+            // I/O failure like a full disk.
+            return if err.kind() == std::io::ErrorKind::NotFound { 1 } else { 4 };
         }
     }
     1

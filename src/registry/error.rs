@@ -88,7 +88,9 @@ pub enum RegistryError {
         object: String,
     },
     /// The registry could not be reached, or the connection broke, on every attempt.
-    #[error("cannot reach registry {host} (for {reference}, {attempts} attempt(s))")]
+    #[error(
+        "cannot reach registry {host} (for {reference}, {attempts} attempt(s)); check that it runs and that the address (or --mirror) is right"
+    )]
     Network {
         /// The registry host contacted.
         host: String,
