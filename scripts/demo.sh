@@ -123,6 +123,18 @@ else
 
     step "What the bundle holds"
     run_tool inspect "$OUT/bundle.tar"
+
+    # On the offline node: here into a k0s images directory (no daemon needed);
+    # --registry and --containerd are the other targets.
+    step "Unpacking on the offline node (dry run, then for real, then again)"
+    run_tool unpack "$OUT/bundle.tar" --dry-run \
+        --k0s-images-dir "$OUT/k0s-images" --values-out "$OUT/values-node.yaml"
+    run_tool unpack "$OUT/bundle.tar" \
+        --k0s-images-dir "$OUT/k0s-images" --values-out "$OUT/values-node.yaml" \
+        --audit-log "$OUT/audit.log"
+    run_tool unpack "$OUT/bundle.tar" \
+        --k0s-images-dir "$OUT/k0s-images" --values-out "$OUT/values-node.yaml" \
+        --audit-log "$OUT/audit.log"
 fi
 
 step "Made"
