@@ -97,7 +97,11 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         if let Some(err) = cause.downcast_ref::<std::io::Error>() {
             // A file the user named that is not there is bad input, not a local
             // I/O failure like a full disk.
-            return if err.kind() == std::io::ErrorKind::NotFound { 1 } else { 4 };
+            return if err.kind() == std::io::ErrorKind::NotFound {
+                1
+            } else {
+                4
+            };
         }
     }
     1
