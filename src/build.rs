@@ -488,6 +488,27 @@ fn subject<'a>(r: &'a Resolved, canonical: &'a crate::reference::Reference) -> S
             .source_index
             .as_ref()
             .map(|c| (c.descriptor.digest.as_str(), &c.bytes[..])),
+        bundled_children: bundled_children(
+            &r.image.top.media_type,
+            r.image
+                .manifests
+                .iter()
+                .skip(1)
+                .map(|m| m.descriptor.digest.as_str()),
+        ),
+    }
+}
+
+/// The children of a bundled index (a filtered platform list), which a
+/// signature on the source index must cover; none for a single manifest.
+pub(crate) fn bundled_children<'a>(
+    media_type: &str,
+    manifests: impl Iterator<Item = &'a str>,
+) -> Vec<&'a str> {
+    if media_type == registry::OCI_INDEX || media_type == registry::DOCKER_LIST {
+        manifests.collect()
+    } else {
+        Vec::new()
     }
 }
 

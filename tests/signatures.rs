@@ -588,3 +588,54 @@ fn validate_online_resolves_every_image_and_checks_signatures() {
         "{postgres}"
     );
 }
+
+#[test]
+fn a_signed_index_covers_a_filtered_platform_list() {
+    let lab = lab();
+    // A three-platform plugin: asking for two of them writes a filtered index.
+    const MULTI: &str = "registry.example.com/acme/velero-plugin-multi:1.0.0";
+    let layout = lab.path("multi-layout");
+    common::make_images(
+        &layout,
+        &[common::ImageSpec::multi_arch(
+            MULTI,
+            &["amd64", "arm64", "ppc64le"],
+            &[16],
+        )],
+    );
+    common::seed(
+        &lab.sources.registry,
+        &layout,
+        MULTI,
+        path_of(MULTI),
+        common::SeedFormat::Oci,
+        true,
+    );
+    lab.sign(MULTI);
+    std::fs::write(&lab.sources.config, common::sources::config_text(&[MULTI])).unwrap();
+    let (code, json, stderr) = build(
+        &lab.sources,
+        &lab.path("bundle.tar"),
+        &[
+            &verify_key(&lab.public),
+            "--require-signature",
+            "velero-plugin-multi",
+            "--platform",
+            "linux/amd64,linux/arm64",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let multi = json["imageLock"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["reference"] == MULTI)
+        .unwrap()
+        .clone();
+    assert_eq!(multi["signature"]["status"], "verified", "{json:#}");
+    // The bundle carries a filtered index, not the signed one.
+    assert_ne!(
+        multi["digest"].as_str().unwrap(),
+        served_digest(&lab.sources.registry, path_of(MULTI))
+    );
+}

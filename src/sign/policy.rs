@@ -46,6 +46,9 @@ pub struct Subject<'a> {
     pub bundled_digest: &'a str,
     /// The source index the bundled manifest was chosen from, with its digest.
     pub source_index: Option<(&'a str, &'a [u8])>,
+    /// When the bundled manifest is an index filtered out of the source index
+    /// (a platform list), its children: each must be a child of a signed index.
+    pub bundled_children: Vec<&'a str>,
 }
 
 /// Why an image's signatures do not satisfy the policy.
@@ -197,8 +200,15 @@ impl SignaturePolicy {
                                 signature.signed_digest
                             ));
                         }
-                        verify_index_child(index, index_digest, subject.bundled_digest)
-                            .map_err(|e| e.to_string())?;
+                        let proven: Vec<&str> = if subject.bundled_children.is_empty() {
+                            vec![subject.bundled_digest]
+                        } else {
+                            subject.bundled_children.clone()
+                        };
+                        for digest in proven {
+                            verify_index_child(index, index_digest, digest)
+                                .map_err(|e| e.to_string())?;
+                        }
                     }
                     return Ok(verified.fingerprint);
                 }

@@ -111,11 +111,21 @@ pub(crate) fn check_images(
             })
             .collect();
         let bundled = record.digest.to_string();
+        let children: Vec<String> = image
+            .manifests
+            .iter()
+            .skip(1)
+            .map(|m| m.digest.to_string())
+            .collect();
         let subject = Subject {
             canonical: &canonical,
             role: &record.role,
             bundled_digest: &bundled,
             source_index: source_index.as_ref().map(|(d, b)| (d.as_str(), &b[..])),
+            bundled_children: crate::build::bundled_children(
+                &record.media_type,
+                children.iter().map(String::as_str),
+            ),
         };
         let status = policy
             .check(&subject, &found)
