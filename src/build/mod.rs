@@ -5,25 +5,25 @@
 //! each blob is written once, straight from the socket into its place in the
 //! archive, many at a time.
 
-use crate::bundle::{
-    self, BlobSlot, BundlePlan, BundleWriter, ImageRecord, Sha256Digest, SlotCheck, Tool,
-    VeleroInfo,
-};
+mod fill;
+mod online;
+mod signatures;
+
+pub use online::{OnlineResult, check_online};
+pub(crate) use signatures::bundled_children;
+
+use crate::bundle::{self, BundlePlan, BundleWriter, ImageRecord, Sha256Digest, Tool, VeleroInfo};
 use crate::config::{ClusterConfig, ConfigError};
-use crate::registry::{
-    self, BlobSink, PlatformSelection, Registry, RegistryError, RegistryOptions,
-};
+use crate::registry::{self, PlatformSelection, Registry, RegistryError, RegistryOptions};
 use crate::release::Release;
-use crate::sign::policy::signed_digests;
-use crate::sign::{FoundSignature, SignaturePolicy, SignatureStatus, SigningKey, Subject};
+use crate::sign::{SignaturePolicy, SignatureStatus, SigningKey};
 use crate::validate::{self, Severity};
 use crate::values::{self, ProxySettings, Role};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// What to build.
 #[derive(Debug, Clone)]
@@ -241,7 +241,7 @@ pub async fn build(
     }
     let registry = Registry::new(request.registry.clone())?;
     let mut resolved = resolve_all(&registry, &rendered, &request, events).await?;
-    check_signatures(&registry, &mut resolved, &request, events).await?;
+    signatures::check_signatures(&registry, &mut resolved, &request, events).await?;
 
     let pins: BTreeMap<String, String> = resolved
         .iter()
@@ -257,7 +257,7 @@ pub async fn build(
     )?;
     let writer = BundleWriter::create(&request.output, plan)?;
 
-    let counts = fill_blobs(&writer, &registry, &resolved, &request, events).await?;
+    let counts = fill::fill_blobs(&writer, &registry, &resolved, &request, events).await?;
     events(Event::Finishing);
     let output = request.output.clone();
     let written = tokio::task::spawn_blocking(move || writer.finish())
@@ -324,196 +324,8 @@ fn write_beside(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Looks up and checks each image's cosign signatures (when keys are given),
-/// images in parallel. A signature that is present and fails stops the build.
-async fn check_signatures(
-    registry: &Registry,
-    resolved: &mut [Resolved],
-    request: &BuildRequest,
-    events: &(dyn Fn(Event) + Sync),
-) -> Result<(), BuildError> {
-    let policy = &request.signatures;
-    if !policy.checks() {
-        // Without keys nothing is looked up; a policy that requires a signature
-        // fails here, naming the image.
-        for r in resolved.iter() {
-            let canonical = crate::reference::Reference::parse(&r.image.canonical)
-                .map_err(|e| BuildError::Digest(e.to_string()))?;
-            policy.check(&subject(r, &canonical), &[])?;
-        }
-        events(Event::Warning(
-            "image signatures were not checked (no --verify-key); every image is recorded as unsigned".into(),
-        ));
-        return Ok(());
-    }
-    let results: Vec<_> = futures::stream::iter(resolved.iter())
-        .map(|r| image_signature(registry, r, policy))
-        .buffered(request.jobs)
-        .try_collect()
-        .await?;
-    for (r, (stored, status)) in resolved.iter_mut().zip(results) {
-        if status == SignatureStatus::Unsigned {
-            events(Event::Warning(format!(
-                "{} has no cosign signature; recorded as unsigned",
-                r.image.canonical
-            )));
-        }
-        r.signature = status;
-        r.signatures = stored;
-    }
-    Ok(())
-}
-
-/// Looks up one image's cosign signatures (for the index its tag resolves to
-/// and for the bundled manifest) and checks them under `policy`.
-async fn image_signature(
-    registry: &Registry,
-    r: &Resolved,
-    policy: &SignaturePolicy,
-) -> Result<(Vec<registry::StoredSignature>, SignatureStatus), BuildError> {
-    let canonical = crate::reference::Reference::parse(&r.image.canonical)
-        .map_err(|e| BuildError::Digest(e.to_string()))?;
-    let subject = subject(r, &canonical);
-    let mut stored = Vec::new();
-    for digest in signed_digests(&subject) {
-        if let Some(signature) = registry.cosign_signature(&r.image, digest).await? {
-            stored.push(signature);
-        }
-    }
-    let found: Vec<FoundSignature<'_>> = stored
-        .iter()
-        .map(|s| FoundSignature {
-            signed_digest: &s.signed_digest,
-            manifest: &s.manifest.bytes,
-            payloads: s
-                .payloads
-                .iter()
-                .map(|p| (p.descriptor.digest.as_str(), &p.bytes[..]))
-                .collect(),
-        })
-        .collect();
-    let status = policy.check(&subject, &found)?;
-    Ok((stored, status))
-}
-
-/// One image as `validate --online` saw it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OnlineResult {
-    /// Canonical reference.
-    pub reference: String,
-    /// What it is for.
-    pub role: String,
-    /// Whether it resolved, has the platforms and (with keys) a valid signature.
-    pub ok: bool,
-    /// The digest the bundle would carry.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-    /// Where it was looked up.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
-    /// Signature status, when keys were given.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signature: Option<SignatureStatus>,
-    /// Why it failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// `validate --online`: resolves every image the values need (manifests only,
-/// no layers), checks the requested platforms and, with keys, the signatures.
-/// Per-image failures are results, not errors.
-pub async fn check_online(request: &BuildRequest) -> Result<Vec<OnlineResult>, BuildError> {
-    let config = ClusterConfig::load(&request.config)?;
-    let (_, rendered) = render(&config, request)?;
-    let registry = Registry::new(request.registry.clone())?;
-    let policy = &request.signatures;
-    let results = futures::stream::iter(rendered.distinct_images())
-        .map(|(reference, role)| {
-            let registry = &registry;
-            async move {
-                let reference = reference.to_string();
-                let outcome = async {
-                    let image = registry.resolve(&reference, &request.platforms).await?;
-                    let resolved = Resolved {
-                        role: role.clone(),
-                        image,
-                        signatures: vec![],
-                        signature: SignatureStatus::Unsigned,
-                    };
-                    let signature = if policy.checks() {
-                        Some(image_signature(registry, &resolved, policy).await?.1)
-                    } else {
-                        None
-                    };
-                    Ok::<_, BuildError>((resolved, signature))
-                }
-                .await;
-                match outcome {
-                    Ok((resolved, signature)) => OnlineResult {
-                        reference,
-                        role: role.to_string(),
-                        ok: true,
-                        digest: Some(resolved.image.top.digest.clone()),
-                        source: Some(resolved.image.source.clone()),
-                        signature,
-                        error: None,
-                    },
-                    Err(err) => OnlineResult {
-                        reference,
-                        role: role.to_string(),
-                        ok: false,
-                        digest: None,
-                        source: None,
-                        signature: None,
-                        error: Some(err.to_string()),
-                    },
-                }
-            }
-        })
-        .buffered(request.jobs)
-        .collect()
-        .await;
-    Ok(results)
-}
-
-/// The signature subject of a resolved image.
-fn subject<'a>(r: &'a Resolved, canonical: &'a crate::reference::Reference) -> Subject<'a> {
-    Subject {
-        canonical,
-        role: &r.role,
-        bundled_digest: &r.image.top.digest,
-        source_index: r
-            .image
-            .source_index
-            .as_ref()
-            .map(|c| (c.descriptor.digest.as_str(), &c.bytes[..])),
-        bundled_children: bundled_children(
-            &r.image.top.media_type,
-            r.image
-                .manifests
-                .iter()
-                .skip(1)
-                .map(|m| m.descriptor.digest.as_str()),
-        ),
-    }
-}
-
-/// The children of a bundled index (a filtered platform list), which a
-/// signature on the source index must cover; none for a single manifest.
-pub(crate) fn bundled_children<'a>(
-    media_type: &str,
-    manifests: impl Iterator<Item = &'a str>,
-) -> Vec<&'a str> {
-    if media_type == registry::OCI_INDEX || media_type == registry::DOCKER_LIST {
-        manifests.collect()
-    } else {
-        Vec::new()
-    }
-}
-
 /// The values the request's config and install settings render to.
-fn render(
+pub(super) fn render(
     config: &ClusterConfig,
     request: &BuildRequest,
 ) -> Result<(values::RenderInput, values::Rendered), BuildError> {
@@ -611,7 +423,7 @@ async fn resolve_all(
     Ok(resolved)
 }
 
-fn sha256_of(digest: &str) -> Result<Sha256Digest, BuildError> {
+pub(super) fn sha256_of(digest: &str) -> Result<Sha256Digest, BuildError> {
     digest
         .strip_prefix("sha256:")
         .and_then(|hex| Sha256Digest::from_hex(hex).ok())
@@ -750,240 +562,4 @@ fn plan(
         blobs,
         source_date_epoch: bundle::source_date_epoch_from_env()?,
     })
-}
-
-#[derive(Debug, Default)]
-struct Counts {
-    fetched: usize,
-    cached: usize,
-    bytes: u64,
-}
-
-/// Fills every pending slot, in archive order, `jobs` at a time.
-async fn fill_blobs(
-    writer: &BundleWriter,
-    registry: &Registry,
-    resolved: &[Resolved],
-    request: &BuildRequest,
-    events: &(dyn Fn(Event) + Sync),
-) -> Result<Counts, BuildError> {
-    // Which image to fetch each blob through, and how many blobs each image awaits.
-    let mut owner: HashMap<Sha256Digest, (usize, registry::Descriptor)> = HashMap::new();
-    let mut users: HashMap<Sha256Digest, Vec<usize>> = HashMap::new();
-    for (i, r) in resolved.iter().enumerate() {
-        for blob in &r.image.blobs {
-            let digest = sha256_of(&blob.digest)?;
-            owner.entry(digest).or_insert_with(|| (i, blob.clone()));
-            let list = users.entry(digest).or_default();
-            if !list.contains(&i) {
-                list.push(i);
-            }
-        }
-    }
-    let pending = writer.pending();
-    let mut remaining: Vec<usize> = vec![0; resolved.len()];
-    for blob in &pending {
-        for &i in users.get(&blob.digest).into_iter().flatten() {
-            remaining[i] += 1;
-        }
-    }
-    for (i, r) in resolved.iter().enumerate() {
-        if remaining[i] == 0 {
-            events(Event::ImagePulled {
-                reference: r.image.canonical.clone(),
-            });
-        }
-    }
-    let cache = request.cache_dir.as_deref();
-    let cached = pending
-        .iter()
-        .filter(|b| cache.is_some_and(|dir| cache_path(dir, &b.digest).is_file()))
-        .count();
-    events(Event::Planned {
-        images: resolved.len(),
-        blobs: pending.len(),
-        bytes: pending.iter().map(|b| b.size).sum(),
-        cached,
-    });
-    let remaining = Mutex::new(remaining);
-    let counts = Mutex::new(Counts::default());
-    let owner = &owner;
-    futures::stream::iter(pending)
-        .map(|blob| {
-            let remaining = &remaining;
-            let counts = &counts;
-            let users = &users;
-            async move {
-                let (i, desc) = owner
-                    .get(&blob.digest)
-                    .cloned()
-                    .ok_or_else(|| BuildError::Digest(blob.digest.to_string()))?;
-                let from_cache =
-                    fill_one(writer, registry, &resolved[i].image, &desc, cache, events).await?;
-                {
-                    let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
-                    counts.bytes += desc.size;
-                    if from_cache {
-                        counts.cached += 1;
-                    } else {
-                        counts.fetched += 1;
-                    }
-                }
-                let mut remaining = remaining.lock().unwrap_or_else(|e| e.into_inner());
-                for &user in users.get(&blob.digest).into_iter().flatten() {
-                    remaining[user] -= 1;
-                    if remaining[user] == 0 {
-                        events(Event::ImagePulled {
-                            reference: resolved[user].image.canonical.clone(),
-                        });
-                    }
-                }
-                Ok::<_, BuildError>(())
-            }
-        })
-        .buffer_unordered(request.jobs)
-        .try_collect::<Vec<()>>()
-        .await?;
-    Ok(counts.into_inner().unwrap_or_else(|e| e.into_inner()))
-}
-
-fn cache_path(dir: &Path, digest: &Sha256Digest) -> PathBuf {
-    dir.join("sha256").join(digest.hex())
-}
-
-/// Fills one slot, from the cache when it holds the blob (checked by hashing
-/// as it is copied), else from the registry. Returns whether the cache served it.
-async fn fill_one(
-    writer: &BundleWriter,
-    registry: &Registry,
-    image: &registry::ResolvedImage,
-    blob: &registry::Descriptor,
-    cache: Option<&Path>,
-    events: &(dyn Fn(Event) + Sync),
-) -> Result<bool, BuildError> {
-    let digest = sha256_of(&blob.digest)?;
-    if let Some(dir) = cache {
-        let path = cache_path(dir, &digest);
-        if path.is_file() {
-            let mut slot = writer.slot(&digest, SlotCheck::Sha256)?;
-            let copied = copy_file(&path, &mut slot).and_then(|()| {
-                slot.finish()
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
-            });
-            match copied {
-                Ok(()) => {
-                    events(Event::BlobProgress { bytes: blob.size });
-                    return Ok(true);
-                }
-                // A damaged cache entry is dropped and fetched again.
-                Err(_) => {
-                    let _ = std::fs::remove_file(&path);
-                }
-            }
-        }
-    }
-    let mut sink = SlotSink::new(writer, digest, cache, events)?;
-    registry.fetch_blob(image, blob, &mut sink).await?;
-    sink.finish()?;
-    Ok(false)
-}
-
-fn copy_file(path: &Path, slot: &mut BlobSlot) -> std::io::Result<()> {
-    let mut file = std::fs::File::open(path)?;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            return Ok(());
-        }
-        slot.write_all(&buffer[..n])?;
-    }
-}
-
-/// Receives a blob from the registry into its slot (and the cache, when one is
-/// used), reporting progress. A retry takes the slot again from its start.
-struct SlotSink<'a> {
-    writer: &'a BundleWriter,
-    digest: Sha256Digest,
-    slot: Option<BlobSlot>,
-    cache: Option<(PathBuf, tempfile::NamedTempFile)>,
-    events: &'a (dyn Fn(Event) + Sync),
-}
-
-impl<'a> SlotSink<'a> {
-    fn new(
-        writer: &'a BundleWriter,
-        digest: Sha256Digest,
-        cache: Option<&Path>,
-        events: &'a (dyn Fn(Event) + Sync),
-    ) -> Result<SlotSink<'a>, BuildError> {
-        let slot = Some(writer.slot(&digest, SlotCheck::SizeOnly)?);
-        let cache = match cache {
-            None => None,
-            Some(dir) => {
-                let target = cache_path(dir, &digest);
-                let parent = target.parent().unwrap_or(dir).to_path_buf();
-                let io = |source| BuildError::Io {
-                    path: parent.clone(),
-                    source,
-                };
-                std::fs::create_dir_all(&parent).map_err(io)?;
-                let temp = tempfile::NamedTempFile::new_in(&parent).map_err(io)?;
-                Some((target, temp))
-            }
-        };
-        Ok(SlotSink {
-            writer,
-            digest,
-            slot,
-            cache,
-            events,
-        })
-    }
-
-    fn finish(mut self) -> Result<(), BuildError> {
-        if let Some(slot) = self.slot.take() {
-            slot.finish()?;
-        }
-        if let Some((target, temp)) = self.cache.take() {
-            // The registry checked the digest before `fetch_blob` returned.
-            temp.persist(&target).map_err(|e| BuildError::Io {
-                path: target,
-                source: e.error,
-            })?;
-        }
-        Ok(())
-    }
-}
-
-impl BlobSink for SlotSink<'_> {
-    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let slot = self
-            .slot
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("blob slot already finished"))?;
-        slot.write_all(bytes)?;
-        if let Some((_, temp)) = &mut self.cache {
-            temp.write_all(bytes)?;
-        }
-        (self.events)(Event::BlobProgress {
-            bytes: bytes.len() as u64,
-        });
-        Ok(())
-    }
-
-    fn reset(&mut self) -> std::io::Result<()> {
-        // Give the slot back and take it again: the retry overwrites from the start.
-        self.slot = None;
-        self.slot = Some(
-            self.writer
-                .slot(&self.digest, SlotCheck::SizeOnly)
-                .map_err(std::io::Error::other)?,
-        );
-        if let Some((_, temp)) = &mut self.cache {
-            temp.as_file().set_len(0)?;
-            std::io::Seek::rewind(temp)?;
-        }
-        Ok(())
-    }
 }
