@@ -368,10 +368,13 @@ fn walk_secrets(value: &Value, path: String, found: &mut Vec<(String, String)>) 
                 let secret_like = ["password", "passwd", "token", "secret"]
                     .iter()
                     .any(|w| lower.contains(w));
-                if secret_like
-                    && !names_a_secret_object(key)
-                    && child.as_str().is_some_and(|s| !s.is_empty())
-                {
+                // Any scalar counts: `password: 123456` is as literal as a string.
+                let literal = match child {
+                    Value::String(s) => !s.is_empty(),
+                    Value::Number(_) => true,
+                    _ => false,
+                };
+                if secret_like && !names_a_secret_object(key) && literal {
                     found.push((
                         child_path.clone(),
                         format!("{key} holds a literal value, which would be copied into every bundle; reference a Kubernetes secret instead"),

@@ -4,7 +4,7 @@
 mod common;
 
 use common::sources::{self, AWS_PLUGIN, MONGODB, POSTGRES, Sources, VELERO};
-use common::{RegistryKind, read_entry, skopeo, velero_airgap};
+use common::{RegistryKind, interrupt_at, read_entry, skopeo, velero_airgap};
 use serde_json::Value;
 use std::path::Path;
 
@@ -502,4 +502,84 @@ fn literal_secrets_are_refused_unless_allowed() {
     assert!(!stderr.contains("aws_secret_access_key=abc"), "{stderr}");
     assert!(!bundle.exists());
     build_ok(&sources, &bundle, &["--allow-secrets"]);
+}
+
+#[test]
+fn ctrl_c_while_compressing_leaves_no_bundle() {
+    let sources = Sources::start(RegistryKind::Plain, 32 * 1024);
+    let bundle = sources.path("bundle.tar.gz");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
+        .arg("build")
+        .arg("-c")
+        .arg(&sources.config)
+        .arg("-o")
+        .arg(&bundle)
+        .args(sources.registry_args())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = interrupt_at(&mut child, "writing bundle");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert_eq!(
+        leftovers(sources.dir.path(), "bundle.tar"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_plugin_pinned_to_an_index_gets_values_naming_the_bundled_manifest() {
+    use sha2::Digest;
+    const MULTI: &str = "registry.example.com/acme/velero-plugin-multi:1.0.0";
+    let sources = Sources::start(RegistryKind::Plain, 16);
+    let layout = sources.path("multi-layout");
+    common::make_images(
+        &layout,
+        &[common::ImageSpec::multi_arch(
+            MULTI,
+            &["amd64", "arm64"],
+            &[16],
+        )],
+    );
+    common::seed(
+        &sources.registry,
+        &layout,
+        MULTI,
+        sources::path_of(MULTI),
+        common::SeedFormat::Oci,
+        true,
+    );
+    let raw = common::skopeo_ok(&[
+        "inspect".to_string(),
+        "--raw".to_string(),
+        "--tls-verify=false".to_string(),
+        format!(
+            "docker://{}",
+            sources.registry.reference(sources::path_of(MULTI))
+        ),
+    ]);
+    let index = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&raw.stdout)));
+    let pinned = format!("{MULTI}@{index}");
+    std::fs::write(&sources.config, sources::config_text(&[&pinned])).unwrap();
+    let bundle = sources.path("bundle.tar");
+    let summary = build_ok(&sources, &bundle, &[]);
+    let bundled = summary["imageLock"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["reference"] == pinned.as_str())
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(
+        bundled, index,
+        "the amd64 manifest is bundled, not the index"
+    );
+    let values = String::from_utf8(read_entry(&bundle, "values.yaml")).unwrap();
+    assert!(
+        values.contains(&format!("acme/velero-plugin-multi:1.0.0@{bundled}\"")),
+        "{values}"
+    );
+    assert!(!values.contains(&index), "{values}");
 }

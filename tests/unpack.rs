@@ -4,7 +4,7 @@
 mod common;
 
 use common::sources::{AWS_PLUGIN, MONGODB, POSTGRES, Sources, VELERO};
-use common::{Containerd, Registry, RegistryKind, read_entry, skopeo, velero_airgap};
+use common::{Containerd, Registry, RegistryKind, interrupt_at, read_entry, skopeo, velero_airgap};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -685,4 +685,114 @@ fn import_killed_midway_completes_on_rerun() {
     for reference in value_images(&values) {
         assert!(listed.lines().any(|l| l == reference), "{reference}");
     }
+}
+
+#[test]
+fn ctrl_c_while_writing_the_k0s_archive_leaves_nothing() {
+    let built = build_bundle(48 * 1024, &[]);
+    let dir = built.path("k0s").join("images");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
+        .arg("unpack")
+        .arg(&built.bundle)
+        .arg("--k0s-images-dir")
+        .arg(&dir)
+        .arg("--values-out")
+        .arg(built.path("values.yaml"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = interrupt_at(&mut child, "loading");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(built.path("k0s"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "images")
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "temp files left beside the images dir"
+    );
+    let archives = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(archives, 0, "an archive landed in the images dir");
+    assert!(!built.path("values.yaml").exists());
+}
+
+#[test]
+fn an_unwritable_values_file_stops_before_loading() {
+    let built = build_bundle(16, &[]);
+    let dir = built.path("images");
+    let audit = built.path("audit.log");
+    let (code, _, stderr) = unpack(
+        &built.bundle,
+        &[
+            "--k0s-images-dir",
+            dir.to_str().unwrap(),
+            "--values-out",
+            built.path("no-such-dir/values.yaml").to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("no-such-dir"), "{stderr}");
+    assert!(!dir.exists(), "images were loaded");
+}
+
+#[test]
+fn require_signature_for_an_unknown_plugin_is_refused() {
+    let built = build_bundle(16, &[]);
+    let (public, _) = {
+        let dir = built.sources.dir.path();
+        let key = dir.join("k.pem");
+        let public = dir.join("k.pub");
+        for args in [
+            vec![
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                key.to_str().unwrap(),
+            ],
+            vec![
+                "pkey",
+                "-in",
+                key.to_str().unwrap(),
+                "-pubout",
+                "-out",
+                public.to_str().unwrap(),
+            ],
+        ] {
+            assert!(
+                std::process::Command::new("openssl")
+                    .args(&args)
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+        (public, key)
+    };
+    let dir = built.path("images");
+    let (code, _, stderr) = unpack(
+        &built.bundle,
+        &[
+            "--k0s-images-dir",
+            dir.to_str().unwrap(),
+            "--values-out",
+            built.path("values.yaml").to_str().unwrap(),
+            "--verify-key",
+            public.to_str().unwrap(),
+            "--require-signature",
+            "velero-plugin-postgress",
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("velero-plugin-postgress"), "{stderr}");
+    assert!(!dir.exists());
 }

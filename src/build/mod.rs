@@ -52,6 +52,8 @@ pub struct BuildRequest {
     pub signatures: SignaturePolicy,
     /// Sign the bundle file with this key (`BUNDLE.sig`).
     pub sign_key: Option<SigningKey>,
+    /// Cancelled on Ctrl-C: the bundle is then never put in place.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// Progress, for the caller to draw.
@@ -181,9 +183,6 @@ pub enum BuildError {
     /// The bundle could not be signed.
     #[error(transparent)]
     Sign(#[from] crate::sign::SignError),
-    /// `--require-signature` names no configured plugin.
-    #[error("--require-signature {0}: no plugin of that name in the config")]
-    UnknownPlugin(String),
     /// Some images lack requested platforms.
     #[error("missing platforms: {}", .0.join("; "))]
     MissingPlatforms(Vec<String>),
@@ -232,13 +231,11 @@ pub async fn build(
     let file = request.config.display().to_string();
     let config = ClusterConfig::load(&request.config)?;
     check_config(&config, &request, &file)?;
-    let (input, rendered) = render(&config, &request)?;
+    let rendered = render(&config, &request)?;
 
-    for name in &request.signatures.require {
-        if !input.plugins.iter().any(|p| &p.name == name) {
-            return Err(BuildError::UnknownPlugin(name.clone()));
-        }
-    }
+    request
+        .signatures
+        .check_names(rendered.images.iter().map(|u| &u.field.role))?;
     let registry = Registry::new(request.registry.clone())?;
     let mut resolved = resolve_all(&registry, &rendered, &request, events).await?;
     signatures::check_signatures(&registry, &mut resolved, &request, events).await?;
@@ -260,12 +257,22 @@ pub async fn build(
     let counts = fill::fill_blobs(&writer, &registry, &resolved, &request, events).await?;
     events(Event::Finishing);
     let output = request.output.clone();
+    // Finishing runs on a blocking thread that outlives a dropped future: a
+    // watcher aborts it on Ctrl-C, before the bundle is renamed into place.
+    let abort = writer.abort_handle();
+    let token = request.cancel.clone();
+    let watcher = tokio::spawn(async move {
+        token.cancelled().await;
+        abort.abort();
+    });
     let written = tokio::task::spawn_blocking(move || writer.finish())
         .await
         .map_err(|join| BuildError::Io {
             path: output.clone(),
             source: std::io::Error::other(join.to_string()),
-        })??;
+        });
+    watcher.abort();
+    let written = written??;
     let (bundle_signature, bundle_key_fingerprint) = match &request.sign_key {
         Some(key) => {
             let signature = crate::sign::sign_digest(written.sha256.as_bytes(), key)?;
@@ -273,7 +280,17 @@ pub async fn build(
             write_beside(&path, &signature)?;
             (Some(path), Some(key.public_key().fingerprint().to_string()))
         }
-        None => (None, None),
+        None => {
+            // A signature left from an earlier build would not match this bundle.
+            let stale = signature_path(&written.path);
+            if stale.exists() {
+                std::fs::remove_file(&stale).map_err(|source| BuildError::Io {
+                    path: stale.clone(),
+                    source,
+                })?;
+            }
+            (None, None)
+        }
     };
     Ok(BuildSummary {
         bundle: written.path,
@@ -328,15 +345,14 @@ fn write_beside(path: &Path, bytes: &[u8]) -> Result<(), BuildError> {
 pub(super) fn render(
     config: &ClusterConfig,
     request: &BuildRequest,
-) -> Result<(values::RenderInput, values::Rendered), BuildError> {
+) -> Result<values::Rendered, BuildError> {
     let input = validate::render_input(
         config,
         request.release.clone(),
         request.proxy.clone(),
         request.host_ca_bundle.clone(),
     );
-    let rendered = values::render(&input)?;
-    Ok((input, rendered))
+    Ok(values::render(&input)?)
 }
 
 /// Refuses configs with validation errors, and literal secrets unless allowed.

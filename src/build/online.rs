@@ -38,7 +38,7 @@ pub struct OnlineResult {
 /// Per-image failures are results, not errors.
 pub async fn check_online(request: &BuildRequest) -> Result<Vec<OnlineResult>, BuildError> {
     let config = ClusterConfig::load(&request.config)?;
-    let (_, rendered) = render(&config, request)?;
+    let rendered = render(&config, request)?;
     let registry = Registry::new(request.registry.clone())?;
     let policy = &request.signatures;
     let results = futures::stream::iter(rendered.distinct_images())

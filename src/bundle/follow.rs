@@ -163,6 +163,13 @@ fn follow(shared: &Shared, mut sink: Sink) -> io::Result<Followed> {
             }
         };
         while fed < ready {
+            // Compression of a large bundle takes a while: notice an abort between chunks.
+            if shared.lock().aborted {
+                return Err(io::Error::new(
+                    io::ErrorKind::Interrupted,
+                    "bundle writer abandoned",
+                ));
+            }
             let length = CHUNK.min(ready - fed) as usize;
             shared.file.read_exact_at(&mut buffer[..length], fed)?;
             sink.write_all(&buffer[..length])?;

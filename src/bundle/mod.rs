@@ -38,4 +38,4 @@ pub use plan::{BlobRef, BundlePlan, PlanError, source_date_epoch_from_env};
 pub use problem::{Problem, ProblemKind, Refusal};
 pub use reader::{BlobEntry, BundleReader, ReadError};
 pub use verify::{SidecarStatus, VerifyReport, verify};
-pub use writer::{BlobSlot, BundleWriter, SlotCheck, WriteError, WrittenBundle};
+pub use writer::{AbortHandle, BlobSlot, BundleWriter, SlotCheck, WriteError, WrittenBundle};

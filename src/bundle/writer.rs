@@ -359,6 +359,10 @@ impl BundleWriter {
             Some(Err(panic)) => std::panic::resume_unwind(panic),
             None => return Err(WriteError::Abandoned),
         };
+        // Aborted (Ctrl-C) after the last byte: still nothing goes in place.
+        if self.shared.lock().aborted {
+            return Err(WriteError::Abandoned);
+        }
 
         let synced = match &followed.compressed {
             Some(file) => file.sync_all(),
@@ -400,6 +404,26 @@ impl BundleWriter {
             archive_size: self.shared.archive_size,
             compression: self.compression,
         })
+    }
+}
+
+/// Stops a [`BundleWriter`] from another thread (on Ctrl-C): its follower
+/// ends and [`BundleWriter::finish`] fails instead of putting a bundle in place.
+#[derive(Debug, Clone)]
+pub struct AbortHandle(Arc<Shared>);
+
+impl AbortHandle {
+    /// Aborts the writer.
+    pub fn abort(&self) {
+        self.0.lock().aborted = true;
+        self.0.changed.notify_all();
+    }
+}
+
+impl BundleWriter {
+    /// A handle that aborts this writer from elsewhere.
+    pub fn abort_handle(&self) -> AbortHandle {
+        AbortHandle(Arc::clone(&self.shared))
     }
 }
 

@@ -2,7 +2,7 @@
 //! library's progress events as indicatif bars on a terminal and as plain lines
 //! elsewhere.
 
-use super::{ExitStatus, Interrupted, Output};
+use super::{ExitStatus, Output};
 use crate::cli::{BuildArgs, RegistryArgs, SignatureArgs};
 use crate::commands::progress::{Progress, human_bytes};
 use crate::commands::render::proxy_settings;
@@ -54,6 +54,7 @@ pub fn run(args: BuildArgs, output: Output) -> anyhow::Result<ExitStatus> {
         cache_dir: args.cache_dir.clone(),
         allow_secrets: args.allow_secrets,
         output: args.output.clone(),
+        cancel: Default::default(),
         signatures: signature_policy(&args.signatures)?,
         sign_key: match &args.sign_key {
             Some(path) => {
@@ -70,16 +71,9 @@ pub fn run(args: BuildArgs, output: Output) -> anyhow::Result<ExitStatus> {
     };
     let progress = Progress::new(output, args.json, "resolving");
     let started = Instant::now();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let on_event = |event| draw(&progress, event);
-    let summary = runtime.block_on(async {
-        tokio::select! {
-            result = build::build(request, &on_event) => result.map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => Err(anyhow::Error::from(Interrupted)),
-        }
-    });
+    let token = request.cancel.clone();
+    let summary = super::run_async(token, async { Ok(build::build(request, &on_event).await?) });
     progress.finish();
     let summary = summary?;
     let seconds = started.elapsed().as_secs_f64();

@@ -43,6 +43,36 @@ impl From<ExitStatus> for ExitCode {
 #[error("interrupted")]
 pub struct Interrupted;
 
+/// Runs `work` on a multi-threaded runtime. Ctrl-C cancels `token`, which
+/// blocking work inside checks, and ends the run with [`Interrupted`].
+pub fn run_async<T>(
+    token: tokio_util::sync::CancellationToken,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    // A spawned task keeps listening even while `work` blocks its own thread.
+    let on_signal = token.clone();
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            on_signal.cancel();
+        }
+    });
+    let result = runtime.block_on(async {
+        tokio::select! {
+            _ = token.cancelled() => Err(Interrupted.into()),
+            result = work => result,
+        }
+    });
+    // Work that stopped because it noticed the cancellation fails with its own
+    // error; the cause is the interruption.
+    match result {
+        Err(_) if token.is_cancelled() => Err(Interrupted.into()),
+        other => other,
+    }
+}
+
 /// Runs the chosen command.
 pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
     let output = Output {

@@ -1,7 +1,7 @@
 //! `velero-airgap unpack`: verify, load into one target, write the values.
 
 use super::progress::{Progress, human_bytes};
-use super::{ExitStatus, Interrupted, Output};
+use super::{ExitStatus, Output};
 use crate::cli::UnpackArgs;
 use crate::commands::build::signature_policy;
 use crate::commands::render::proxy_settings;
@@ -67,19 +67,15 @@ pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
         staging_dir: args.staging_dir.clone(),
         bundle_keys: bundle_keys(&args.bundle_key)?,
         signatures: signature_policy(&args.signatures)?,
+        cancel: Default::default(),
     };
 
     let progress = Progress::new(output, args.json, "verifying");
     let on_event = |event| draw(&progress, event);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
     let started = std::time::Instant::now();
-    let result = runtime.block_on(async {
-        tokio::select! {
-            result = unpack::unpack(request, &on_event) => result.map_err(anyhow::Error::from),
-            _ = tokio::signal::ctrl_c() => Err(anyhow::Error::from(Interrupted)),
-        }
+    let token = request.cancel.clone();
+    let result = super::run_async(token, async {
+        Ok(unpack::unpack(request, &on_event).await?)
     });
     progress.finish();
     let summary = result?;

@@ -25,11 +25,11 @@ fn online(args: &ValidateArgs, release: Release) -> anyhow::Result<Vec<OnlineRes
         output: Default::default(),
         signatures: signature_policy(&args.signatures)?,
         sign_key: None,
+        cancel: Default::default(),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    Ok(runtime.block_on(build::check_online(&request))?)
+    super::run_async(request.cancel.clone(), async {
+        Ok(build::check_online(&request).await?)
+    })
 }
 
 /// Runs `validate`.

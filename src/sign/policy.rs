@@ -79,6 +79,14 @@ pub enum PolicyError {
         /// Fingerprints of the keys tried.
         keys: String,
     },
+    /// `--require-signature` names no plugin the images have.
+    #[error("--require-signature {name}: no plugin of that name ({known})")]
+    UnknownPlugin {
+        /// The name given.
+        name: String,
+        /// The plugin names there are.
+        known: String,
+    },
     /// A policy requires signatures but no key was given.
     #[error("{image} must be signed, but no --verify-key was given to check it with")]
     NoKeys {
@@ -91,6 +99,35 @@ impl SignaturePolicy {
     /// Whether `role`'s image must be signed.
     pub fn required(&self, role: &Role) -> bool {
         self.require_all || matches!(role, Role::Plugin(name) if self.require.contains(name))
+    }
+
+    /// Refuses a `--require-signature` name that no image's role carries: a
+    /// typo, or a role edited out of an unsigned bundle, must not pass silently.
+    pub fn check_names<'r>(
+        &self,
+        roles: impl Iterator<Item = &'r Role>,
+    ) -> Result<(), PolicyError> {
+        let plugins: Vec<&str> = roles
+            .filter_map(|role| match role {
+                Role::Plugin(name) => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        match self
+            .require
+            .iter()
+            .find(|name| !plugins.contains(&name.as_str()))
+        {
+            Some(name) => Err(PolicyError::UnknownPlugin {
+                name: name.clone(),
+                known: if plugins.is_empty() {
+                    "the bundle has no plugins".into()
+                } else {
+                    format!("plugins: {}", plugins.join(", "))
+                },
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Whether signatures are looked up at all.

@@ -85,6 +85,9 @@ pub struct UnpackRequest {
     pub bundle_keys: Option<crate::sign::KeySet>,
     /// Image signatures to re-check, offline, before anything is loaded.
     pub signatures: crate::sign::SignaturePolicy,
+    /// Cancelled on Ctrl-C; blocking loops check it and stop, leaving no
+    /// partial file in place.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// Progress, for the caller to draw.
@@ -406,6 +409,11 @@ pub async fn unpack(
         bundle: bundle_name.clone(),
         reason: "no blob store".into(),
     })?;
+    // The values file must be writable before the target is touched.
+    let values_temp = match &request.values_out {
+        Some(out) => Some(temp_beside(out)?),
+        None => None,
+    };
     events(Event::Loading {
         images: images.len(),
         bytes: images::total_bytes(&images),
@@ -441,9 +449,24 @@ pub async fn unpack(
             .await
         }
         Target::K0sImagesDir(dir) => {
-            to_k0s::write(&images, &store, dir, &target_address, &sha256, events).await
+            to_k0s::write(
+                &images,
+                &store,
+                dir,
+                &target_address,
+                &sha256,
+                &request.cancel,
+                events,
+            )
+            .await
         }
     };
+    let loaded = loaded.and_then(|loaded| {
+        if let (Some(out), Some(temp)) = (&request.values_out, values_temp) {
+            persist(temp, out, &values_bytes)?;
+        }
+        Ok(loaded)
+    });
     let loaded = match loaded {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -470,9 +493,6 @@ pub async fn unpack(
         && loaded.blobs_mounted == 0
         && summary.images.iter().all(|i| i.action == "skipped");
 
-    if let Some(out) = &request.values_out {
-        write_atomic(out, &values_bytes)?;
-    }
     if let Some(log) = &request.audit_log {
         audit::success(log, &summary).map_err(io_error(log))?;
     }
@@ -543,21 +563,29 @@ fn check_space(dir: &Path, needed: u64) -> Result<(), UnpackError> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a temp file beside it.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), UnpackError> {
-    use std::io::Write;
+/// A temp file beside `path`, to be renamed over it once complete.
+fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile, UnpackError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new()
+    tempfile::Builder::new()
         .prefix(".velero-airgap-")
         .tempfile_in(dir)
-        .map_err(io_error(dir))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(io_error(dir))
+}
+
+/// Writes `bytes` into `temp` and renames it to `path`.
+fn persist(
+    mut temp: tempfile::NamedTempFile,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), UnpackError> {
+    use std::io::Write;
+    temp.write_all(bytes)
+        .and_then(|()| temp.as_file().sync_all())
         .map_err(io_error(path))?;
-    tmp.persist(path).map_err(|e| UnpackError::Io {
+    temp.persist(path).map_err(|e| UnpackError::Io {
         path: path.to_path_buf(),
         source: e.error,
     })?;

@@ -77,6 +77,9 @@ pub(crate) fn check_images(
                 reason: format!("{}: {e}", crate::bundle::blob_entry_name(digest)),
             })
     };
+    policy
+        .check_names(manifest.images.iter().map(|i| &i.image.role))
+        .map_err(|e| UnpackError::Signature(e.into()))?;
     let mut statuses = Vec::new();
     for image in &manifest.images {
         let record = &image.image;

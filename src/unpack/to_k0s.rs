@@ -2,8 +2,9 @@
 //! naming each image three ways under the airgap address, so k0s imports it
 //! into containerd (namespace `k8s.io`) when it starts.
 //!
-//! The archive is written under a hidden temporary name that does not end in
-//! `.tar` (k0s watches the directory) and renamed into place when complete.
+//! k0s imports every file that appears in the directory, so the archive is
+//! written beside the directory (same filesystem) and renamed into it when
+//! complete; the record of what was written lives beside it too.
 
 use super::images::LoadImage;
 use super::store::BlobStore;
@@ -24,6 +25,7 @@ pub(crate) async fn write(
     dir: &Path,
     address: &str,
     bundle_sha256: &str,
+    cancel: &tokio_util::sync::CancellationToken,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<Loaded, UnpackError> {
     let io_error = |source| UnpackError::Io {
@@ -32,7 +34,15 @@ pub(crate) async fn write(
     };
     std::fs::create_dir_all(dir).map_err(io_error)?;
     let target = dir.join(ARCHIVE_NAME);
-    let marker = dir.join(format!(".{ARCHIVE_NAME}.bundle-sha256"));
+    let outside = match dir.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let dir_name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let marker = outside.join(format!(".{dir_name}.{ARCHIVE_NAME}.bundle-sha256"));
     let mut actions = Vec::new();
     let mut index = Vec::new();
     for image in images {
@@ -92,7 +102,7 @@ pub(crate) async fn write(
     let mut temp = tempfile::Builder::new()
         .prefix(&format!(".{ARCHIVE_NAME}."))
         .suffix(".partial")
-        .tempfile_in(dir)
+        .tempfile_in(outside)
         .map_err(io_error)?;
     let mut bytes = 0;
     {
@@ -122,6 +132,7 @@ pub(crate) async fn write(
             let mut reader = Hashing {
                 inner: store.open_blob(&parsed).map_err(io_error)?,
                 hasher: Sha256::new(),
+                cancel,
                 events,
             };
             append(&mut builder, &blob_entry_name(&parsed), &mut reader, *size)
@@ -174,15 +185,21 @@ fn append<W: Write, R: Read>(
     builder.append(&header, data)
 }
 
-/// Hashes what is read and reports progress.
+/// Hashes what is read, reports progress, and stops on Ctrl-C.
 struct Hashing<'a, R> {
     inner: R,
     hasher: Sha256,
+    /// This copy runs synchronously: the only way Ctrl-C reaches it.
+    cancel: &'a tokio_util::sync::CancellationToken,
     events: &'a (dyn Fn(Event) + Sync),
 }
 
 impl<R: Read> Read for Hashing<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.cancel.is_cancelled() {
+            // Not ErrorKind::Interrupted: io::copy would retry that forever.
+            return Err(io::Error::other("interrupted"));
+        }
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         if n > 0 {

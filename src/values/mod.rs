@@ -290,7 +290,7 @@ pub fn to_airgap(
 pub fn pin(rendered: &Rendered, pins: &BTreeMap<String, String>) -> Result<Value, RenderError> {
     let mut values = rendered.values.clone();
     for use_ in &rendered.images {
-        if use_.reference.digest().is_none() && pins.contains_key(&use_.reference.to_string()) {
+        if pins.contains_key(&use_.reference.to_string()) {
             let target = pinned(&use_.reference, use_, pins)?;
             images::write_field(&mut values, &use_.field, &target);
         }
@@ -298,16 +298,18 @@ pub fn pin(rendered: &Rendered, pins: &BTreeMap<String, String>) -> Result<Value
     Ok(values)
 }
 
-/// `target` with the digest pinned for `use_`'s canonical reference, unless it
-/// already names one.
+/// `target` pinned to the digest `pins` holds for `use_`'s canonical
+/// reference. The pin wins over a digest the reference already names: a
+/// reference pinned to a multi-arch index resolves to the platform manifest the
+/// bundle carries, and the values must name what is loaded.
 fn pinned(
     target: &Reference,
     use_: &ImageUse,
     pins: &BTreeMap<String, String>,
 ) -> Result<Reference, RenderError> {
     match pins.get(&use_.reference.to_string()) {
-        Some(digest) if target.digest().is_none() => Ok(target.with_digest(digest)?),
-        _ => Ok(target.clone()),
+        Some(digest) => Ok(target.with_digest(digest)?),
+        None => Ok(target.clone()),
     }
 }
 

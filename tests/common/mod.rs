@@ -504,3 +504,22 @@ pub fn read_entry(bundle: &Path, name: &str) -> Vec<u8> {
     }
     panic!("{name} not in {}", bundle.display());
 }
+
+/// Sends SIGINT to `child` once its stderr shows a line containing `needle`.
+pub fn interrupt_at(child: &mut std::process::Child, needle: &str) -> String {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains(needle) {
+            std::process::Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status()
+                .unwrap();
+        }
+    }
+    seen
+}
