@@ -37,5 +37,5 @@ pub use oci::{
 pub use plan::{BlobRef, BundlePlan, PlanError, source_date_epoch_from_env};
 pub use problem::{Problem, ProblemKind, Refusal};
 pub use reader::{BlobEntry, BundleReader, ReadError};
-pub use verify::{SidecarStatus, VerifyReport, verify};
+pub use verify::{SidecarStatus, VerifiedContent, VerifyReport, verify, verify_keeping};
 pub use writer::{AbortHandle, BlobSlot, BundleWriter, SlotCheck, WriteError, WrittenBundle};

@@ -282,6 +282,11 @@ impl BundleReader {
         self.captured.get(digest).map(Vec::as_slice)
     }
 
+    /// Every manifest blob captured so far, by digest.
+    pub(crate) fn captured_manifests(&self) -> &HashMap<Sha256Digest, Vec<u8>> {
+        &self.captured
+    }
+
     /// The next blob in archive order, after finishing (hashing) the previous one.
     /// Entries that are refused, unknown, duplicated or of the wrong size are recorded
     /// as problems and skipped; `None` at the end or when the archive is unreadable.

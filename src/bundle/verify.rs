@@ -9,8 +9,10 @@ use serde::Serialize;
 
 use super::digest::Sha256Digest;
 use super::layout::{Compression, parse_sums, sidecar_path};
+use super::manifest::BundleManifest;
 use super::problem::{Problem, ProblemKind};
 use super::reader::{BundleReader, Opened, PassState, ReadError, file_label};
+use std::collections::HashMap;
 
 /// A sidecar holds one line; anything much larger is not one.
 const SIDECAR_LIMIT: u64 = 64 * 1024;
@@ -61,9 +63,37 @@ impl VerifyReport {
 /// Verifies a bundle in one pass. `Err` only when the file cannot be opened; every
 /// problem of its content is in the report.
 pub fn verify(path: &Path) -> Result<VerifyReport, ReadError> {
+    Ok(verify_keeping(path)?.0)
+}
+
+/// What a verification pass read and found good, kept so that a caller acts on
+/// exactly the bytes that were verified rather than reading the file again.
+#[derive(Debug, Clone)]
+pub struct VerifiedContent {
+    /// `bundle.json`.
+    pub manifest: BundleManifest,
+    /// `values.yaml`.
+    pub values_yaml: Vec<u8>,
+    /// Every manifest, index and signature manifest blob, by digest.
+    pub manifests: HashMap<Sha256Digest, Vec<u8>>,
+}
+
+/// Like [`verify`], also returning the verified leading entries and manifests
+/// when the bundle is good.
+pub fn verify_keeping(path: &Path) -> Result<(VerifyReport, Option<VerifiedContent>), ReadError> {
     Ok(match BundleReader::start(path)? {
-        Opened::Ready(reader) => reader.finish(),
-        Opened::Unusable(unusable) => conclude(*unusable, false, 0, 0),
+        Opened::Ready(mut reader) => {
+            while reader.next_blob().is_some() {}
+            let content = VerifiedContent {
+                manifest: reader.bundle().clone(),
+                values_yaml: reader.values_yaml().to_vec(),
+                manifests: reader.captured_manifests().clone(),
+            };
+            let report = reader.finish();
+            let content = report.is_ok().then_some(content);
+            (report, content)
+        }
+        Opened::Unusable(unusable) => (conclude(*unusable, false, 0, 0), None),
     })
 }
 

@@ -8,7 +8,7 @@ use crate::reference::Reference;
 use crate::registry::{Content, Descriptor};
 use crate::values::Role;
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 /// Manifests larger than this are not manifests.
 const MANIFEST_LIMIT: u64 = 4 << 20;
@@ -129,6 +129,7 @@ pub fn describe_images(bundle: &BundleManifest, name: &str) -> Result<Vec<LoadIm
 /// Images with their manifests read from the store and their blobs listed.
 pub fn load_images(
     bundle: &BundleManifest,
+    verified: &HashMap<Sha256Digest, Vec<u8>>,
     store: &BlobStore,
     name: &str,
 ) -> Result<Vec<LoadImage>, UnpackError> {
@@ -136,9 +137,12 @@ pub fn load_images(
     for (image, bundled) in images.iter_mut().zip(&bundle.images) {
         let mut blobs: Vec<Descriptor> = Vec::new();
         for manifest in &bundled.manifests {
-            let bytes = store
-                .read_small(&manifest.digest, MANIFEST_LIMIT)
-                .map_err(|e| content_error(name, e.to_string()))?;
+            let bytes = match verified.get(&manifest.digest) {
+                Some(bytes) => bytes.clone(),
+                None => store
+                    .read_small(&manifest.digest, MANIFEST_LIMIT)
+                    .map_err(|e| content_error(name, e.to_string()))?,
+            };
             for blob in referenced_blobs(&bytes)
                 .map_err(|e| content_error(name, format!("manifest {}: {e}", manifest.digest)))?
             {

@@ -18,7 +18,7 @@ pub mod values;
 pub use images::{ImageNames, LoadImage};
 pub use values::InstallSettings;
 
-use crate::bundle::{self, BundleReader, Problem};
+use crate::bundle::{self, Problem};
 use crate::registry::{BasicCredentials, RegistryOptions};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -269,19 +269,22 @@ pub async fn unpack(
 ) -> Result<UnpackSummary, UnpackError> {
     events(Event::Verifying);
     let path = request.bundle.clone();
-    let report = tokio::task::spawn_blocking(move || bundle::verify(&path))
+    // Everything acted on below comes from this one verified pass: the leading
+    // entries and manifests are kept from it, and blob bytes read again later
+    // are checked against their digests by every target.
+    let (report, verified) = tokio::task::spawn_blocking(move || bundle::verify_keeping(&path))
         .await
         .map_err(|e| UnpackError::Io {
             path: request.bundle.clone(),
             source: std::io::Error::other(e.to_string()),
         })??;
     let bundle_name = request.bundle.display().to_string();
-    if !report.is_ok() {
+    let Some(verified) = verified.filter(|_| report.is_ok()) else {
         return Err(UnpackError::Verification {
             bundle: bundle_name,
             problems: report.problems,
         });
-    }
+    };
     let sha256 = report.sha256.map(|d| d.hex()).unwrap_or_default();
     let bundle_key_fingerprint = match (&request.bundle_keys, &report.sha256) {
         (Some(keys), Some(digest)) => Some(signatures::check_bundle_signature(
@@ -295,11 +298,12 @@ pub async fn unpack(
         sha256: sha256.clone(),
     });
 
-    let reader = BundleReader::open(&request.bundle)?;
-    let manifest = reader.bundle().clone();
-    let values_yaml = reader.values_yaml().to_vec();
-    let compression = reader.compression();
-    drop(reader);
+    let bundle::VerifiedContent {
+        manifest,
+        values_yaml,
+        manifests: verified_manifests,
+    } = verified;
+    let compression = report.compression;
 
     let values_address = match (&request.local_registry, &request.target) {
         (Some(address), _) => address.clone(),
@@ -352,7 +356,7 @@ pub async fn unpack(
         )
     };
     let images = match &store {
-        Some(store) => images::load_images(&manifest, store, &bundle_name)?,
+        Some(store) => images::load_images(&manifest, &verified_manifests, store, &bundle_name)?,
         None => images::describe_images(&manifest, &bundle_name)?,
     };
     let checked_signatures = match &store {
@@ -363,6 +367,7 @@ pub async fn unpack(
         {
             Some(signatures::check_images(
                 &manifest,
+                &verified_manifests,
                 store,
                 &request.signatures,
                 &bundle_name,

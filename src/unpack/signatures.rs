@@ -10,6 +10,7 @@ use crate::sign::{
     Fingerprint, FoundSignature, KeySet, SignaturePolicy, SignatureStatus, Subject, verify_digest,
 };
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Signature payloads and manifests are small.
@@ -65,17 +66,19 @@ pub fn check_bundle_signature(
 /// Re-checks every image's stored cosign signatures under `policy`, offline.
 pub(crate) fn check_images(
     manifest: &BundleManifest,
+    verified: &HashMap<Sha256Digest, Vec<u8>>,
     store: &BlobStore,
     policy: &SignaturePolicy,
     bundle: &str,
 ) -> Result<Vec<(String, SignatureStatus)>, UnpackError> {
-    let read = |digest: &Sha256Digest| {
-        store
+    let read = |digest: &Sha256Digest| match verified.get(digest) {
+        Some(bytes) => Ok(bytes.clone()),
+        None => store
             .read_small(digest, SMALL)
             .map_err(|e| UnpackError::Content {
                 bundle: bundle.to_string(),
                 reason: format!("{}: {e}", crate::bundle::blob_entry_name(digest)),
-            })
+            }),
     };
     policy
         .check_names(manifest.images.iter().map(|i| &i.image.role))
@@ -154,5 +157,11 @@ pub fn check_bundle_images(
             source,
         }
     })?;
-    check_images(&manifest, &store, policy, &path.display().to_string())
+    check_images(
+        &manifest,
+        &HashMap::new(),
+        &store,
+        policy,
+        &path.display().to_string(),
+    )
 }
