@@ -72,7 +72,10 @@ pub enum PlanError {
         second: u64,
     },
     /// The images' manifests do not match the planned blobs.
-    #[error("the planned images and blobs disagree: {}", join(problems))]
+    #[error(
+        "the planned images and blobs disagree: {}",
+        super::problem::join(problems)
+    )]
     Inconsistent {
         /// Every disagreement found.
         problems: Vec<Problem>,
@@ -83,14 +86,6 @@ pub enum PlanError {
         /// The value found.
         value: String,
     },
-}
-
-fn join(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// Reads `SOURCE_DATE_EPOCH` from the environment: `None` when unset or empty.

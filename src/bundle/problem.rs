@@ -26,6 +26,15 @@ impl Problem {
     }
 }
 
+/// Problems as one line, `; `-separated, for error messages.
+pub(crate) fn join(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.entry, self.kind)

@@ -41,21 +41,13 @@ pub enum ReadError {
         source: io::Error,
     },
     /// The leading entries are missing or unusable, so nothing else can be checked.
-    #[error("{path} is not a usable bundle: {}", join(problems))]
+    #[error("{path} is not a usable bundle: {}", super::problem::join(problems))]
     Unusable {
         /// The bundle file.
         path: PathBuf,
         /// What is wrong with the leading entries.
         problems: Vec<Problem>,
     },
-}
-
-fn join(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The file name used to report problems of the whole file.

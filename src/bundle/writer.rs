@@ -341,16 +341,7 @@ impl BundleWriter {
     /// Checks that every slot was filled, completes the output, renames it into place
     /// and writes the sidecar `BUNDLE.sha256`.
     pub fn finish(mut self) -> Result<WrittenBundle, WriteError> {
-        let unfilled: Vec<Sha256Digest> = {
-            let state = self.shared.lock();
-            self.shared
-                .slots
-                .iter()
-                .zip(&state.slots)
-                .filter(|(_, state)| **state != SlotState::Filled)
-                .map(|(slot, _)| slot.digest)
-                .collect()
-        };
+        let unfilled: Vec<Sha256Digest> = self.pending().iter().map(|b| b.digest).collect();
         if !unfilled.is_empty() {
             return Err(WriteError::Unfilled { digests: unfilled });
         }
