@@ -3,32 +3,10 @@
 
 mod common;
 
-use common::sources::{self, AWS_PLUGIN, MONGODB, POSTGRES, Sources, VELERO};
+use common::sources::{self, AWS_PLUGIN, MONGODB, POSTGRES, Sources, VELERO, build};
 use common::{RegistryKind, interrupt_at, read_entry, skopeo, velero_airgap};
 use serde_json::Value;
 use std::path::Path;
-
-/// Runs `build` and returns (exit code, stdout JSON or Null, stderr).
-fn build(sources: &Sources, output: &Path, extra: &[&str]) -> (i32, Value, String) {
-    let out = velero_airgap()
-        .arg("build")
-        .arg("--json")
-        .arg("-c")
-        .arg(&sources.config)
-        .arg("-o")
-        .arg(output)
-        .args(sources.registry_args())
-        .args(extra)
-        .env("DOCKER_CONFIG", sources.path("no-docker-config"))
-        .output()
-        .unwrap();
-    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
-    (
-        out.status.code().unwrap_or(-1),
-        json,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn build_ok(sources: &Sources, output: &Path, extra: &[&str]) -> Value {
     let (code, json, stderr) = build(sources, output, extra);

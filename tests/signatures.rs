@@ -5,53 +5,14 @@
 
 mod common;
 
-use common::sources::{MONGODB, POSTGRES, Sources, VELERO, path_of};
-use common::{Registry, RegistryKind, velero_airgap};
+use common::sources::{MONGODB, POSTGRES, Sources, VELERO, build, path_of};
+use common::{Registry, RegistryKind, keypair, velero_airgap};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use velero_airgap::registry::{Descriptor as RegistryDescriptor, Pusher, RegistryOptions};
 use velero_airgap::sign::{self, SigningKey};
-
-/// A P-256 key pair made by openssl: (private PKCS#8 PEM, public PEM).
-fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let private = dir.join(format!("{name}.key"));
-    let public = dir.join(format!("{name}.pub"));
-    let ec = dir.join(format!("{name}.ec"));
-    for args in [
-        vec![
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-            ec.to_str().unwrap(),
-        ],
-        vec![
-            "pkcs8",
-            "-topk8",
-            "-nocrypt",
-            "-in",
-            ec.to_str().unwrap(),
-            "-out",
-            private.to_str().unwrap(),
-        ],
-        vec![
-            "pkey",
-            "-in",
-            private.to_str().unwrap(),
-            "-pubout",
-            "-out",
-            public.to_str().unwrap(),
-        ],
-    ] {
-        let status = Command::new("openssl").args(&args).status().unwrap();
-        assert!(status.success(), "openssl {args:?}");
-    }
-    (private, public)
-}
 
 /// The digest the registry serves for `path` (the raw manifest's sha256).
 fn served_digest(registry: &Registry, path: &str) -> String {
@@ -128,25 +89,6 @@ fn push_signature_of(
 /// The canonical repository of a canonical reference (`registry/path`).
 fn repository_of(name: &str) -> &str {
     name.rsplit_once(':').map_or(name, |(repo, _)| repo)
-}
-
-fn build(sources: &Sources, output: &Path, extra: &[&str]) -> (i32, Value, String) {
-    let out = velero_airgap()
-        .arg("build")
-        .arg("--json")
-        .arg("-c")
-        .arg(&sources.config)
-        .arg("-o")
-        .arg(output)
-        .args(sources.registry_args())
-        .args(extra)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 struct Lab {

@@ -4,7 +4,9 @@
 mod common;
 
 use common::sources::{AWS_PLUGIN, MONGODB, POSTGRES, Sources, VELERO};
-use common::{Containerd, Registry, RegistryKind, interrupt_at, read_entry, skopeo, velero_airgap};
+use common::{
+    Containerd, Registry, RegistryKind, interrupt_at, keypair, read_entry, skopeo, velero_airgap,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -744,39 +746,7 @@ fn an_unwritable_values_file_stops_before_loading() {
 #[test]
 fn require_signature_for_an_unknown_plugin_is_refused() {
     let built = build_bundle(16, &[]);
-    let (public, _) = {
-        let dir = built.sources.dir.path();
-        let key = dir.join("k.pem");
-        let public = dir.join("k.pub");
-        for args in [
-            vec![
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                key.to_str().unwrap(),
-            ],
-            vec![
-                "pkey",
-                "-in",
-                key.to_str().unwrap(),
-                "-pubout",
-                "-out",
-                public.to_str().unwrap(),
-            ],
-        ] {
-            assert!(
-                std::process::Command::new("openssl")
-                    .args(&args)
-                    .status()
-                    .unwrap()
-                    .success()
-            );
-        }
-        (public, key)
-    };
+    let (_, public) = keypair(built.sources.dir.path(), "k");
     let dir = built.path("images");
     let (code, _, stderr) = unpack(
         &built.bundle,

@@ -523,3 +523,45 @@ pub fn interrupt_at(child: &mut std::process::Child, needle: &str) -> String {
     }
     seen
 }
+
+/// A P-256 key pair made by openssl: (private PKCS#8 PEM, public PEM).
+pub fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let private = dir.join(format!("{name}.key"));
+    let public = dir.join(format!("{name}.pub"));
+    let ec = dir.join(format!("{name}.ec"));
+    for args in [
+        vec![
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            ec.to_str().unwrap(),
+        ],
+        vec![
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-in",
+            ec.to_str().unwrap(),
+            "-out",
+            private.to_str().unwrap(),
+        ],
+        vec![
+            "pkey",
+            "-in",
+            private.to_str().unwrap(),
+            "-pubout",
+            "-out",
+            public.to_str().unwrap(),
+        ],
+    ] {
+        let status = std::process::Command::new("openssl")
+            .args(&args)
+            .status()
+            .unwrap();
+        assert!(status.success(), "openssl {args:?}");
+    }
+    (private, public)
+}

@@ -3,7 +3,8 @@
 //! indexes) and two vendor plugins (an OCI manifest and a Docker v2s2 manifest),
 //! all sharing one base layer, plus a config naming them.
 
-use super::{ImageSpec, Registry, RegistryKind, SeedFormat, make_images, seed};
+use super::{ImageSpec, Registry, RegistryKind, SeedFormat, make_images, seed, velero_airgap};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// Canonical names of the images a default bundle carries.
@@ -120,4 +121,26 @@ pub fn config_text(plugins: &[&str]) -> String {
         ));
     }
     text
+}
+
+/// Runs `build` and returns (exit code, stdout JSON or Null, stderr).
+pub fn build(sources: &Sources, output: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let out = velero_airgap()
+        .arg("build")
+        .arg("--json")
+        .arg("-c")
+        .arg(&sources.config)
+        .arg("-o")
+        .arg(output)
+        .args(sources.registry_args())
+        .args(extra)
+        .env("DOCKER_CONFIG", sources.path("no-docker-config"))
+        .output()
+        .unwrap();
+    let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        json,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
