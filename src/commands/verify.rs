@@ -22,15 +22,16 @@ pub fn bundle_keys(paths: &[std::path::PathBuf]) -> anyhow::Result<Option<KeySet
 pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
     let keys = bundle_keys(&args.bundle_key)?;
     let policy = signature_policy(&args.signatures)?;
-    let report = bundle::verify(&args.bundle)?;
+    let (report, verified) = bundle::verify_keeping(&args.bundle)?;
     let mut signatures = SignatureReport::default();
-    if report.is_ok() {
+    if let Some(verified) = verified.filter(|_| report.is_ok()) {
         if let (Some(keys), Some(sha256)) = (&keys, &report.sha256) {
             signatures.bundle_key_fingerprint =
                 Some(check_bundle_signature(&args.bundle, sha256, keys)?);
         }
         if policy.checks() || policy.require_all || !policy.require.is_empty() {
-            signatures.images = check_bundle_images(&args.bundle, &policy)?;
+            signatures.images =
+                check_bundle_images(&args.bundle, report.compression, &verified, &policy)?;
         }
     }
     if args.json {

@@ -141,16 +141,14 @@ pub(crate) fn check_images(
     Ok(statuses)
 }
 
-/// Opens a verified bundle's blobs and checks its image signatures; for
-/// `verify --verify-key`.
+/// Checks the image signatures of a bundle that verified, from the manifests
+/// that pass kept (payloads are read again); for `verify --verify-key`.
 pub fn check_bundle_images(
     path: &Path,
+    compression: crate::bundle::Compression,
+    verified: &crate::bundle::VerifiedContent,
     policy: &SignaturePolicy,
 ) -> Result<Vec<(String, SignatureStatus)>, UnpackError> {
-    let reader = crate::bundle::BundleReader::open(path)?;
-    let manifest = reader.bundle().clone();
-    let compression = reader.compression();
-    drop(reader);
     let store = BlobStore::open(path, compression, &std::env::temp_dir()).map_err(|source| {
         UnpackError::Io {
             path: path.to_path_buf(),
@@ -158,8 +156,8 @@ pub fn check_bundle_images(
         }
     })?;
     check_images(
-        &manifest,
-        &HashMap::new(),
+        &verified.manifest,
+        &verified.manifests,
         &store,
         policy,
         &path.display().to_string(),
