@@ -192,6 +192,26 @@ fn good_signatures_on_a_manifest_and_an_index_verify_at_build_and_unpack() {
         "{stderr}"
     );
 
+    // verify re-checks the stored signatures offline.
+    let out = velero_airgap()
+        .args(["verify", "--json"])
+        .arg(&bundle)
+        .arg(verify_key(&lab.public))
+        .args(["--require-signature", "velero-plugin-postgres"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let checked = report["signatures"]["images"].to_string();
+    assert!(
+        checked.contains(POSTGRES) && checked.contains(&fingerprint),
+        "{report:#}"
+    );
+
     // inspect shows it; unpack re-checks the stored signatures offline.
     let inspect = velero_airgap()
         .args(["inspect", "--json"])
