@@ -22,9 +22,10 @@ pub struct Cli {
     /// Print nothing but errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Print more detail about what is done.
-    #[arg(short, long, global = true)]
-    pub verbose: bool,
+    /// Print more detail: -v the decisions made (mirror chosen, blob skipped or mounted,
+    /// retries and why, cache hits), -vv every HTTP request too.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -327,6 +328,10 @@ pub struct UnpackArgs {
     /// containerd namespace.
     #[arg(long, value_name = "NAME", default_value = "k8s.io")]
     pub namespace: String,
+    /// The tool's own directory for the k0s target: the archive is written here and
+    /// renamed into the images directory when complete (same filesystem; created 0700).
+    #[arg(long, value_name = "DIR", default_value = velero_airgap::unpack::DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
     /// Parallel requests.
     #[arg(long, value_name = "N", default_value_t = 4)]
     pub jobs: usize,

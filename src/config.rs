@@ -55,6 +55,26 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// A config that is missing or not YAML is bad input; one that opened and could not
+    /// be read is a local failure.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            ConfigError::Read { source, .. }
+                if !matches!(
+                    source.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::PermissionDenied
+                        | std::io::ErrorKind::InvalidData
+                ) =>
+            {
+                crate::ErrorKind::Local
+            }
+            _ => crate::ErrorKind::Input,
+        }
+    }
+}
+
 fn position(source_name: &str, line: Option<usize>, column: Option<usize>) -> String {
     match (line, column) {
         (Some(line), Some(column)) => format!("{source_name}:{line}:{column}"),

@@ -7,14 +7,22 @@
 
 #![deny(missing_docs)]
 
-pub mod build;
+mod error;
+
+pub use error::ErrorKind;
+
 pub mod bundle;
 pub mod config;
 pub mod containerd;
+pub mod files;
+pub mod oci;
+pub mod pack;
 pub mod reference;
 pub mod registry;
 pub mod release;
 pub mod sign;
+mod task;
 pub mod unpack;
 pub mod validate;
 pub mod values;
+pub mod verify;

@@ -12,14 +12,14 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::oci::{Digest, DigestError};
+
 const DEFAULT_REGISTRY: &str = "docker.io";
 /// Docker Hub's old name; Docker rewrites it to [`DEFAULT_REGISTRY`].
 const LEGACY_DEFAULT_REGISTRY: &str = "index.docker.io";
 const OFFICIAL_NAMESPACE: &str = "library";
 const MAX_REPOSITORY_LEN: usize = 255;
 const MAX_TAG_LEN: usize = 128;
-/// Digest algorithms Docker and containerd accept, with the hex length of each.
-const DIGEST_ALGORITHMS: [(&str, usize); 3] = [("sha256", 64), ("sha384", 96), ("sha512", 128)];
 
 /// A fully qualified image reference: `registry/repository[:tag][@digest]`.
 ///
@@ -31,7 +31,7 @@ pub struct Reference {
     registry: String,
     repository: String,
     tag: Option<String>,
-    digest: Option<String>,
+    digest: Option<Digest>,
 }
 
 /// Why a string is not an image reference; the message names the input.
@@ -111,45 +111,6 @@ pub enum ReferenceErrorKind {
     Digest(#[from] DigestError),
 }
 
-/// Why a digest (`algorithm:hex`) is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DigestError {
-    /// No `:` between algorithm and hex.
-    #[error("digest {digest:?} must be algorithm:hex, e.g. sha256:<64 hex characters>")]
-    Format {
-        /// The digest as written.
-        digest: String,
-    },
-    /// The algorithm breaks `[A-Za-z][A-Za-z0-9]*([-_+.][A-Za-z][A-Za-z0-9]*)*`.
-    #[error("digest algorithm {algorithm:?} is malformed")]
-    MalformedAlgorithm {
-        /// The algorithm as written.
-        algorithm: String,
-    },
-    /// A well-formed algorithm that registries do not support.
-    #[error("digest algorithm {algorithm:?} is not supported (use sha256, sha384 or sha512)")]
-    UnsupportedAlgorithm {
-        /// The algorithm as written.
-        algorithm: String,
-    },
-    /// The hex part has the wrong length for its algorithm.
-    #[error("digest {algorithm} needs {expected} hex characters, got {actual}")]
-    Length {
-        /// The algorithm.
-        algorithm: String,
-        /// The length the algorithm needs.
-        expected: usize,
-        /// The length given.
-        actual: usize,
-    },
-    /// The hex part holds characters other than `0-9a-f`.
-    #[error("digest {algorithm} must be lowercase hex (0-9, a-f)")]
-    NotLowercaseHex {
-        /// The algorithm.
-        algorithm: String,
-    },
-}
-
 /// Why a string is not a registry host (`host[:port]`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
@@ -200,7 +161,7 @@ impl Reference {
         registry: &str,
         repository: &str,
         tag: Option<&str>,
-        digest: Option<&str>,
+        digest: Option<Digest>,
     ) -> Self {
         let registry = match registry {
             LEGACY_DEFAULT_REGISTRY => DEFAULT_REGISTRY,
@@ -215,7 +176,7 @@ impl Reference {
             registry: registry.to_owned(),
             repository,
             tag: tag.map(str::to_owned),
-            digest: digest.map(str::to_owned),
+            digest,
         }
     }
 
@@ -234,9 +195,9 @@ impl Reference {
         self.tag.as_deref()
     }
 
-    /// The digest (`sha256:…`), if one was given.
-    pub fn digest(&self) -> Option<&str> {
-        self.digest.as_deref()
+    /// The digest, if one was given.
+    pub fn digest(&self) -> Option<&Digest> {
+        self.digest.as_ref()
     }
 
     /// `registry/repository`, without tag or digest.
@@ -252,7 +213,7 @@ impl Reference {
             registry,
             &self.repository,
             self.tag(),
-            self.digest(),
+            self.digest,
         ))
     }
 
@@ -262,12 +223,11 @@ impl Reference {
     }
 
     /// This reference pinned to `digest`, keeping the tag for readers.
-    pub fn with_digest(&self, digest: &str) -> Result<Self, DigestError> {
-        validate_digest(digest)?;
-        Ok(Self {
-            digest: Some(digest.to_owned()),
+    pub fn with_digest(&self, digest: Digest) -> Self {
+        Self {
+            digest: Some(digest),
             ..self.clone()
-        })
+        }
     }
 
     /// This reference without its tag (the digest stays).
@@ -339,10 +299,10 @@ fn parse(input: &str) -> Result<Reference, ReferenceErrorKind> {
         registry: registry.to_owned(),
         reason,
     })?;
+    let digest = digest.map(str::parse::<Digest>).transpose()?;
     let reference = Reference::canonical(registry, path, tag, digest);
     validate_repository(&reference.repository)?;
     tag.map_or(Ok(()), validate_tag)?;
-    digest.map_or(Ok(()), validate_digest)?;
     Ok(reference)
 }
 
@@ -411,49 +371,6 @@ fn validate_tag(tag: &str) -> Result<(), ReferenceErrorKind> {
     } else {
         Ok(())
     }
-}
-
-/// Checks a digest `algorithm:hex`: the algorithm must be one registries support and the
-/// hex part exactly as long as that algorithm's output, in lowercase.
-pub fn validate_digest(digest: &str) -> Result<(), DigestError> {
-    let Some((algorithm, hex)) = digest.split_once(':') else {
-        return Err(DigestError::Format {
-            digest: digest.to_owned(),
-        });
-    };
-    let algorithm_component = |part: &str| {
-        part.starts_with(|c: char| c.is_ascii_alphabetic())
-            && part.chars().all(|c| c.is_ascii_alphanumeric())
-    };
-    if !algorithm
-        .split(['-', '_', '+', '.'])
-        .all(algorithm_component)
-    {
-        return Err(DigestError::MalformedAlgorithm {
-            algorithm: algorithm.to_owned(),
-        });
-    }
-    let Some(&(_, expected)) = DIGEST_ALGORITHMS
-        .iter()
-        .find(|(name, _)| *name == algorithm)
-    else {
-        return Err(DigestError::UnsupportedAlgorithm {
-            algorithm: algorithm.to_owned(),
-        });
-    };
-    if hex.chars().count() != expected {
-        return Err(DigestError::Length {
-            algorithm: algorithm.to_owned(),
-            expected,
-            actual: hex.chars().count(),
-        });
-    }
-    if !is_lower_hex(hex) {
-        return Err(DigestError::NotLowercaseHex {
-            algorithm: algorithm.to_owned(),
-        });
-    }
-    Ok(())
 }
 
 fn is_lower_hex(text: &str) -> bool {

@@ -8,7 +8,7 @@
 use crate::config::{ClusterConfig, ConfigError, Plugin, VeleroOverride};
 use crate::reference::{self, Reference};
 use crate::release::{self, Release};
-use crate::values::{self, ImageUse, PluginImage, ProxySettings, RenderInput, Role};
+use crate::values::{self, ImageUse, ProxySettings, RenderInput, Role};
 use serde::Serialize;
 use serde_yaml_ng::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -392,48 +392,10 @@ fn walk_secrets(value: &Value, path: String, found: &mut Vec<(String, String)>) 
     }
 }
 
-/// Builds the render input from a config. Plugins with unusable fields are left
-/// out (validate reports them), so rendering can still check the rest.
-pub fn render_input(
-    config: &ClusterConfig,
-    release: Release,
-    proxy: ProxySettings,
-    host_ca_bundle: Option<String>,
-) -> RenderInput {
-    let plugins = config
-        .plugins()
-        .iter()
-        .filter_map(|p| {
-            Some(PluginImage {
-                name: p.name.clone()?.trim().to_string(),
-                image: p.image.clone()?.trim().to_string(),
-                pull_policy: p.pull_policy().ok()?.as_str().to_string(),
-            })
-        })
-        .filter(|p| !p.name.is_empty() && Reference::parse(&p.image).is_ok())
-        .collect();
-    RenderInput {
-        release,
-        plugins,
-        proxy_registry_domain: config
-            .domains()
-            .proxy_registry_domain
-            .clone()
-            .filter(|d| reference::validate_domain(d).is_ok()),
-        proxy,
-        host_ca_bundle,
-        overrides: config
-            .velero_overrides()
-            .into_iter()
-            .filter_map(|o| o.values.ok())
-            .collect(),
-    }
-}
-
 /// Checks that need the final values: image fields from overrides, the
 /// Velero/AWS plugin pair, and airgap name collisions.
 fn check_rendered(config: &ClusterConfig, options: &Options, findings: &mut Vec<Finding>) {
-    let input = render_input(
+    let input = RenderInput::from_config(
         config,
         options.release.clone(),
         ProxySettings::default(),

@@ -4,18 +4,17 @@
 
 use std::collections::BTreeSet;
 
-use super::digest::Sha256Digest;
 use super::layout::{BUNDLE_JSON, blob_entry_name};
-use super::manifest::{Descriptor, ImageRecord};
-use super::oci::{ManifestKind, OciDescriptor, OciIndex, OciManifest};
+use super::manifest::ImageRecord;
 use super::problem::{Problem, ProblemKind};
+use crate::oci::{Descriptor, Digest, Manifest, MediaType};
 
 /// Where the walk looks blobs up.
 pub(crate) trait BlobSource {
     /// Size of the blob, if the bundle holds it.
-    fn size(&self, digest: &Sha256Digest) -> Option<u64>;
+    fn size(&self, digest: &Digest) -> Option<u64>;
     /// Content of a manifest blob, if it is at hand.
-    fn manifest(&self, digest: &Sha256Digest) -> Option<&[u8]>;
+    fn manifest(&self, digest: &Digest) -> Option<&[u8]>;
 }
 
 /// What one image reaches.
@@ -24,7 +23,7 @@ pub(crate) struct Closure {
     /// Manifest and index blobs in walk order (depth first, root first).
     pub(crate) manifests: Vec<Descriptor>,
     /// Every blob reached, the source index included.
-    pub(crate) blobs: BTreeSet<Sha256Digest>,
+    pub(crate) blobs: BTreeSet<Digest>,
     /// Sum of the sizes of `blobs`.
     pub(crate) total_size: u64,
 }
@@ -33,9 +32,7 @@ pub(crate) struct Closure {
 struct Step {
     referrer: String,
     context: String,
-    digest: String,
-    media_type: String,
-    size: u64,
+    descriptor: Descriptor,
 }
 
 /// Walks one image, appending a problem for every broken reference.
@@ -46,7 +43,7 @@ pub(crate) fn image_closure(
 ) -> Closure {
     let mut closure = Closure::default();
     let image_context = format!("image {} ", image.canonical_reference);
-    if ManifestKind::of(&image.media_type).is_none() {
+    if image.media_type.manifest_kind().is_none() {
         problems.push(Problem::new(
             BUNDLE_JSON,
             ProblemKind::Inconsistent(format!(
@@ -86,55 +83,47 @@ pub(crate) fn image_closure(
     let mut stack = vec![Step {
         referrer: BUNDLE_JSON.to_owned(),
         context: image_context,
-        digest: image.digest.to_string(),
-        media_type: image.media_type.clone(),
-        size: image.size,
+        descriptor: Descriptor::new(image.media_type.clone(), image.digest, image.size),
     }];
     while let Some(step) = stack.pop() {
-        let Ok(digest) = step.digest.parse::<Sha256Digest>() else {
-            problems.push(Problem::new(
-                &step.referrer,
-                ProblemKind::Inconsistent(format!(
-                    "{}references `{}`: only sha256 digests are supported",
-                    step.context, step.digest
-                )),
-            ));
-            continue;
-        };
+        let Step {
+            referrer,
+            context,
+            descriptor,
+        } = step;
+        let digest = descriptor.digest;
         if !check_present(
-            &step.referrer,
-            &step.context,
+            &referrer,
+            &context,
             &digest,
-            step.size,
+            descriptor.size,
             source,
             problems,
         ) || !closure.blobs.insert(digest)
         {
             continue;
         }
-        closure.total_size += step.size;
-        let Some(kind) = ManifestKind::of(&step.media_type) else {
+        closure.total_size += descriptor.size;
+        if descriptor.media_type.manifest_kind().is_none() {
             continue;
-        };
-        closure.manifests.push(Descriptor {
+        }
+        closure.manifests.push(Descriptor::new(
+            descriptor.media_type.clone(),
             digest,
-            media_type: step.media_type.clone(),
-            size: step.size,
-        });
+            descriptor.size,
+        ));
         let Some(content) = source.manifest(&digest) else {
-            problems.push(not_at_hand(&digest, &step.media_type));
+            problems.push(not_at_hand(&digest, &descriptor.media_type));
             continue;
         };
         let name = blob_entry_name(&digest);
-        match children(kind, content, &step.media_type) {
+        match children(content, &descriptor.media_type) {
             Ok(children) => {
                 // Reversed so the walk visits children in manifest order.
                 stack.extend(children.into_iter().rev().map(|child| Step {
                     referrer: name.clone(),
                     context: String::new(),
-                    digest: child.digest,
-                    media_type: child.media_type,
-                    size: child.size,
+                    descriptor: Descriptor::new(child.media_type, child.digest, child.size),
                 }));
             }
             Err(message) => problems.push(Problem::new(name, ProblemKind::Malformed(message))),
@@ -147,7 +136,7 @@ pub(crate) fn image_closure(
 fn check_present(
     referrer: &str,
     context: &str,
-    digest: &Sha256Digest,
+    digest: &Digest,
     declared: u64,
     source: &impl BlobSource,
     problems: &mut Vec<Problem>,
@@ -175,7 +164,7 @@ fn check_present(
     }
 }
 
-fn not_at_hand(digest: &Sha256Digest, media_type: &str) -> Problem {
+fn not_at_hand(digest: &Digest, media_type: &MediaType) -> Problem {
     Problem::new(
         blob_entry_name(digest),
         ProblemKind::Inconsistent(format!(
@@ -184,38 +173,16 @@ fn not_at_hand(digest: &Sha256Digest, media_type: &str) -> Problem {
     )
 }
 
-/// The descriptors a manifest or index refers to, after checking its declared media type.
-fn children(
-    kind: ManifestKind,
-    content: &[u8],
-    media_type: &str,
-) -> Result<Vec<OciDescriptor>, String> {
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct MediaTypeProbe {
-        media_type: Option<String>,
-    }
-    let probe: MediaTypeProbe =
-        serde_json::from_slice(content).map_err(|error| format!("not valid JSON: {error}"))?;
-    if let Some(own_type) = probe.media_type.filter(|own_type| own_type != media_type) {
+/// The descriptors a manifest or index refers to, after checking that its own media type
+/// is the one it is referenced as.
+fn children(content: &[u8], media_type: &MediaType) -> Result<Vec<Descriptor>, String> {
+    let (own_type, manifest) = Manifest::parse(content).map_err(|error| error.to_string())?;
+    if own_type != *media_type {
         return Err(format!(
             "has media type {own_type}, but is referenced as {media_type}"
         ));
     }
-    match kind {
-        ManifestKind::Image => {
-            let manifest: OciManifest = serde_json::from_slice(content)
-                .map_err(|error| format!("not a valid image manifest: {error}"))?;
-            let mut children = vec![manifest.config];
-            children.extend(manifest.layers);
-            Ok(children)
-        }
-        ManifestKind::Index => {
-            let index: OciIndex = serde_json::from_slice(content)
-                .map_err(|error| format!("not a valid image index: {error}"))?;
-            Ok(index.manifests)
-        }
-    }
+    Ok(manifest.children().into_iter().cloned().collect())
 }
 
 #[cfg(test)]
@@ -223,16 +190,17 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::bundle::oci::{OCI_INDEX, OCI_MANIFEST};
     use crate::sign::SignatureStatus as Signature;
+    const OCI_INDEX: MediaType = MediaType::OCI_INDEX;
+    const OCI_MANIFEST: MediaType = MediaType::OCI_MANIFEST;
     use crate::values::Role as ImageRole;
 
     #[derive(Default)]
-    struct Blobs(HashMap<Sha256Digest, (u64, Option<Vec<u8>>)>);
+    struct Blobs(HashMap<Digest, (u64, Option<Vec<u8>>)>);
 
     impl Blobs {
-        fn add(&mut self, content: &[u8], keep: bool) -> Sha256Digest {
-            let digest = Sha256Digest::of(content);
+        fn add(&mut self, content: &[u8], keep: bool) -> Digest {
+            let digest = Digest::of(content);
             self.0.insert(
                 digest,
                 (content.len() as u64, keep.then(|| content.to_vec())),
@@ -242,26 +210,26 @@ mod tests {
     }
 
     impl BlobSource for Blobs {
-        fn size(&self, digest: &Sha256Digest) -> Option<u64> {
+        fn size(&self, digest: &Digest) -> Option<u64> {
             self.0.get(digest).map(|(size, _)| *size)
         }
-        fn manifest(&self, digest: &Sha256Digest) -> Option<&[u8]> {
+        fn manifest(&self, digest: &Digest) -> Option<&[u8]> {
             self.0
                 .get(digest)
                 .and_then(|(_, content)| content.as_deref())
         }
     }
 
-    fn descriptor(media_type: &str, digest: &Sha256Digest, size: usize) -> String {
+    fn descriptor(media_type: impl std::fmt::Display, digest: &Digest, size: usize) -> String {
         format!(r#"{{"mediaType":"{media_type}","digest":"{digest}","size":{size}}}"#)
     }
 
-    fn image(digest: Sha256Digest, media_type: &str, size: usize) -> ImageRecord {
+    fn image(digest: Digest, media_type: MediaType, size: usize) -> ImageRecord {
         ImageRecord {
             role: ImageRole::Other,
             canonical_reference: "registry.example.com/x:1".into(),
             digest,
-            media_type: media_type.into(),
+            media_type,
             size: size as u64,
             source: "registry.example.com/x:1".into(),
             source_index: None,
@@ -272,7 +240,7 @@ mod tests {
     }
 
     /// An index over one image manifest with a config and a layer.
-    fn sample(blobs: &mut Blobs) -> (Sha256Digest, usize, Sha256Digest) {
+    fn sample(blobs: &mut Blobs) -> (Digest, usize, Digest) {
         let config = blobs.add(b"{}", false);
         let layer = blobs.add(b"layer bytes", false);
         let manifest = format!(
@@ -349,7 +317,9 @@ mod tests {
             &mut problems,
         );
         assert!(
-            problems[0].to_string().contains("only sha256"),
+            problems[0]
+                .to_string()
+                .contains("\"sha512\" is not supported"),
             "{problems:?}"
         );
     }
@@ -360,15 +330,15 @@ mod tests {
         let (index, index_size, _) = sample(&mut blobs);
         let missing_child = format!(
             r#"{{"schemaVersion":2,"manifests":[{}]}}"#,
-            descriptor(OCI_MANIFEST, &Sha256Digest::of(b"elsewhere"), 5)
+            descriptor(OCI_MANIFEST, &Digest::of(b"elsewhere"), 5)
         );
         let source_index = blobs.add(missing_child.as_bytes(), true);
         let mut record = image(index, OCI_INDEX, index_size);
-        record.source_index = Some(Descriptor {
-            digest: source_index,
-            media_type: OCI_INDEX.into(),
-            size: missing_child.len() as u64,
-        });
+        record.source_index = Some(Descriptor::new(
+            OCI_INDEX,
+            source_index,
+            missing_child.len() as u64,
+        ));
         let mut problems = Vec::new();
         let closure = image_closure(&record, &blobs, &mut problems);
         assert!(problems.is_empty(), "{problems:?}");

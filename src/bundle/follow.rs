@@ -11,9 +11,9 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest as _, Sha256};
 
-use super::digest::Sha256Digest;
 use super::layout::Compression;
-use super::writer::{Shared, SlotState};
+use super::slots::{Shared, SlotState};
+use crate::oci::Digest;
 
 /// Bytes read and fed per step. The follower only feeds whole chunks at fixed offsets
 /// (except the last), so a compressor sees the same calls on every run and the output
@@ -26,7 +26,7 @@ const ZSTD_LEVEL: i32 = 3;
 /// What the follower produced.
 pub(crate) struct Followed {
     /// Digest of the bundle file.
-    pub(crate) sha256: Sha256Digest,
+    pub(crate) sha256: Digest,
     /// Size of the bundle file.
     pub(crate) size: u64,
     /// The compressed file, when the bundle is compressed.
@@ -96,13 +96,13 @@ impl Sink {
 
     fn finish(self) -> io::Result<Followed> {
         let hashed = |hashing: HashingFile| Followed {
-            sha256: Sha256Digest::from_hasher(hashing.hasher),
+            sha256: Digest::from_hasher(hashing.hasher),
             size: hashing.written,
             compressed: Some(hashing.file),
         };
         Ok(match self {
             Self::Plain(hasher, size) => Followed {
-                sha256: Sha256Digest::from_hasher(hasher),
+                sha256: Digest::from_hasher(hasher),
                 size,
                 compressed: None,
             },

@@ -11,10 +11,10 @@ use std::thread::JoinHandle;
 
 use sha2::{Digest as _, Sha256};
 
-use super::digest::Sha256Digest;
 use super::layout::{BLOCK, Compression, END_OF_ARCHIVE, entry_span};
 use super::problem::ProblemKind;
 use super::ustar::{self, EntryHeader, HEADER_SIZE};
+use crate::oci::Digest;
 
 /// Raw read size; a multiple of the tar block so plain headers never straddle chunks.
 const CHUNK: usize = 512 * 1024;
@@ -40,7 +40,7 @@ pub(crate) struct RawReader {
     position: usize,
     to_hasher: Option<SyncSender<Arc<Chunk>>>,
     returned: Receiver<Arc<Chunk>>,
-    hasher: Option<JoinHandle<Sha256Digest>>,
+    hasher: Option<JoinHandle<Digest>>,
     allocated: usize,
     eof: bool,
 }
@@ -58,7 +58,7 @@ impl RawReader {
                     // The reader may be gone already; then the chunk is simply freed.
                     let _ = give_back.send(chunk);
                 }
-                Sha256Digest::from_hasher(hasher)
+                Digest::from_hasher(hasher)
             })?;
         Ok(Self {
             file,
@@ -118,7 +118,7 @@ impl RawReader {
 
     /// Reads the rest of the file (so the whole file is hashed) and returns the file's
     /// digest and how many bytes were left unread before this call.
-    pub(crate) fn finish(mut self) -> io::Result<(Sha256Digest, u64)> {
+    pub(crate) fn finish(mut self) -> io::Result<(Digest, u64)> {
         let mut left = 0u64;
         loop {
             let available = self.fill_buf()?.len();

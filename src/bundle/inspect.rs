@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::digest::Sha256Digest;
 use super::layout::Compression;
 use super::manifest::{Tool, VeleroInfo};
 use super::problem::Problem;
 use super::reader::{BundleReader, ReadError};
+use crate::oci::Digest;
 use crate::sign::SignatureStatus as Signature;
 use crate::values::Role as ImageRole;
 
@@ -50,9 +50,9 @@ pub struct ImageSummary {
     /// Its canonical reference.
     pub canonical_reference: String,
     /// The digest `index.json` lists.
-    pub digest: Sha256Digest,
+    pub digest: Digest,
     /// Media type of that manifest.
-    pub media_type: String,
+    pub media_type: crate::oci::MediaType,
     /// Bytes of all its blobs.
     pub size: u64,
     /// Signature status.

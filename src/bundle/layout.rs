@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::digest::Sha256Digest;
+use crate::oci::Digest;
 
 /// `oci-layout`: the OCI image layout marker.
 pub const OCI_LAYOUT: &str = "oci-layout";
@@ -44,7 +44,7 @@ pub(crate) const BLOCK: u64 = 512;
 pub(crate) const END_OF_ARCHIVE: u64 = 2 * BLOCK;
 
 /// The entry name of a blob: `blobs/sha256/<hex>`.
-pub fn blob_entry_name(digest: &Sha256Digest) -> String {
+pub fn blob_entry_name(digest: &Digest) -> String {
     format!("{BLOB_DIR}{}", digest.hex())
 }
 
@@ -54,7 +54,7 @@ pub(crate) enum EntryKind {
     /// One of [`LEADING_ENTRIES`], by position.
     Leading(usize),
     /// `blobs/sha256/<hex>`.
-    Blob(Sha256Digest),
+    Blob(Digest),
 }
 
 /// Classifies an entry name; `None` for anything outside the layout.
@@ -63,7 +63,7 @@ pub(crate) fn classify(name: &str) -> Option<EntryKind> {
         return Some(EntryKind::Leading(position));
     }
     let hex_digits = name.strip_prefix(BLOB_DIR)?;
-    Sha256Digest::from_hex(hex_digits).ok().map(EntryKind::Blob)
+    Digest::from_hex(hex_digits).ok().map(EntryKind::Blob)
 }
 
 /// Bytes one entry occupies in the tar: header plus data padded to whole blocks.
@@ -132,15 +132,23 @@ impl fmt::Display for Compression {
 
 /// The sidecar checksum file of a bundle: `BUNDLE.sha256` beside `BUNDLE`.
 pub fn sidecar_path(bundle: &Path) -> PathBuf {
+    beside(bundle, ".sha256")
+}
+
+/// The detached signature of a bundle: `BUNDLE.sig` beside `BUNDLE`, the DER ECDSA
+/// signature over the file's bytes that `openssl dgst -sha256 -verify` checks.
+pub fn signature_path(bundle: &Path) -> PathBuf {
+    beside(bundle, ".sig")
+}
+
+fn beside(bundle: &Path, suffix: &str) -> PathBuf {
     let mut name = bundle.as_os_str().to_owned();
-    name.push(".sha256");
+    name.push(suffix);
     PathBuf::from(name)
 }
 
 /// Formats `sha256sum` lines: `<hex>  <name>\n` (two spaces: text mode, what `sha256sum` prints).
-pub(crate) fn format_sums<'a>(
-    lines: impl IntoIterator<Item = (&'a str, &'a Sha256Digest)>,
-) -> Vec<u8> {
+pub(crate) fn format_sums<'a>(lines: impl IntoIterator<Item = (&'a str, &'a Digest)>) -> Vec<u8> {
     let mut text = String::new();
     for (name, digest) in lines {
         text.push_str(&digest.hex());
@@ -160,7 +168,7 @@ pub struct SumsError {
 }
 
 /// Parses `sha256sum` text as [`format_sums`] writes it.
-pub(crate) fn parse_sums(text: &[u8]) -> Result<Vec<(String, Sha256Digest)>, SumsError> {
+pub(crate) fn parse_sums(text: &[u8]) -> Result<Vec<(String, Digest)>, SumsError> {
     let text = std::str::from_utf8(text).map_err(|error| SumsError {
         line: 1 + text[..error.valid_up_to()]
             .iter()
@@ -176,7 +184,7 @@ pub(crate) fn parse_sums(text: &[u8]) -> Result<Vec<(String, Sha256Digest)>, Sum
         .map(|(index, line)| {
             let error = SumsError { line: index + 1 };
             let (hex_digits, name) = line.split_once("  ").ok_or(error.clone())?;
-            let digest = Sha256Digest::from_hex(hex_digits).map_err(|_| error.clone())?;
+            let digest = Digest::from_hex(hex_digits).map_err(|_| error.clone())?;
             if name.is_empty() {
                 return Err(error);
             }
@@ -193,7 +201,7 @@ mod tests {
     fn classifies_names() {
         assert_eq!(classify("oci-layout"), Some(EntryKind::Leading(0)));
         assert_eq!(classify("values.yaml"), Some(EntryKind::Leading(5)));
-        let digest = Sha256Digest::of(b"blob");
+        let digest = Digest::of(b"blob");
         assert_eq!(
             classify(&blob_entry_name(&digest)),
             Some(EntryKind::Blob(digest))
@@ -241,8 +249,8 @@ mod tests {
 
     #[test]
     fn sums_round_trip_and_errors() {
-        let a = Sha256Digest::of(b"a");
-        let b = Sha256Digest::of(b"b");
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
         let text = format_sums([("oci-layout", &a), ("blobs/sha256/x", &b)]);
         assert_eq!(
             String::from_utf8(text.clone()).unwrap(),

@@ -4,15 +4,15 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::digest::Sha256Digest;
+use super::index_json::index_entry;
 use super::input::TarCursor;
 use super::layout::{
     BUNDLE_JSON, CONFIG_YAML, EntryKind, INDEX_JSON, LEADING_ENTRIES, OCI_LAYOUT, SHA256SUMS,
     VALUES_YAML, archive_size, classify, parse_sums,
 };
 use super::manifest::BundleManifest;
-use super::oci::{OciIndex, index_entry};
 use super::problem::{Problem, ProblemKind};
+use crate::oci::{Digest, Manifest};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -71,7 +71,7 @@ pub(crate) struct Leading {
     pub(crate) config_yaml: Vec<u8>,
     pub(crate) values_yaml: Vec<u8>,
     /// The blobs `bundle.json` promises.
-    pub(crate) blobs: BTreeMap<Sha256Digest, ExpectedBlob>,
+    pub(crate) blobs: BTreeMap<Digest, ExpectedBlob>,
     /// Size of the archive the listing accounts for: nothing may be read past it.
     pub(crate) archive_size: u64,
     /// Problems that still leave the rest of the bundle checkable.
@@ -164,10 +164,7 @@ fn inconsistent(entry: &str, message: String) -> Problem {
     Problem::new(entry, ProblemKind::Inconsistent(message))
 }
 
-fn sums_map(
-    lines: Vec<(String, Sha256Digest)>,
-    problems: &mut Vec<Problem>,
-) -> BTreeMap<String, Sha256Digest> {
+fn sums_map(lines: Vec<(String, Digest)>, problems: &mut Vec<Problem>) -> BTreeMap<String, Digest> {
     let mut sums = BTreeMap::new();
     for (name, digest) in lines {
         if sums.insert(name.clone(), digest).is_some() {
@@ -181,10 +178,10 @@ fn sums_map(
 fn check_hash(
     name: &str,
     content: &[u8],
-    sums: &BTreeMap<String, Sha256Digest>,
+    sums: &BTreeMap<String, Digest>,
     problems: &mut Vec<Problem>,
 ) {
-    let actual = Sha256Digest::of(content);
+    let actual = Digest::of(content);
     if let Some(expected) = sums.get(name).filter(|expected| **expected != actual) {
         problems.push(Problem::new(
             name,
@@ -200,10 +197,10 @@ fn check_hash(
 /// files read; returns the blobs it promises.
 fn check_listing(
     manifest: &BundleManifest,
-    sums: &BTreeMap<String, Sha256Digest>,
+    sums: &BTreeMap<String, Digest>,
     leading: &[(&str, &Vec<u8>)],
     problems: &mut Vec<Problem>,
-) -> BTreeMap<Sha256Digest, ExpectedBlob> {
+) -> BTreeMap<Digest, ExpectedBlob> {
     let mut blobs = BTreeMap::new();
     let mut listed = HashSet::new();
     let mut order = Vec::new();
@@ -297,8 +294,15 @@ fn check_listing(
 /// `index.json` must list exactly the images of `bundle.json`, in order, each by its
 /// canonical reference.
 fn check_index(manifest: &BundleManifest, index_json: &[u8], problems: &mut Vec<Problem>) {
-    let index: OciIndex = match serde_json::from_slice(index_json) {
-        Ok(index) => index,
+    let entries = match Manifest::parse(index_json) {
+        Ok((_, Manifest::Index(entries))) => entries,
+        Ok((media_type, _)) => {
+            problems.push(Problem::new(
+                INDEX_JSON,
+                ProblemKind::Malformed(format!("is a {media_type}, not an image index")),
+            ));
+            return;
+        }
         Err(error) => {
             problems.push(Problem::new(
                 INDEX_JSON,
@@ -316,20 +320,17 @@ fn check_index(manifest: &BundleManifest, index_json: &[u8], problems: &mut Vec<
             ));
         }
     }
-    if index.schema_version != 2 {
-        problems.push(inconsistent(INDEX_JSON, "schemaVersion is not 2".into()));
-    }
-    if index.manifests.len() != manifest.images.len() {
+    if entries.len() != manifest.images.len() {
         problems.push(inconsistent(
             INDEX_JSON,
             format!(
                 "lists {} images, bundle.json {}",
-                index.manifests.len(),
+                entries.len(),
                 manifest.images.len()
             ),
         ));
     }
-    for (position, (found, image)) in index.manifests.iter().zip(&manifest.images).enumerate() {
+    for (position, (found, image)) in entries.iter().zip(&manifest.images).enumerate() {
         if *found != index_entry(image) {
             problems.push(inconsistent(
                 INDEX_JSON,

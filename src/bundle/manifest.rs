@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::digest::{Sha256Digest, bare_hex};
-use crate::sign::SignatureStatus as Signature;
+use crate::oci::{Descriptor, Digest, MediaType, bare_hex};
+use crate::sign::{SignatureRecord, SignatureStatus as Signature};
 use crate::values::Role as ImageRole;
 
 /// The bundle format version this crate writes and reads.
@@ -65,7 +65,7 @@ pub struct FileRecord {
     pub size: u64,
     /// SHA-256 of the content, bare hex as in `SHA256SUMS`.
     #[serde(with = "bare_hex")]
-    pub sha256: Sha256Digest,
+    pub sha256: Digest,
 }
 
 /// What the builder knows about one image; the writer adds the rest ([`BundledImage`]).
@@ -78,9 +78,9 @@ pub struct ImageRecord {
     /// names written out as `docker.io/…`. Never a mirror address.
     pub canonical_reference: String,
     /// Digest of the manifest (or index) `index.json` lists for this image.
-    pub digest: Sha256Digest,
+    pub digest: Digest,
     /// Media type of that manifest.
-    pub media_type: String,
+    pub media_type: MediaType,
     /// Size of that manifest in bytes.
     pub size: u64,
     /// The reference actually contacted to pull it (a mirror, when one applied).
@@ -101,19 +101,6 @@ pub struct ImageRecord {
     pub signature: Signature,
 }
 
-/// A cosign signature stored in the bundle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SignatureRecord {
-    /// The digest the signature is for: the index the canonical reference
-    /// resolves to, or the bundled manifest itself.
-    pub signed_digest: Sha256Digest,
-    /// The signature manifest (tag `sha256-<hex>.sig`), byte for byte.
-    pub manifest: Descriptor,
-    /// Its simple-signing payload layers.
-    pub payloads: Vec<Descriptor>,
-}
-
 /// An image as `bundle.json` records it: the builder's record plus what the writer
 /// derives from the manifests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,18 +115,6 @@ pub struct BundledImage {
     /// Bytes of every blob stored for the image, each counted once (manifests, configs,
     /// layers, the source index).
     pub total_size: u64,
-}
-
-/// A blob named by digest, media type and size.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    /// Content digest.
-    pub digest: Sha256Digest,
-    /// Media type.
-    pub media_type: String,
-    /// Size in bytes.
-    pub size: u64,
 }
 
 /// `bundle.json` that cannot be used.
@@ -219,7 +194,7 @@ mod tests {
     use super::*;
 
     fn sample() -> BundleManifest {
-        let digest = Sha256Digest::of(b"manifest");
+        let digest = Digest::of(b"manifest");
         BundleManifest {
             format_version: FORMAT_VERSION,
             tool: Tool {
@@ -239,7 +214,7 @@ mod tests {
                     role: ImageRole::Plugin("acme".into()),
                     canonical_reference: "registry.example.com/acme/plugin:1.2.0".into(),
                     digest,
-                    media_type: crate::bundle::oci::OCI_MANIFEST.into(),
+                    media_type: MediaType::OCI_MANIFEST,
                     size: 8,
                     source: "mirror.local/acme/plugin:1.2.0".into(),
                     source_index: None,
@@ -278,7 +253,7 @@ mod tests {
             "\"status\": \"verified\"",
             "\"keyFingerprint\"",
             "\"totalSize\"",
-            &format!("\"sha256\": \"{}\"", Sha256Digest::of(b"manifest").hex()),
+            &format!("\"sha256\": \"{}\"", Digest::of(b"manifest").hex()),
         ] {
             assert!(text.contains(key), "{key} missing from {text}");
         }

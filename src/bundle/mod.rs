@@ -6,36 +6,36 @@
 //! and treats it as hostile input; [`verify()`] and [`inspect()`] are built on it.
 
 mod closure;
-mod digest;
 mod follow;
+mod index_json;
 mod input;
 mod inspect;
 mod layout;
 mod leading;
 pub(crate) mod manifest;
-mod oci;
 mod plan;
 mod problem;
 mod reader;
+mod report;
+mod slots;
+mod store;
 mod ustar;
 mod verify;
 mod writer;
 
-pub use digest::{DigestParseError, Sha256Digest};
 pub use inspect::{BundleSummary, ImageSummary, inspect};
 pub use layout::{
     BUNDLE_JSON, CONFIG_YAML, Compression, INDEX_JSON, LEADING_ENTRIES, OCI_LAYOUT, SHA256SUMS,
-    SumsError, VALUES_YAML, blob_entry_name, sidecar_path,
+    SumsError, VALUES_YAML, blob_entry_name, sidecar_path, signature_path,
 };
 pub use manifest::{
-    BundleManifest, BundledImage, Descriptor, FORMAT_VERSION, FileRecord, ImageRecord,
-    ManifestError, SignatureRecord, Tool, VeleroInfo,
-};
-pub use oci::{
-    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST, REF_NAME_ANNOTATION,
+    BundleManifest, BundledImage, FORMAT_VERSION, FileRecord, ImageRecord, ManifestError, Tool,
+    VeleroInfo,
 };
 pub use plan::{BlobRef, BundlePlan, PlanError, source_date_epoch_from_env};
-pub use problem::{Problem, ProblemKind, Refusal};
+pub use problem::{Problem, ProblemKind, Refusal, join};
 pub use reader::{BlobEntry, BundleReader, ReadError};
-pub use verify::{SidecarStatus, VerifiedContent, VerifyReport, verify, verify_keeping};
+pub use report::{SidecarStatus, VerifyReport};
+pub use store::BlobStore;
+pub use verify::{VerifiedContent, verify, verify_keeping};
 pub use writer::{AbortHandle, BlobSlot, BundleWriter, SlotCheck, WriteError, WrittenBundle};

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use super::closure::{BlobSource, image_closure};
-use super::digest::Sha256Digest;
+use super::index_json::index_json;
 use super::layout::{
     BUNDLE_JSON, CONFIG_YAML, INDEX_JSON, OCI_LAYOUT, OCI_LAYOUT_CONTENT, SHA256SUMS, VALUES_YAML,
     archive_size, blob_entry_name, entry_span, format_sums,
@@ -13,8 +13,8 @@ use super::manifest::{
     BundleManifest, BundledImage, FORMAT_VERSION, FileRecord, ImageRecord, Tool, VeleroInfo,
     rfc3339_utc,
 };
-use super::oci::index_json;
 use super::problem::{Problem, ProblemKind};
+use crate::oci::Digest;
 
 /// Everything the writer needs to lay a bundle out.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ pub struct BundlePlan {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct BlobRef {
     /// Content digest.
-    pub digest: Sha256Digest,
+    pub digest: Digest,
     /// Size in bytes.
     pub size: u64,
 }
@@ -65,7 +65,7 @@ pub enum PlanError {
     #[error("blob {digest} is planned with sizes {first} and {second}")]
     BlobSizeConflict {
         /// The blob.
-        digest: Sha256Digest,
+        digest: Digest,
         /// One size.
         first: u64,
         /// The other size.
@@ -109,7 +109,7 @@ pub(crate) enum Content {
     /// Written when the bundle is created.
     Inline(Vec<u8>),
     /// Filled later through a slot.
-    Slot(Sha256Digest),
+    Slot(Digest),
 }
 
 /// One archive entry at its place.
@@ -137,13 +137,13 @@ struct PlannedBlob {
     inline: Option<Vec<u8>>,
 }
 
-struct PlannedBlobs(BTreeMap<Sha256Digest, PlannedBlob>);
+struct PlannedBlobs(BTreeMap<Digest, PlannedBlob>);
 
 impl BlobSource for PlannedBlobs {
-    fn size(&self, digest: &Sha256Digest) -> Option<u64> {
+    fn size(&self, digest: &Digest) -> Option<u64> {
         self.0.get(digest).map(|blob| blob.size)
     }
-    fn manifest(&self, digest: &Sha256Digest) -> Option<&[u8]> {
+    fn manifest(&self, digest: &Digest) -> Option<&[u8]> {
         self.0.get(digest).and_then(|blob| blob.inline.as_deref())
     }
 }
@@ -170,7 +170,7 @@ impl BundlePlan {
                 Content::Inline(bytes) => Some(FileRecord {
                     name: name.clone(),
                     size: *size,
-                    sha256: Sha256Digest::of(bytes),
+                    sha256: Digest::of(bytes),
                 }),
                 Content::Slot(_) => None,
             })
@@ -197,9 +197,9 @@ impl BundlePlan {
             files,
         };
         let bundle_json = manifest.to_json();
-        let bundle_json_digest = Sha256Digest::of(&bundle_json);
+        let bundle_json_digest = Digest::of(&bundle_json);
         // SHA256SUMS lists files in archive order, where bundle.json follows oci-layout.
-        let mut listed: Vec<(&str, &Sha256Digest)> = vec![
+        let mut listed: Vec<(&str, &Digest)> = vec![
             (OCI_LAYOUT, &manifest.files[0].sha256),
             (BUNDLE_JSON, &bundle_json_digest),
         ];
@@ -236,11 +236,11 @@ impl BundlePlan {
 
     /// Merges inline and slot blobs by digest.
     fn planned_blobs(&self) -> Result<PlannedBlobs, PlanError> {
-        let mut blobs: BTreeMap<Sha256Digest, PlannedBlob> = BTreeMap::new();
+        let mut blobs: BTreeMap<Digest, PlannedBlob> = BTreeMap::new();
         let inline = self.inline_blobs.iter().map(|bytes| {
             (
                 BlobRef {
-                    digest: Sha256Digest::of(bytes),
+                    digest: Digest::of(bytes),
                     size: bytes.len() as u64,
                 },
                 Some(bytes),
@@ -310,7 +310,8 @@ impl BundlePlan {
 mod tests {
     use super::*;
     use crate::bundle::layout::LEADING_ENTRIES;
-    use crate::bundle::oci::OCI_MANIFEST;
+    use crate::oci::MediaType;
+    const OCI_MANIFEST: MediaType = MediaType::OCI_MANIFEST;
     use crate::sign::SignatureStatus as Signature;
     use crate::values::Role as ImageRole;
 
@@ -320,15 +321,15 @@ mod tests {
     fn manifest() -> Vec<u8> {
         format!(
             r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":5}}]}}"#,
-            Sha256Digest::of(CONFIG),
-            Sha256Digest::of(LAYER)
+            Digest::of(CONFIG),
+            Digest::of(LAYER)
         )
         .into_bytes()
     }
 
     fn blob(bytes: &[u8]) -> BlobRef {
         BlobRef {
-            digest: Sha256Digest::of(bytes),
+            digest: Digest::of(bytes),
             size: bytes.len() as u64,
         }
     }
@@ -350,8 +351,8 @@ mod tests {
             images: vec![ImageRecord {
                 role: ImageRole::Velero,
                 canonical_reference: "docker.io/velero/velero:v1.18.1".into(),
-                digest: Sha256Digest::of(&manifest),
-                media_type: OCI_MANIFEST.into(),
+                digest: Digest::of(&manifest),
+                media_type: OCI_MANIFEST,
                 size: manifest.len() as u64,
                 source: "docker.io/velero/velero:v1.18.1".into(),
                 source_index: None,

@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use super::digest::Sha256Digest;
+use crate::oci::Digest;
 
 /// One thing wrong with a bundle.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +27,7 @@ impl Problem {
 }
 
 /// Problems as one line, `; `-separated, for error messages.
-pub(crate) fn join(problems: &[Problem]) -> String {
+pub fn join(problems: &[Problem]) -> String {
     problems
         .iter()
         .map(ToString::to_string)
@@ -59,9 +59,9 @@ pub enum ProblemKind {
     #[error("sha256 mismatch: expected {expected}, content is {actual}")]
     Sha256Mismatch {
         /// The recorded digest.
-        expected: Sha256Digest,
+        expected: Digest,
         /// The digest of the content.
-        actual: Sha256Digest,
+        actual: Digest,
     },
     /// The archive's entry size differs from `bundle.json`.
     #[error("size mismatch: bundle.json says {declared} bytes, the archive holds {actual}")]
@@ -131,9 +131,9 @@ pub enum ProblemKind {
     #[error("sha256 of the bundle is {actual}, the sidecar says {expected}")]
     SidecarMismatch {
         /// Digest in the sidecar.
-        expected: Sha256Digest,
+        expected: Digest,
         /// Digest of the bundle file.
-        actual: Sha256Digest,
+        actual: Digest,
     },
     /// Entries never reached because reading stopped early.
     #[error("{count} listed entries after this point were not read")]

@@ -13,14 +13,14 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use super::closure::{BlobSource, image_closure};
-use super::digest::Sha256Digest;
 use super::input::{Stream, TarCursor};
 use super::layout::{BUNDLE_JSON, Compression, EntryKind, archive_size, blob_entry_name, classify};
 use super::leading::{ExpectedBlob, LEADING_LIMITS, Leading, check_leading, read_leading};
 use super::manifest::BundleManifest;
 use super::problem::{Problem, ProblemKind};
+use super::report::{PassState, VerifyReport, conclude, file_label};
 use super::ustar::EntryHeader;
-use super::verify::{VerifyReport, conclude};
+use crate::oci::Digest;
 
 const MIB: u64 = 1024 * 1024;
 /// Registries refuse manifests over 4 MiB; so do we.
@@ -50,17 +50,30 @@ pub enum ReadError {
     },
 }
 
-/// The file name used to report problems of the whole file.
-pub(crate) fn file_label(path: &Path) -> String {
-    path.file_name()
-        .unwrap_or(path.as_os_str())
-        .to_string_lossy()
-        .into_owned()
+impl ReadError {
+    /// A bundle that is missing or unusable is bad input; one that opened and then
+    /// failed to read is a local failure.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            ReadError::Open { source, .. }
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::NotFound
+                        | io::ErrorKind::PermissionDenied
+                        | io::ErrorKind::IsADirectory
+                ) =>
+            {
+                crate::ErrorKind::Input
+            }
+            ReadError::Open { .. } => crate::ErrorKind::Local,
+            ReadError::Unusable { .. } => crate::ErrorKind::Input,
+        }
+    }
 }
 
 /// The blob being read.
 struct Current {
-    digest: Sha256Digest,
+    digest: Digest,
     size: u64,
     done: u64,
     hasher: Sha256,
@@ -78,15 +91,6 @@ enum Phase {
     Broken,
 }
 
-/// A bundle whose leading entries are unusable: what a report can still say about it.
-pub(crate) struct PassState {
-    pub(crate) path: PathBuf,
-    pub(crate) compression: Compression,
-    pub(crate) file_size: u64,
-    pub(crate) stream: Stream,
-    pub(crate) problems: Vec<Problem>,
-}
-
 /// The result of opening: a reader, or why there cannot be one.
 pub(crate) enum Opened {
     Ready(Box<BundleReader>),
@@ -102,11 +106,11 @@ pub struct BundleReader {
     manifest: BundleManifest,
     config_yaml: Vec<u8>,
     values_yaml: Vec<u8>,
-    blobs: BTreeMap<Sha256Digest, ExpectedBlob>,
-    manifest_digests: HashSet<Sha256Digest>,
-    captured: HashMap<Sha256Digest, Vec<u8>>,
+    blobs: BTreeMap<Digest, ExpectedBlob>,
+    manifest_digests: HashSet<Digest>,
+    captured: HashMap<Digest, Vec<u8>>,
     capture_budget: u64,
-    last_blob: Option<Sha256Digest>,
+    last_blob: Option<Digest>,
     current: Option<Current>,
     problems: Vec<Problem>,
     phase: Phase,
@@ -119,13 +123,13 @@ pub struct BundleReader {
 /// digest, so a consumer that reads to the end cannot accept a bad blob.
 pub struct BlobEntry<'a> {
     reader: &'a mut BundleReader,
-    digest: Sha256Digest,
+    digest: Digest,
     size: u64,
 }
 
 impl BlobEntry<'_> {
     /// The blob's digest.
-    pub fn digest(&self) -> Sha256Digest {
+    pub fn digest(&self) -> Digest {
         self.digest
     }
 
@@ -270,12 +274,12 @@ impl BundleReader {
     }
 
     /// A manifest or index blob's content, once the blob has been read.
-    pub fn manifest_blob(&self, digest: &Sha256Digest) -> Option<&[u8]> {
+    pub fn manifest_blob(&self, digest: &Digest) -> Option<&[u8]> {
         self.captured.get(digest).map(Vec::as_slice)
     }
 
     /// Every manifest blob captured so far, by digest.
-    pub(crate) fn captured_manifests(&self) -> &HashMap<Sha256Digest, Vec<u8>> {
+    pub(crate) fn captured_manifests(&self) -> &HashMap<Digest, Vec<u8>> {
         &self.captured
     }
 
@@ -323,7 +327,7 @@ impl BundleReader {
     pub fn finish(mut self) -> VerifyReport {
         while self.next_blob().is_some() {}
         let label = file_label(&self.path);
-        let unseen: Vec<Sha256Digest> = self
+        let unseen: Vec<Digest> = self
             .blobs
             .iter()
             .filter(|(_, blob)| !blob.seen)
@@ -387,7 +391,7 @@ impl BundleReader {
     /// Decides what to do with an entry: its digest and size if it is the next blob to
     /// hand out. Anything else is reported under its own name and its data skipped, as
     /// long as it fits in the declared archive.
-    fn accept(&mut self, header: EntryHeader) -> Option<(Sha256Digest, u64)> {
+    fn accept(&mut self, header: EntryHeader) -> Option<(Digest, u64)> {
         let verdict = match (header.refusal, classify(&header.name)) {
             (Some(refusal), _) => Err(ProblemKind::Refused(refusal)),
             (None, None) => Err(ProblemKind::OutsideLayout),
@@ -430,7 +434,7 @@ impl BundleReader {
         }
     }
 
-    fn start_blob(&mut self, digest: Sha256Digest, size: u64) {
+    fn start_blob(&mut self, digest: Digest, size: u64) {
         let name = blob_entry_name(&digest);
         if self.last_blob.is_some_and(|last| last > digest) {
             self.problems.push(Problem::new(
@@ -521,7 +525,7 @@ impl BundleReader {
         let Some(current) = self.current.as_mut() else {
             return;
         };
-        let actual = Sha256Digest::from_hasher(std::mem::take(&mut current.hasher));
+        let actual = Digest::from_hasher(std::mem::take(&mut current.hasher));
         let name = blob_entry_name(&current.digest);
         current.matched = Some(actual == current.digest);
         if actual != current.digest {
@@ -546,14 +550,14 @@ impl BundleReader {
     fn check_closure(&mut self) {
         struct Present<'a>(&'a BundleReader);
         impl BlobSource for Present<'_> {
-            fn size(&self, digest: &Sha256Digest) -> Option<u64> {
+            fn size(&self, digest: &Digest) -> Option<u64> {
                 self.0
                     .blobs
                     .get(digest)
                     .filter(|blob| blob.seen)
                     .map(|blob| blob.size)
             }
-            fn manifest(&self, digest: &Sha256Digest) -> Option<&[u8]> {
+            fn manifest(&self, digest: &Digest) -> Option<&[u8]> {
                 self.0.manifest_blob(digest)
             }
         }

@@ -1,28 +1,32 @@
 //! Writing a bundle. Every name, size and digest is known from the manifests before a
-//! blob is fetched, so the archive is laid out in advance in a hidden temp file beside
-//! the target: headers and small files are written at once, and each blob is written
-//! exactly once, straight into its place, through a [`BlobSlot`] that any thread or task
-//! may fill. `finish` checks every slot, compresses if asked, and renames into place.
+//! blob is fetched, so the archive is laid out in advance: headers and small files are
+//! written at once, and each blob is written exactly once, straight into its place,
+//! through a [`BlobSlot`] that any thread or task may fill. `finish` checks every slot,
+//! completes the output and renames it into place.
+//!
+//! The output is an [`AtomicFile`] beside the target. A plain `.tar` is laid out in it
+//! directly; a compressed bundle is laid out in an unnamed temp file (nothing to clean up,
+//! nothing with a name that looks like a bundle) and the compressed stream goes to it.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 
 use sha2::{Digest as _, Sha256};
-use tempfile::TempPath;
 
-use super::digest::Sha256Digest;
 use super::follow::{self, Followed};
 use super::layout::{Compression, format_sums, sidecar_path};
 use super::manifest::BundleManifest;
 use super::plan::{BlobRef, BundlePlan, Content, PlanError};
+use super::slots::{FillState, Shared, SlotInfo, SlotState};
 use super::ustar;
+use crate::files::{self, AtomicFile, FileError, Privacy};
+use crate::oci::Digest;
 
 /// Something that stopped a bundle from being written.
 #[derive(Debug, thiserror::Error)]
@@ -37,37 +41,31 @@ pub enum WriteError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     /// A file operation failed.
-    #[error("cannot write {path}")]
-    Io {
-        /// The file concerned.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    File(#[from] FileError),
     /// No slot waits for this blob.
     #[error("blob {digest} has no slot: it is not in the plan, or was given inline")]
     NoSlot {
         /// The blob.
-        digest: Sha256Digest,
+        digest: Digest,
     },
     /// The slot is held by another writer.
     #[error("blob {digest} is already being written")]
     SlotBusy {
         /// The blob.
-        digest: Sha256Digest,
+        digest: Digest,
     },
     /// The slot was filled already.
     #[error("blob {digest} is already written")]
     SlotFilled {
         /// The blob.
-        digest: Sha256Digest,
+        digest: Digest,
     },
     /// More bytes than the plan declared.
     #[error("blob {digest} is longer than its declared {size} bytes")]
     BlobTooLong {
         /// The blob.
-        digest: Sha256Digest,
+        digest: Digest,
         /// Declared size.
         size: u64,
     },
@@ -75,7 +73,7 @@ pub enum WriteError {
     #[error("blob {digest} ended after {written} of its {size} bytes")]
     BlobTooShort {
         /// The blob.
-        digest: Sha256Digest,
+        digest: Digest,
         /// Declared size.
         size: u64,
         /// Bytes written.
@@ -85,22 +83,22 @@ pub enum WriteError {
     #[error("blob {digest} received content with digest {actual}")]
     BlobDigestMismatch {
         /// The blob.
-        digest: Sha256Digest,
+        digest: Digest,
         /// Digest of what was written.
-        actual: Sha256Digest,
+        actual: Digest,
     },
     /// `finish` found blobs never written.
     #[error("{} blob(s) were never written: {}", digests.len(), list(digests))]
     Unfilled {
         /// The blobs missing.
-        digests: Vec<Sha256Digest>,
+        digests: Vec<Digest>,
     },
     /// The writer was dropped while a slot was still being filled.
     #[error("the bundle writer was abandoned")]
     Abandoned,
 }
 
-fn list(digests: &[Sha256Digest]) -> String {
+fn list(digests: &[Digest]) -> String {
     digests
         .iter()
         .map(ToString::to_string)
@@ -108,10 +106,24 @@ fn list(digests: &[Sha256Digest]) -> String {
         .join(", ")
 }
 
+impl WriteError {
+    /// A bad file name is bad input; everything else stops a write that had started.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            WriteError::UnsupportedFileName { .. } => crate::ErrorKind::Input,
+            WriteError::File(error) => error.kind(),
+            _ => crate::ErrorKind::Local,
+        }
+    }
+}
+
+/// Any failure to write the bundle names the bundle, never a temp file.
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
-    move |source| WriteError::Io {
-        path: path.to_owned(),
-        source,
+    move |source| {
+        WriteError::File(FileError::Write {
+            path: path.to_owned(),
+            source,
+        })
     }
 }
 
@@ -125,49 +137,6 @@ pub enum SlotCheck {
     SizeOnly,
 }
 
-/// A blob waiting for content.
-#[derive(Debug)]
-pub(crate) struct SlotInfo {
-    pub(crate) digest: Sha256Digest,
-    pub(crate) data_offset: u64,
-    pub(crate) size: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SlotState {
-    Free,
-    Taken,
-    Filled,
-}
-
-#[derive(Debug)]
-pub(crate) struct FillState {
-    /// One per slot, in archive order.
-    pub(crate) slots: Vec<SlotState>,
-    /// Set when the writer is dropped unfinished.
-    pub(crate) aborted: bool,
-}
-
-/// What the writer, its slots and the follower share.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    /// The laid-out archive.
-    pub(crate) file: File,
-    pub(crate) archive_size: u64,
-    /// Slots in archive order.
-    pub(crate) slots: Vec<SlotInfo>,
-    pub(crate) state: Mutex<FillState>,
-    /// Signalled whenever a slot is filled or the writer is dropped.
-    pub(crate) changed: Condvar,
-}
-
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, FillState> {
-        // The state stays consistent even if a holder panicked: every update is one assignment.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
 /// A bundle file that was written.
 #[derive(Debug, Clone)]
 pub struct WrittenBundle {
@@ -176,7 +145,7 @@ pub struct WrittenBundle {
     /// Its sidecar checksum file.
     pub sidecar: PathBuf,
     /// SHA-256 of the bundle file.
-    pub sha256: Sha256Digest,
+    pub sha256: Digest,
     /// Size of the bundle file.
     pub size: u64,
     /// Size of the uncompressed archive.
@@ -191,38 +160,12 @@ pub struct WrittenBundle {
 #[derive(Debug)]
 pub struct BundleWriter {
     shared: Arc<Shared>,
-    by_digest: HashMap<Sha256Digest, usize>,
+    by_digest: HashMap<Digest, usize>,
     target: PathBuf,
     compression: Compression,
     manifest: BundleManifest,
-    layout_path: Option<TempPath>,
-    compressed_path: Option<TempPath>,
+    output: Option<AtomicFile>,
     follower: Option<JoinHandle<io::Result<Followed>>>,
-}
-
-/// Creates a hidden temp file beside `target`, named after it. It gets the mode a plain
-/// `File::create` would (0666 less the umask), not tempfile's private 0600, since it
-/// becomes the bundle.
-fn temp_beside(target: &Path, extra: &str) -> Result<(File, TempPath), WriteError> {
-    let directory = parent_directory(target);
-    let file_name = target
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    tempfile::Builder::new()
-        .prefix(&format!(".{file_name}{extra}."))
-        .suffix(".partial")
-        .permissions(std::fs::Permissions::from_mode(0o666))
-        .tempfile_in(directory)
-        .map(tempfile::NamedTempFile::into_parts)
-        .map_err(io_error(directory))
-}
-
-fn parent_directory(path: &Path) -> &Path {
-    match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    }
 }
 
 impl BundleWriter {
@@ -234,8 +177,13 @@ impl BundleWriter {
                 path: target.to_owned(),
             })?;
         let layout = plan.lay_out()?;
-        let (file, layout_path) = temp_beside(target, "")?;
-        let fail = io_error(&layout_path);
+        let mut output = AtomicFile::create(target, Privacy::Shared, None)?;
+        let fail = io_error(target);
+        let file = match compression {
+            Compression::None => output.file().try_clone(),
+            _ => tempfile::tempfile_in(files::parent_directory(target)),
+        }
+        .map_err(io_error(target))?;
         // A sparse file of the final size; blobs land in their places later.
         file.set_len(layout.archive_size).map_err(fail)?;
 
@@ -251,15 +199,12 @@ impl BundleWriter {
                 }),
             }
             file.write_all_at(&block, entry.offset)
-                .map_err(io_error(&layout_path))?;
+                .map_err(io_error(target))?;
         }
 
-        let (compressed, compressed_path) = match compression {
-            Compression::None => (None, None),
-            _ => {
-                let (file, path) = temp_beside(target, ".compressed")?;
-                (Some(file), Some(path))
-            }
+        let compressed = match compression {
+            Compression::None => None,
+            _ => Some(output.file().try_clone().map_err(io_error(target))?),
         };
         let by_digest = slots
             .iter()
@@ -277,15 +222,14 @@ impl BundleWriter {
             changed: Condvar::new(),
         });
         let follower = follow::spawn(Arc::clone(&shared), compression, compressed)
-            .map_err(io_error(&layout_path))?;
+            .map_err(io_error(target))?;
         Ok(Self {
             shared,
             by_digest,
             target: target.to_owned(),
             compression,
             manifest: layout.manifest,
-            layout_path: Some(layout_path),
-            compressed_path,
+            output: Some(output),
             follower: Some(follower),
         })
     }
@@ -318,7 +262,7 @@ impl BundleWriter {
 
     /// Takes the slot of one blob. A slot dropped before [`BlobSlot::finish`] succeeds
     /// can be taken again (to retry a failed download from the start).
-    pub fn slot(&self, digest: &Sha256Digest, check: SlotCheck) -> Result<BlobSlot, WriteError> {
+    pub fn slot(&self, digest: &Digest, check: SlotCheck) -> Result<BlobSlot, WriteError> {
         let index = *self
             .by_digest
             .get(digest)
@@ -341,7 +285,7 @@ impl BundleWriter {
     /// Checks that every slot was filled, completes the output, renames it into place
     /// and writes the sidecar `BUNDLE.sha256`.
     pub fn finish(mut self) -> Result<WrittenBundle, WriteError> {
-        let unfilled: Vec<Sha256Digest> = self.pending().iter().map(|b| b.digest).collect();
+        let unfilled: Vec<Digest> = self.pending().iter().map(|b| b.digest).collect();
         if !unfilled.is_empty() {
             return Err(WriteError::Unfilled { digests: unfilled });
         }
@@ -355,19 +299,8 @@ impl BundleWriter {
             return Err(WriteError::Abandoned);
         }
 
-        let synced = match &followed.compressed {
-            Some(file) => file.sync_all(),
-            None => self.shared.file.sync_all(),
-        };
-        synced.map_err(io_error(&self.target))?;
-        let temp = match followed.compressed {
-            Some(_) => self.compressed_path.take(),
-            None => self.layout_path.take(),
-        };
-        if let Some(temp) = temp {
-            temp.persist(&self.target)
-                .map_err(|error| io_error(&self.target)(error.error))?;
-        }
+        drop(followed.compressed);
+        self.output.take().ok_or(WriteError::Abandoned)?.commit()?;
 
         let sidecar = sidecar_path(&self.target);
         let file_name = self
@@ -375,17 +308,11 @@ impl BundleWriter {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let (mut sidecar_file, sidecar_temp) = temp_beside(&sidecar, "")?;
-        sidecar_file
-            .write_all(&format_sums([(file_name.as_str(), &followed.sha256)]))
-            .and_then(|()| sidecar_file.sync_all())
-            .map_err(io_error(&sidecar_temp))?;
-        sidecar_temp
-            .persist(&sidecar)
-            .map_err(|error| io_error(&sidecar)(error.error))?;
-        // Makes the renames durable; some file systems cannot sync a directory, and the
-        // bundle is complete either way.
-        let _ = File::open(parent_directory(&self.target)).and_then(|dir| dir.sync_all());
+        files::write_atomic(
+            &sidecar,
+            &format_sums([(file_name.as_str(), &followed.sha256)]),
+            Privacy::Shared,
+        )?;
 
         Ok(WrittenBundle {
             path: self.target.clone(),
@@ -451,7 +378,7 @@ impl BlobSlot {
     }
 
     /// The blob's digest.
-    pub fn digest(&self) -> &Sha256Digest {
+    pub fn digest(&self) -> &Digest {
         &self.info().digest
     }
 
@@ -477,7 +404,7 @@ impl BlobSlot {
             });
         }
         if let Some(hasher) = self.hasher.take() {
-            let actual = Sha256Digest::from_hasher(hasher);
+            let actual = Digest::from_hasher(hasher);
             if actual != digest {
                 return Err(WriteError::BlobDigestMismatch { digest, actual });
             }

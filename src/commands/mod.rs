@@ -9,15 +9,14 @@ mod completions;
 mod inspect;
 mod progress;
 mod render;
+mod settings;
 mod unpack;
 mod validate;
 mod verify;
 
 use crate::cli::{Cli, Command};
 use std::process::ExitCode;
-use velero_airgap::build::BuildError;
-use velero_airgap::registry::RegistryError;
-use velero_airgap::unpack::UnpackError;
+use velero_airgap::ErrorKind;
 
 /// How a command that ran to the end came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +78,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
         quiet: cli.quiet,
         verbose: cli.verbose,
     };
+    init_tracing(output);
     match cli.command {
         Command::Validate(args) => validate::run(args, output),
         Command::Render(args) => render::run(args, output),
@@ -95,46 +95,70 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitStatus> {
 pub struct Output {
     /// Nothing but errors.
     pub quiet: bool,
-    /// More detail.
-    pub verbose: bool,
+    /// More detail: 1 for decisions, 2 for HTTP-level events too.
+    pub verbose: u8,
 }
 
-/// The exit code for an error, from the most specific cause in its chain.
+/// `-v` shows the library's decisions (`debug` events), `-vv` every request (`trace`);
+/// by default only what the commands print themselves.
+fn init_tracing(output: Output) {
+    let level = match output.verbose {
+        _ if output.quiet => tracing::Level::ERROR,
+        0 => return,
+        1 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+/// The exit code for an error: the class of the library error at the head of the chain
+/// (each error type's `kind()` looks through what it wraps).
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    for cause in err.chain() {
-        if cause.is::<Interrupted>() {
-            return 130;
-        }
-        // Transparent wrappers hand their inner error's source to the chain, so
-        // the registry error itself is found through them.
-        let registry = match (
-            cause.downcast_ref::<BuildError>(),
-            cause.downcast_ref::<UnpackError>(),
-        ) {
-            (Some(BuildError::Registry(err)), _) | (_, Some(UnpackError::Registry(err))) => {
-                Some(err)
-            }
-            _ => cause.downcast_ref::<RegistryError>(),
-        };
-        if let Some(err) = registry {
-            return if err.is_network_or_auth() { 3 } else { 1 };
-        }
-        match cause.downcast_ref::<UnpackError>() {
-            Some(UnpackError::Containerd(_)) => return 3,
-            Some(UnpackError::Space { .. }) => return 4,
-            _ => {}
-        }
-        if let Some(err) = cause.downcast_ref::<std::io::Error>() {
-            // A file the user named that is not there is bad input, not a local
-            // I/O failure like a full disk.
-            return if err.kind() == std::io::ErrorKind::NotFound {
-                1
-            } else {
-                4
-            };
-        }
+    if err.chain().any(|cause| cause.is::<Interrupted>()) {
+        return 130;
     }
-    1
+    let kind = err.chain().find_map(kind_of);
+    match kind {
+        Some(ErrorKind::Input) | None => 1,
+        Some(ErrorKind::Remote) => 3,
+        Some(ErrorKind::Local) => 4,
+    }
+}
+
+/// The class of one error of the library, if it is one.
+fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
+    use velero_airgap::{bundle, config, files, pack, registry, sign, unpack, verify};
+    macro_rules! kind {
+        ($($error:ty),*) => {
+            $(if let Some(error) = cause.downcast_ref::<$error>() {
+                return Some(error.kind());
+            })*
+        };
+    }
+    kind!(
+        pack::PackError,
+        unpack::UnpackError,
+        verify::VerifyError,
+        registry::RegistryError,
+        bundle::ReadError,
+        bundle::WriteError,
+        files::FileError,
+        config::ConfigError,
+        sign::SignError
+    );
+    if let Some(error) = cause.downcast_ref::<std::io::Error>() {
+        // Output written by the commands themselves (stdout, `render -o`).
+        return Some(match error.kind() {
+            std::io::ErrorKind::NotFound => ErrorKind::Input,
+            _ => ErrorKind::Local,
+        });
+    }
+    None
 }
 
 /// Whether the error is a write to a closed pipe.
@@ -146,29 +170,19 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
-/// Writes `contents` to `path` atomically (temp file beside it, then rename),
-/// or to stdout when `path` is `None`.
+/// Writes `contents` to `path` atomically, or to stdout when `path` is `None`.
 pub fn write_output(path: Option<&std::path::Path>, contents: &[u8]) -> anyhow::Result<()> {
-    use anyhow::Context;
     use std::io::Write;
-    let Some(path) = path else {
-        let mut stdout = std::io::stdout().lock();
-        stdout.write_all(contents)?;
-        return Ok(stdout.flush()?);
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".velero-airgap-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(contents)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path)
-        .map_err(|e| e.error)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    match path {
+        Some(path) => Ok(velero_airgap::files::write_atomic(
+            path,
+            contents,
+            velero_airgap::files::Privacy::Shared,
+        )?),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(contents)?;
+            Ok(stdout.flush()?)
+        }
+    }
 }

@@ -1,13 +1,16 @@
 //! `velero-airgap render`: Velero's Helm values for a config.
 
+use super::settings;
 use super::{ExitStatus, Output};
-use crate::cli::{InstallArgs, Mode, RenderArgs};
+use crate::cli::{Mode, RenderArgs};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use velero_airgap::config::ClusterConfig;
+use velero_airgap::oci::Digest;
+use velero_airgap::reference::Reference;
 use velero_airgap::release;
 use velero_airgap::validate::{self, Severity};
-use velero_airgap::values::{self, ProxySettings};
+use velero_airgap::values::{self, RenderInput};
 
 /// Runs `render`. A config with validation errors is refused: values rendered
 /// from it would be wrong in ways the chart would not notice.
@@ -35,15 +38,15 @@ pub fn run(args: RenderArgs, output: Output) -> anyhow::Result<ExitStatus> {
             path.display()
         );
     }
-    if output.verbose {
+    if output.verbose > 0 {
         for finding in &findings {
             eprintln!("{}: {finding}", path.display());
         }
     }
-    let input = validate::render_input(
+    let input = RenderInput::from_config(
         &config,
         release,
-        proxy_settings(&args.install),
+        settings::proxy_settings(&args.install),
         args.install.host_ca_bundle.clone(),
     );
     let rendered =
@@ -62,27 +65,18 @@ pub fn run(args: RenderArgs, output: Output) -> anyhow::Result<ExitStatus> {
 
 /// Canonical reference → digest, from a bundle's image lock (its leading
 /// entries only).
-fn lock_pins(bundle: &std::path::Path) -> anyhow::Result<BTreeMap<String, String>> {
+fn lock_pins(bundle: &std::path::Path) -> anyhow::Result<BTreeMap<Reference, Digest>> {
     let reader = velero_airgap::bundle::BundleReader::open(bundle)
         .with_context(|| format!("cannot read the image lock of {}", bundle.display()))?;
-    Ok(reader
+    reader
         .bundle()
         .images
         .iter()
         .map(|image| {
-            (
-                image.image.canonical_reference.clone(),
-                image.image.digest.to_string(),
-            )
+            Ok((
+                Reference::parse(&image.image.canonical_reference)?,
+                image.image.digest,
+            ))
         })
-        .collect())
-}
-
-/// The install-time proxy flags as render input.
-pub fn proxy_settings(install: &InstallArgs) -> ProxySettings {
-    ProxySettings {
-        http_proxy: install.http_proxy.clone(),
-        https_proxy: install.https_proxy.clone(),
-        no_proxy: install.no_proxy.clone(),
-    }
+        .collect()
 }

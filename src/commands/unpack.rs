@@ -1,75 +1,14 @@
 //! `velero-airgap unpack`: verify, load into one target, write the values.
 
 use super::progress::{Progress, human_bytes};
+use super::settings;
 use super::{ExitStatus, Output};
 use crate::cli::UnpackArgs;
-use crate::commands::build::signature_policy;
-use crate::commands::render::proxy_settings;
-use crate::commands::verify::bundle_keys;
-use anyhow::Context;
-use std::io::Read;
-use velero_airgap::registry::{BasicCredentials, RegistryOptions};
-use velero_airgap::unpack::{self, Event, InstallSettings, Target, UnpackRequest};
+use velero_airgap::unpack::{self, Event};
 
 /// Runs `unpack`.
 pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
-    let target = if let Some(address) = &args.target.registry {
-        let credentials = match &args.username {
-            Some(username) => {
-                let mut password = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut password)
-                    .context("cannot read the password from standard input")?;
-                Some(BasicCredentials {
-                    username: username.clone(),
-                    password: password.trim_end_matches(['\n', '\r']).to_string(),
-                })
-            }
-            None => None,
-        };
-        Target::Registry {
-            address: address.clone(),
-            options: RegistryOptions {
-                insecure: if args.insecure {
-                    vec![address.clone()]
-                } else {
-                    vec![]
-                },
-                ca_files: args.ca_file.clone(),
-                docker_config: args.docker_config.clone(),
-                retries: args.retries,
-                ..RegistryOptions::default()
-            },
-            credentials,
-        }
-    } else if let Some(socket) = &args.target.containerd {
-        Target::Containerd {
-            socket: socket.clone(),
-            namespace: args.namespace.clone(),
-        }
-    } else if let Some(dir) = &args.target.k0s_images_dir {
-        Target::K0sImagesDir(dir.clone())
-    } else {
-        anyhow::bail!("give one of --registry, --containerd or --k0s-images-dir");
-    };
-    let request = UnpackRequest {
-        bundle: args.bundle.clone(),
-        target,
-        values_out: Some(args.values_out.clone()),
-        local_registry: args.local_registry.clone(),
-        install: InstallSettings {
-            proxy: proxy_settings(&args.install),
-            host_ca_bundle: args.install.host_ca_bundle.clone(),
-        },
-        jobs: args.jobs.max(1),
-        dry_run: args.dry_run,
-        audit_log: args.audit_log.clone(),
-        staging_dir: args.staging_dir.clone(),
-        bundle_keys: bundle_keys(&args.bundle_key)?,
-        signatures: signature_policy(&args.signatures)?,
-        cancel: Default::default(),
-    };
-
+    let request = settings::unpack_request(&args)?;
     let progress = Progress::new(output, args.json, "verifying");
     let on_event = |event| draw(&progress, event);
     let started = std::time::Instant::now();

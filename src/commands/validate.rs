@@ -1,34 +1,19 @@
 //! `velero-airgap validate`: print every finding, exit 1 on errors (and on
 //! warnings with `--strict`).
 
+use super::settings;
 use super::{ExitStatus, Output};
 use crate::cli::ValidateArgs;
-use crate::commands::build::{registry_options, signature_policy};
-use velero_airgap::build::{self, BuildRequest, OnlineResult};
-use velero_airgap::registry::PlatformSelection;
-use velero_airgap::release::{self, Release};
+use velero_airgap::pack::online::{self, OnlineResult};
+use velero_airgap::release;
 use velero_airgap::sign::SignatureStatus;
 use velero_airgap::validate::{self, Severity};
 
 /// `--online`: every image resolved (manifests only) through the registry flags.
-fn online(args: &ValidateArgs, release: Release) -> anyhow::Result<Vec<OnlineResult>> {
-    let request = BuildRequest {
-        config: args.config.config.clone(),
-        release,
-        proxy: Default::default(),
-        host_ca_bundle: None,
-        platforms: PlatformSelection::parse(&args.platform)?,
-        registry: registry_options(&args.registry)?,
-        jobs: args.registry.jobs.max(1),
-        cache_dir: None,
-        allow_secrets: true,
-        output: Default::default(),
-        signatures: signature_policy(&args.signatures)?,
-        sign_key: None,
-        cancel: Default::default(),
-    };
-    super::run_async(request.cancel.clone(), async {
-        Ok(build::check_online(&request).await?)
+fn online(args: &ValidateArgs) -> anyhow::Result<Vec<OnlineResult>> {
+    let request = settings::online_request(args)?;
+    super::run_async(Default::default(), async {
+        Ok(online::check_online(&request).await?)
     })
 }
 
@@ -46,7 +31,7 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
         .count();
     let warnings = findings.len() - errors;
     let online_results = if args.online && errors == 0 {
-        Some(online(&args, options.release)?)
+        Some(online(&args)?)
     } else {
         None
     };
@@ -81,7 +66,9 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
                     eprintln!(
                         "{file}: online: {} resolves to {}{signature}",
                         result.reference,
-                        result.digest.as_deref().unwrap_or("?")
+                        result
+                            .digest
+                            .map_or_else(|| "?".to_string(), |d| d.to_string())
                     );
                 }
                 _ => {}

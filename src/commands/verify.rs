@@ -1,41 +1,32 @@
-//! `velero-airgap verify`: one streaming pass; every problem by entry name.
+//! `velero-airgap verify`: one streaming pass, the bundle signature and the stored image
+//! signatures; every problem by entry name.
 
+use velero_airgap::bundle::{BlobStore, SidecarStatus};
+use velero_airgap::sign::SignatureStatus;
+use velero_airgap::verify;
+
+use super::settings;
 use super::{ExitStatus, Output};
 use crate::cli::VerifyArgs;
-use crate::commands::build::signature_policy;
-use velero_airgap::bundle::{self, SidecarStatus};
-use velero_airgap::sign::{KeySet, SignatureStatus};
-use velero_airgap::unpack::signatures::{
-    SignatureReport, check_bundle_images, check_bundle_signature,
-};
-
-/// The `--bundle-key` keys, loaded.
-pub fn bundle_keys(paths: &[std::path::PathBuf]) -> anyhow::Result<Option<KeySet>> {
-    Ok(if paths.is_empty() {
-        None
-    } else {
-        Some(KeySet::load(paths)?)
-    })
-}
 
 /// Runs `verify`.
 pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
-    let keys = bundle_keys(&args.bundle_key)?;
-    let policy = signature_policy(&args.signatures)?;
-    let (report, verified) = bundle::verify_keeping(&args.bundle)?;
-    let mut signatures = SignatureReport::default();
-    if let Some(verified) = verified.filter(|_| report.is_ok()) {
-        if let (Some(keys), Some(sha256)) = (&keys, &report.sha256) {
-            signatures.bundle_key_fingerprint =
-                Some(check_bundle_signature(&args.bundle, sha256, keys)?);
-        }
-        if policy.checks() || policy.require_all || !policy.require.is_empty() {
-            signatures.images =
-                check_bundle_images(&args.bundle, report.compression, &verified, &policy)?;
-        }
+    let options = settings::verify_options(&args)?;
+    let verification = verify::verify(&args.bundle, &options)?;
+    let report = &verification.report;
+    let mut signatures = verification.signatures.clone();
+    if let Some(content) = verification.content.as_ref().filter(|_| report.is_ok())
+        && verify::checks_images(&options.signatures)
+    {
+        let store = BlobStore::open(&args.bundle, report.compression, &std::env::temp_dir())
+            .map_err(|source| velero_airgap::files::FileError::Read {
+                path: args.bundle.clone(),
+                source,
+            })?;
+        signatures.images = verify::check_image_signatures(content, &store, &options.signatures)?;
     }
     if args.json {
-        let mut json = serde_json::to_value(&report)?;
+        let mut json = serde_json::to_value(report)?;
         json["signatures"] = serde_json::to_value(&signatures)?;
         let json = serde_json::to_string_pretty(&json)?;
         super::write_output(None, format!("{json}\n").as_bytes())?;

@@ -7,8 +7,6 @@ use std::path::PathBuf;
 
 use containerd_client::tonic;
 
-use crate::reference::DigestError;
-
 /// Shorthand for results of this module.
 pub type Result<T, E = ContainerdError> = std::result::Result<T, E>;
 
@@ -45,15 +43,6 @@ pub enum ContainerdError {
     InvalidNamespace {
         /// The namespace given.
         namespace: String,
-    },
-    /// A digest given to the import is malformed.
-    #[error("cannot import blob {digest:?}")]
-    InvalidDigest {
-        /// The digest as given.
-        digest: String,
-        /// Why it is refused.
-        #[source]
-        source: DigestError,
     },
     /// A call that is not about one blob or image failed (version, introspection, lease).
     #[error(
@@ -145,12 +134,12 @@ pub enum ContainerdError {
     #[error("manifest {digest} ({media_type}) is not valid JSON of its media type")]
     Manifest {
         /// The manifest's digest.
-        digest: String,
+        digest: crate::oci::Digest,
         /// The media type it was given as.
-        media_type: String,
-        /// The JSON error.
+        media_type: crate::oci::MediaType,
+        /// Why it is not a manifest.
         #[source]
-        source: serde_json::Error,
+        source: crate::oci::ManifestError,
     },
     /// Creating or updating an image name failed.
     #[error("containerd at {socket} failed to {operation} image {name}: {hint}")]

@@ -29,7 +29,6 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::Containerd;
 use super::error::{self, ContainerdError, Result};
-use crate::reference::validate_digest;
 
 /// How long an import's lease lives when the process dies before [`Import::finish`].
 pub const DEFAULT_LEASE_EXPIRY: Duration = Duration::from_secs(60 * 60);
@@ -74,17 +73,6 @@ pub enum ImageOutcome {
     Updated,
     /// The name already pointed at the target with the labels.
     Unchanged,
-}
-
-/// The manifest or index an image name points at.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageTarget {
-    /// Its media type, e.g. `application/vnd.oci.image.index.v1+json`.
-    pub media_type: String,
-    /// Its digest, `sha256:…`.
-    pub digest: String,
-    /// Its size in bytes.
-    pub size: u64,
 }
 
 /// An import in progress: everything written through it is held by its lease until
@@ -141,8 +129,12 @@ impl Import {
     /// (so the garbage collector cannot take it before its image is named) and is given any of
     /// `labels` it lacks: pass a manifest's [`gc_labels`](super::gc_labels), which an earlier
     /// import by another tool may not have set.
-    pub async fn has_blob(&self, digest: &str, labels: &BTreeMap<String, String>) -> Result<bool> {
-        checked_digest(digest)?;
+    pub async fn has_blob(
+        &self,
+        digest: &crate::oci::Digest,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<bool> {
+        let digest = &digest.to_string();
         match self.info(digest).await? {
             Some(info) => {
                 self.hold(digest).await?;
@@ -159,7 +151,7 @@ impl Import {
     /// give exactly `size` bytes, and they must hash to `digest`.
     pub async fn write_blob<R>(
         &self,
-        digest: &str,
+        digest: &crate::oci::Digest,
         size: u64,
         labels: &BTreeMap<String, String>,
         mut reader: R,
@@ -167,7 +159,7 @@ impl Import {
     where
         R: AsyncRead + Unpin,
     {
-        checked_digest(digest)?;
+        let digest = &digest.to_string();
         let total = wire_size(size);
         let Some((sender, responses)) = self.open_write(digest, total).await? else {
             return self.already_present(digest, labels).await;
@@ -208,10 +200,9 @@ impl Import {
     pub async fn set_image(
         &self,
         name: &str,
-        target: &ImageTarget,
+        target: &crate::oci::Descriptor,
         labels: &BTreeMap<String, String>,
     ) -> Result<ImageOutcome> {
-        checked_digest(&target.digest)?;
         let image_error = |operation, source: tonic::Status| ContainerdError::Image {
             socket: self.client.socket.clone(),
             name: name.to_owned(),
@@ -223,8 +214,8 @@ impl Import {
             name: name.to_owned(),
             labels: labels.clone().into_iter().collect(),
             target: Some(Descriptor {
-                media_type: target.media_type.clone(),
-                digest: target.digest.clone(),
+                media_type: target.media_type.to_string(),
+                digest: target.digest.to_string(),
                 size: wire_size(target.size),
                 annotations: HashMap::new(),
             }),
@@ -569,14 +560,6 @@ fn is_locked(status: &tonic::Status) -> bool {
 /// containerd's own size check to refuse one.
 fn wire_size(size: u64) -> i64 {
     i64::try_from(size).unwrap_or(i64::MAX)
-}
-
-/// Refuses a malformed digest before it reaches containerd (or an ingest ref).
-fn checked_digest(digest: &str) -> Result<()> {
-    validate_digest(digest).map_err(|source| ContainerdError::InvalidDigest {
-        digest: digest.to_owned(),
-        source,
-    })
 }
 
 #[cfg(test)]

@@ -9,92 +9,47 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use super::error::{ContainerdError, Result};
-use crate::reference::validate_digest;
+use crate::oci::{Digest, Manifest, MediaType};
 
 /// The prefix of every content reference label.
 const GC_REF_CONTENT: &str = "containerd.io/gc.ref.content";
 
-/// Media types whose children are a config and layers.
-const MANIFEST_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
-
-/// Media types whose children are manifests.
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-
-/// The part of a descriptor that the labels need.
-#[derive(Deserialize)]
-struct Child {
-    digest: String,
-}
-
-/// The children of an image manifest.
-#[derive(Deserialize)]
-struct Manifest {
-    config: Child,
-    #[serde(default)]
-    layers: Vec<Child>,
-}
-
-/// The children of an index.
-#[derive(Deserialize)]
-struct Index {
-    #[serde(default)]
-    manifests: Vec<Child>,
-}
-
-/// Whether blobs of `media_type` are manifests or indexes, whose children need GC labels.
-pub fn is_manifest(media_type: &str) -> bool {
-    MANIFEST_TYPES.contains(&media_type) || INDEX_TYPES.contains(&media_type)
-}
-
 /// The labels a manifest or index blob must carry so that its children outlive the import:
-/// `containerd.io/gc.ref.content.config` and `…l.<i>` for the layers of an image manifest,
-/// `…m.<i>` for the manifests of an index (OCI and Docker media types alike). Blobs of any
-/// other media type (configs, layers) get no labels. `digest` only names the blob in errors.
+/// `…config` and `…l.<i>` for the config and layers of an image manifest, `…m.<i>` for the
+/// manifests of an index (OCI and Docker media types alike). Blobs of any other media type
+/// (configs, layers) get no labels. `digest` only names the blob in errors.
 pub fn gc_labels(
-    digest: &str,
-    media_type: &str,
+    digest: &Digest,
+    media_type: &MediaType,
     manifest: &[u8],
 ) -> Result<BTreeMap<String, String>> {
-    let invalid = |source| ContainerdError::Manifest {
-        digest: digest.to_owned(),
-        media_type: media_type.to_owned(),
-        source,
-    };
     let mut labels = BTreeMap::new();
-    if MANIFEST_TYPES.contains(&media_type) {
-        let manifest: Manifest = serde_json::from_slice(manifest).map_err(invalid)?;
-        labels.insert(
-            format!("{GC_REF_CONTENT}.config"),
-            checked(manifest.config.digest)?,
-        );
-        for (i, layer) in manifest.layers.into_iter().enumerate() {
-            labels.insert(format!("{GC_REF_CONTENT}.l.{i}"), checked(layer.digest)?);
+    if media_type.manifest_kind().is_none() {
+        return Ok(labels);
+    }
+    let (_, parsed) = Manifest::parse(manifest).map_err(|source| ContainerdError::Manifest {
+        digest: *digest,
+        media_type: media_type.clone(),
+        source,
+    })?;
+    match parsed {
+        Manifest::Image { config, layers } => {
+            labels.insert(
+                format!("{GC_REF_CONTENT}.config"),
+                config.digest.to_string(),
+            );
+            for (i, layer) in layers.iter().enumerate() {
+                labels.insert(format!("{GC_REF_CONTENT}.l.{i}"), layer.digest.to_string());
+            }
         }
-    } else if INDEX_TYPES.contains(&media_type) {
-        let index: Index = serde_json::from_slice(manifest).map_err(invalid)?;
-        for (i, child) in index.manifests.into_iter().enumerate() {
-            labels.insert(format!("{GC_REF_CONTENT}.m.{i}"), checked(child.digest)?);
+        Manifest::Index(children) => {
+            for (i, child) in children.iter().enumerate() {
+                labels.insert(format!("{GC_REF_CONTENT}.m.{i}"), child.digest.to_string());
+            }
         }
     }
     Ok(labels)
-}
-
-/// A child digest, refused when malformed: containerd would ignore such a label silently and
-/// collect the child.
-fn checked(digest: String) -> Result<String> {
-    match validate_digest(&digest) {
-        Ok(()) => Ok(digest),
-        Err(source) => Err(ContainerdError::InvalidDigest { digest, source }),
-    }
 }
 
 #[cfg(test)]
@@ -103,6 +58,14 @@ mod tests {
 
     fn digest(c: char) -> String {
         format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    fn labels(media_type: &str, manifest: &[u8]) -> Result<BTreeMap<String, String>> {
+        gc_labels(
+            &digest('f').parse().unwrap(),
+            &MediaType::new(media_type),
+            manifest,
+        )
     }
 
     #[test]
@@ -116,8 +79,7 @@ mod tests {
                 {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest('b'), "size": 4},
             ],
         });
-        let labels = gc_labels(
-            &digest('f'),
+        let labels = labels(
             "application/vnd.oci.image.manifest.v1+json",
             manifest.to_string().as_bytes(),
         )
@@ -145,8 +107,7 @@ mod tests {
                  "platform": {"os": "linux", "architecture": "arm64"}},
             ],
         });
-        let labels = gc_labels(
-            &digest('f'),
+        let labels = labels(
             "application/vnd.docker.distribution.manifest.list.v2+json",
             list.to_string().as_bytes(),
         )
@@ -159,19 +120,15 @@ mod tests {
     #[test]
     fn docker_manifest_without_layers_labels_config_only() {
         let manifest = format!(
-            r#"{{"schemaVersion":2,"config":{{"digest":"{}"}}}}"#,
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{}","size":2}}}}"#,
             digest('c')
         );
-        let labels = gc_labels(
-            &digest('f'),
+        let labels = labels(
             "application/vnd.docker.distribution.manifest.v2+json",
             manifest.as_bytes(),
         )
         .expect("labels");
         assert_eq!(labels.len(), 1);
-        assert!(is_manifest(
-            "application/vnd.docker.distribution.manifest.v2+json"
-        ));
     }
 
     #[test]
@@ -180,16 +137,17 @@ mod tests {
             "application/vnd.oci.image.config.v1+json",
             "application/vnd.oci.image.layer.v1.tar+gzip",
         ] {
-            assert!(!is_manifest(media_type));
-            let labels = gc_labels(&digest('f'), media_type, b"not json").expect("no parse");
-            assert!(labels.is_empty());
+            assert!(
+                labels(media_type, b"not json")
+                    .expect("no parse")
+                    .is_empty()
+            );
         }
     }
 
     #[test]
     fn broken_manifest_names_its_digest() {
-        let error = gc_labels(
-            &digest('f'),
+        let error = labels(
             "application/vnd.oci.image.index.v1+json",
             b"{\"manifests\": 3}",
         )
@@ -199,13 +157,13 @@ mod tests {
 
     #[test]
     fn malformed_child_digest_is_refused() {
-        let manifest = r#"{"config":{"digest":"sha256:nothex"}}"#;
-        let error = gc_labels(
-            &digest('f'),
+        let manifest =
+            r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:nothex","size":1}}"#;
+        let error = labels(
             "application/vnd.oci.image.manifest.v1+json",
             manifest.as_bytes(),
         )
         .expect_err("bad child digest");
-        assert!(matches!(error, ContainerdError::InvalidDigest { .. }));
+        assert!(matches!(error, ContainerdError::Manifest { .. }));
     }
 }

@@ -32,10 +32,10 @@ use containerd_client::tonic::metadata::AsciiMetadataValue;
 use containerd_client::tonic::transport::Channel;
 use containerd_client::tonic::{self, Request};
 
-pub use crate::registry::Platform;
+pub use crate::oci::Platform;
 pub use error::{ContainerdError, Result};
-pub use import::{BlobOutcome, DEFAULT_LEASE_EXPIRY, ImageOutcome, ImageTarget, Import};
-pub use labels::{gc_labels, is_manifest};
+pub use import::{BlobOutcome, DEFAULT_LEASE_EXPIRY, ImageOutcome, Import};
+pub use labels::gc_labels;
 
 /// The namespace kubelet's CRI plugin uses, and so the default for `--namespace`.
 pub const DEFAULT_NAMESPACE: &str = "k8s.io";

@@ -6,6 +6,8 @@
 
 use std::path::PathBuf;
 
+use crate::ErrorKind;
+
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 
 /// An error raised while talking to a registry or interpreting what it served.
@@ -29,13 +31,8 @@ pub enum RegistryError {
         reason: String,
     },
     /// A platform specification is malformed.
-    #[error("invalid platform {spec:?}: {reason}")]
-    InvalidPlatform {
-        /// The platform as given.
-        spec: String,
-        /// What is wrong with it.
-        reason: String,
-    },
+    #[error(transparent)]
+    InvalidPlatform(#[from] crate::oci::PlatformError),
     /// A CA file could not be read or holds no PEM certificate.
     #[error("cannot use CA file {path}: {reason}")]
     CaFile {
@@ -220,53 +217,30 @@ fn auth_hint(had_credentials: bool) -> &'static str {
     }
 }
 
-/// The broad class of a [`RegistryError`], for choosing an exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
-    /// Bad input: reference, mirror, platform, CA file or Docker config.
-    Input,
-    /// The registry could not be reached, refused access, or lacks the content.
-    NetworkOrAuth,
-    /// Content failed its digest or size check.
-    Integrity,
-    /// A requested platform is missing from an image.
-    MissingPlatform,
-    /// The manifest is of a kind this tool does not handle.
-    Unsupported,
-    /// The caller's blob sink failed.
-    Sink,
-    /// The caller's blob source (for a push) failed.
-    Source,
-}
-
 impl RegistryError {
-    /// The broad class of this error.
+    /// The class of this error: bad input, a remote failure, or a local one (the
+    /// caller's blob source or sink).
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::InvalidReference { .. }
             | Self::InvalidMirror { .. }
-            | Self::InvalidPlatform { .. }
+            | Self::InvalidPlatform(_)
             | Self::CaFile { .. }
             | Self::TlsSetup { .. }
             | Self::DockerConfig { .. }
-            | Self::Credentials { .. } => ErrorKind::Input,
+            | Self::Credentials { .. }
+            | Self::DigestMismatch { .. }
+            | Self::SizeMismatch { .. }
+            | Self::MissingPlatform { .. }
+            | Self::UnsupportedManifest { .. } => ErrorKind::Input,
             Self::AuthRefused { .. }
             | Self::NotFound { .. }
             | Self::Network { .. }
             | Self::Tls { .. }
             | Self::Server { .. }
-            | Self::Protocol { .. } => ErrorKind::NetworkOrAuth,
-            Self::DigestMismatch { .. } | Self::SizeMismatch { .. } => ErrorKind::Integrity,
-            Self::MissingPlatform { .. } => ErrorKind::MissingPlatform,
-            Self::UnsupportedManifest { .. } => ErrorKind::Unsupported,
-            Self::Sink { .. } => ErrorKind::Sink,
-            Self::Source { .. } => ErrorKind::Source,
+            | Self::Protocol { .. } => ErrorKind::Remote,
+            Self::Sink { .. } | Self::Source { .. } => ErrorKind::Local,
         }
-    }
-
-    /// Whether this is a network, TLS or authentication problem (the binary's exit code 3).
-    pub fn is_network_or_auth(&self) -> bool {
-        self.kind() == ErrorKind::NetworkOrAuth
     }
 }
 
@@ -520,6 +494,6 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains("registry.example.com"), "{text}");
         assert!(!text.contains("hunter2"), "{text}");
-        assert!(error.is_network_or_auth());
+        assert_eq!(error.kind(), ErrorKind::Remote);
     }
 }

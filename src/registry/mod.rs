@@ -13,9 +13,7 @@
 
 mod credentials;
 mod error;
-mod manifest;
 mod mirror;
-mod platform;
 mod push;
 mod resolve;
 mod signature;
@@ -35,14 +33,13 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::sync::OnceCell;
 
+use crate::oci::{Content, Descriptor, Digest, MediaType, PlatformSelection};
 use credentials::DockerConfig;
 use error::{Failure, RequestContext};
 use mirror::Mirrors;
 
-pub use error::{ErrorKind, RegistryError};
-pub use manifest::{Content, DOCKER_LIST, DOCKER_MANIFEST, Descriptor, OCI_INDEX, OCI_MANIFEST};
+pub use error::RegistryError;
 pub use mirror::Mirror;
-pub use platform::{Platform, PlatformSelection};
 pub use push::{
     BasicCredentials, PushAction, PushEvent, PushImage, PushReport, PushedImage, Pusher,
 };
@@ -86,9 +83,9 @@ impl Default for RegistryOptions {
 #[derive(Debug, Clone)]
 pub struct ResolvedImage {
     /// The canonical reference, as given to [`Registry::resolve`].
-    pub canonical: String,
+    pub canonical: crate::reference::Reference,
     /// The reference actually pulled from (differs from `canonical` through a mirror).
-    pub source: String,
+    pub source: crate::reference::Reference,
     /// The descriptor for the bundle's `index.json`: the pinned platform manifest, the
     /// source index (`all`), the filtered index (a platform list), or the single manifest.
     pub top: Descriptor,
@@ -183,21 +180,29 @@ impl Registry {
     /// image without an index must match every requested platform (read from its config).
     pub async fn resolve(
         &self,
-        canonical: &str,
+        canonical: &crate::reference::Reference,
         platforms: &PlatformSelection,
     ) -> Result<ResolvedImage, RegistryError> {
-        let canonical_reference =
-            Reference::try_from(canonical).map_err(|source| RegistryError::InvalidReference {
-                reference: canonical.to_string(),
+        let text = canonical.to_string();
+        let canonical_reference = Reference::try_from(text.as_str()).map_err(|source| {
+            RegistryError::InvalidReference {
+                reference: text.clone(),
                 source,
-            })?;
+            }
+        })?;
         let source = self.mirrors.rewrite(&canonical_reference)?;
-        let session = self.session(canonical, &source).await?;
+        let session = self.session(&text, &source).await?;
         session.authenticate().await?;
         let resolved = resolve::resolve(&session, platforms).await?;
+        let source_text = source.to_string();
         Ok(ResolvedImage {
-            canonical: canonical.to_string(),
-            source: source.to_string(),
+            canonical: canonical.clone(),
+            source: crate::reference::Reference::parse(&source_text).map_err(|_| {
+                RegistryError::InvalidMirror {
+                    spec: source_text.clone(),
+                    reason: "the mirrored reference is not a valid reference".into(),
+                }
+            })?,
             top: resolved.top,
             manifests: resolved.manifests,
             source_index: resolved.source_index,
@@ -215,15 +220,8 @@ impl Registry {
         blob: &Descriptor,
         sink: &mut S,
     ) -> Result<(), RegistryError> {
-        manifest::check_digest(&blob.digest).map_err(|reason| {
-            RegistryError::UnsupportedManifest {
-                reference: image.canonical.clone(),
-                reason,
-            }
-        })?;
-        let session = self
-            .session(&image.canonical, &image.source_reference)
-            .await?;
+        let canonical = image.canonical.to_string();
+        let session = self.session(&canonical, &image.source_reference).await?;
         session.fetch_blob(blob, sink).await
     }
 
@@ -332,18 +330,20 @@ impl<'a> Session<'a> {
     async fn manifest(
         &self,
         reference: &Reference,
-        expected: Option<&str>,
+        expected: Option<&Digest>,
     ) -> Result<bytes::Bytes, RegistryError> {
         let object = match expected {
             Some(digest) => format!("manifest {digest}"),
             None => format!("manifest for tag {}", reference.tag().unwrap_or("latest")),
         };
         let context = self.context(&object);
+        let accepted = MediaType::ACCEPTED_MANIFESTS.map(|t| t.as_str().to_owned());
+        let accepted: Vec<&str> = accepted.iter().map(String::as_str).collect();
         let (bytes, _) = self
             .retrying(&context, || async {
                 self.registry
                     .client
-                    .pull_manifest_raw(reference, &self.auth, manifest::ACCEPTED)
+                    .pull_manifest_raw(reference, &self.auth, &accepted)
                     .await
                     .map_err(|error| Failure::from_oci(error, &context))
             })
@@ -351,13 +351,13 @@ impl<'a> Session<'a> {
         // oci-client checks the digest it is given; computing sha256 here too costs
         // microseconds on a manifest and keeps the guarantee independent of its header logic.
         if let Some(expected) = expected {
-            let actual = manifest::sha256_digest(&bytes);
-            if actual != expected {
+            let actual = Digest::of(&bytes);
+            if actual != *expected {
                 return Err(RegistryError::DigestMismatch {
                     reference: self.canonical.to_string(),
                     object,
                     expected: expected.to_string(),
-                    actual,
+                    actual: actual.to_string(),
                 });
             }
         }
@@ -421,7 +421,7 @@ impl<'a> Session<'a> {
         let mut stream = self
             .registry
             .client
-            .pull_blob_stream(self.source, blob.digest.as_str())
+            .pull_blob_stream(self.source, blob.digest.to_string().as_str())
             .await
             .map_err(|error| Failure::from_oci(error, context))?;
         if let Some(announced) = stream.content_length
@@ -449,7 +449,7 @@ impl<'a> Session<'a> {
     fn sink_error(&self, blob: &Descriptor, source: std::io::Error) -> RegistryError {
         RegistryError::Sink {
             reference: self.canonical.to_string(),
-            digest: blob.digest.clone(),
+            digest: blob.digest.to_string(),
             source,
         }
     }

@@ -10,9 +10,11 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 use serde::Deserialize;
 
-use super::manifest::{self, Content, Descriptor, IndexEntry, Parsed};
-use super::platform::{Platform, PlatformSelection};
 use super::{RegistryError, Session};
+use crate::oci::{
+    Content, Descriptor, Digest, Manifest, MediaType, Platform, PlatformError, PlatformSelection,
+    filter_index,
+};
 
 /// Image configs are small; a larger one is a hostile or broken manifest, not an image.
 const MAX_CONFIG_SIZE: u64 = 16 * 1024 * 1024;
@@ -34,29 +36,27 @@ pub(crate) async fn resolve(
     if let PlatformSelection::Only(wanted) = selection
         && wanted.is_empty()
     {
-        return Err(RegistryError::InvalidPlatform {
+        return Err(RegistryError::InvalidPlatform(PlatformError {
             spec: String::new(),
             reason: "no platform requested".into(),
-        });
+        }));
     }
-    let bytes = session
-        .manifest(session.source, session.source.digest())
-        .await?;
-    let (media_type, parsed) = parse(session, &bytes)?;
-    let top = Content {
-        descriptor: Descriptor {
-            media_type,
-            digest: manifest::sha256_digest(&bytes),
-            size: bytes.len() as u64,
-        },
-        bytes,
+    let pinned = match session.source.digest() {
+        Some(text) => Some(
+            text.parse::<Digest>()
+                .map_err(|error| unsupported(session, &error.to_string()))?,
+        ),
+        None => None,
     };
+    let bytes = session.manifest(session.source, pinned.as_ref()).await?;
+    let (media_type, parsed) = parse(session, &bytes)?;
+    let top = Content::new(media_type, bytes);
     let mut collected = Collected::default();
     match (parsed, selection) {
-        (Parsed::Image { config, layers }, PlatformSelection::All) => {
+        (Manifest::Image { config, layers }, PlatformSelection::All) => {
             collected.image(session, top.clone(), config, layers)?;
         }
-        (Parsed::Image { config, layers }, PlatformSelection::Only(wanted)) => {
+        (Manifest::Image { config, layers }, PlatformSelection::Only(wanted)) => {
             let config_content = fetch_config(session, &config).await?;
             let found = config_platform(&config_content.bytes);
             let missing: Vec<&Platform> = wanted
@@ -69,34 +69,27 @@ pub(crate) async fn resolve(
             collected.configs.push(config_content);
             collected.image(session, top.clone(), config, layers)?;
         }
-        (Parsed::Index(entries), PlatformSelection::All) => {
+        (Manifest::Index(entries), PlatformSelection::All) => {
             collected.tree(session, top.clone(), &entries).await?;
         }
-        (Parsed::Index(entries), PlatformSelection::Only(wanted)) => {
+        (Manifest::Index(entries), PlatformSelection::Only(wanted)) => {
             let keep = choose(session, &entries, wanted)?;
             if keep.len() == entries.len() {
                 // Every entry chosen: the source index is the filtered index, unchanged.
                 collected.tree(session, top.clone(), &entries).await?;
             } else if let [only] = keep[..] {
-                let child = fetch_child(session, &entries[only].descriptor).await?;
-                let Parsed::Image { config, layers } = child.1 else {
+                let child = fetch_child(session, &entries[only]).await?;
+                let Manifest::Image { config, layers } = child.1 else {
                     return Err(unsupported(session, "a platform entry is itself an index"));
                 };
                 let descriptor = child.0.descriptor.clone();
                 collected.image(session, child.0, config, layers)?;
                 return Ok(collected.finish(descriptor, Some(top)));
             } else {
-                let filtered = manifest::filter_index(&top.bytes, &keep)
-                    .map_err(|reason| unsupported(session, &reason))?;
-                let filtered = Content {
-                    descriptor: Descriptor {
-                        media_type: top.descriptor.media_type.clone(),
-                        digest: manifest::sha256_digest(&filtered),
-                        size: filtered.len() as u64,
-                    },
-                    bytes: Bytes::from(filtered),
-                };
-                let chosen: Vec<IndexEntry> = keep.iter().map(|&i| entries[i].clone()).collect();
+                let filtered = filter_index(&top.bytes, &keep)
+                    .map_err(|error| unsupported(session, &error.to_string()))?;
+                let filtered = Content::new(top.descriptor.media_type.clone(), filtered);
+                let chosen: Vec<Descriptor> = keep.iter().map(|&i| entries[i].clone()).collect();
                 let descriptor = filtered.descriptor.clone();
                 collected.tree(session, filtered, &chosen).await?;
                 return Ok(collected.finish(descriptor, Some(top)));
@@ -109,7 +102,7 @@ pub(crate) async fn resolve(
 /// Indexes of the entries matching `wanted`, in source order, each once.
 fn choose(
     session: &Session<'_>,
-    entries: &[IndexEntry],
+    entries: &[Descriptor],
     wanted: &[Platform],
 ) -> Result<Vec<usize>, RegistryError> {
     let mut keep = Vec::new();
@@ -151,16 +144,18 @@ fn unsupported(session: &Session<'_>, reason: &str) -> RegistryError {
     }
 }
 
-fn parse(session: &Session<'_>, bytes: &[u8]) -> Result<(String, Parsed), RegistryError> {
-    manifest::parse(bytes).map_err(|reason| unsupported(session, &reason))
+fn parse(session: &Session<'_>, bytes: &[u8]) -> Result<(MediaType, Manifest), RegistryError> {
+    Manifest::parse(bytes).map_err(|error| unsupported(session, &error.to_string()))
 }
 
 /// Pulls a child manifest by digest and checks it against its descriptor.
 async fn fetch_child(
     session: &Session<'_>,
     descriptor: &Descriptor,
-) -> Result<(Content, Parsed), RegistryError> {
-    let reference = session.source.clone_with_digest(descriptor.digest.clone());
+) -> Result<(Content, Manifest), RegistryError> {
+    let reference = session
+        .source
+        .clone_with_digest(descriptor.digest.to_string());
     let bytes = session
         .manifest(&reference, Some(&descriptor.digest))
         .await?;
@@ -173,8 +168,14 @@ async fn fetch_child(
         });
     }
     let (_, parsed) = parse(session, &bytes)?;
+    // The child is stored under the index's descriptor, without the entry's platform
+    // and annotations: those belong to the index.
     let content = Content {
-        descriptor: descriptor.clone(),
+        descriptor: Descriptor::new(
+            descriptor.media_type.clone(),
+            descriptor.digest,
+            descriptor.size,
+        ),
         bytes,
     };
     Ok((content, parsed))
@@ -224,7 +225,7 @@ struct Collected {
     manifests: Vec<Content>,
     blobs: Vec<Descriptor>,
     /// Size by digest of every manifest and blob already listed.
-    sizes: HashMap<String, u64>,
+    sizes: HashMap<Digest, u64>,
     configs: Vec<Content>,
 }
 
@@ -246,8 +247,7 @@ impl Collected {
                 ),
             )),
             None => {
-                self.sizes
-                    .insert(descriptor.digest.clone(), descriptor.size);
+                self.sizes.insert(descriptor.digest, descriptor.size);
                 Ok(true)
             }
         }
@@ -276,26 +276,25 @@ impl Collected {
         &mut self,
         session: &Session<'_>,
         index: Content,
-        entries: &[IndexEntry],
+        entries: &[Descriptor],
     ) -> Result<(), RegistryError> {
         if self.first_sighting(session, &index.descriptor)? {
             self.manifests.push(index);
         }
-        let mut queue: VecDeque<Descriptor> = entries
-            .iter()
-            .map(|entry| entry.descriptor.clone())
-            .collect();
+        let mut queue: VecDeque<Descriptor> = entries.iter().cloned().collect();
         while let Some(descriptor) = queue.pop_front() {
             if self.sizes.contains_key(&descriptor.digest) {
                 continue;
             }
             let (content, parsed) = fetch_child(session, &descriptor).await?;
             match parsed {
-                Parsed::Image { config, layers } => self.image(session, content, config, layers)?,
-                Parsed::Index(children) => {
+                Manifest::Image { config, layers } => {
+                    self.image(session, content, config, layers)?
+                }
+                Manifest::Index(children) => {
                     self.first_sighting(session, &content.descriptor)?;
                     self.manifests.push(content);
-                    queue.extend(children.into_iter().map(|child| child.descriptor));
+                    queue.extend(children);
                 }
             }
         }

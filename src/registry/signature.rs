@@ -1,7 +1,8 @@
 //! Cosign signatures in the registry an image was pulled from: the manifest
 //! under tag `sha256-<hex>.sig` and its simple-signing payload blobs.
 
-use super::{Content, Descriptor, Registry, RegistryError, ResolvedImage, manifest};
+use super::{Registry, RegistryError, ResolvedImage};
+use crate::oci::{Content, Descriptor, Digest, MediaType};
 use crate::sign;
 use oci_client::Reference;
 
@@ -11,8 +12,8 @@ const PAYLOAD_LIMIT: u64 = 1 << 20;
 /// A signature as the registry stores it.
 #[derive(Debug, Clone)]
 pub struct StoredSignature {
-    /// The digest it signs (`sha256:…`).
-    pub signed_digest: String,
+    /// The digest it signs.
+    pub signed_digest: Digest,
     /// The signature manifest, byte for byte.
     pub manifest: Content,
     /// Its payload layers, byte for byte.
@@ -25,7 +26,7 @@ impl Registry {
     pub async fn cosign_signature(
         &self,
         image: &ResolvedImage,
-        digest: &str,
+        digest: &Digest,
     ) -> Result<Option<StoredSignature>, RegistryError> {
         let source = &image.source_reference;
         let tag = sign::cosign_tag(digest);
@@ -34,7 +35,8 @@ impl Registry {
             source.repository().to_string(),
             tag,
         );
-        let session = self.session(&image.canonical, source).await?;
+        let canonical = image.canonical.to_string();
+        let session = self.session(&canonical, source).await?;
         let bytes = match session.manifest(&reference, None).await {
             Ok(bytes) => bytes,
             Err(RegistryError::NotFound { .. }) => return Ok(None),
@@ -53,11 +55,8 @@ impl Registry {
                     layer.digest, layer.size
                 )));
             }
-            let descriptor = Descriptor {
-                media_type: sign::cosign::SIMPLESIGNING_MEDIA_TYPE.to_string(),
-                digest: layer.digest.clone(),
-                size: layer.size,
-            };
+            let descriptor =
+                Descriptor::new(MediaType::COSIGN_SIMPLESIGNING, layer.digest, layer.size);
             let mut payload = Vec::new();
             session.fetch_blob(&descriptor, &mut payload).await?;
             payloads.push(Content {
@@ -66,15 +65,8 @@ impl Registry {
             });
         }
         Ok(Some(StoredSignature {
-            signed_digest: digest.to_string(),
-            manifest: Content {
-                descriptor: Descriptor {
-                    media_type: super::OCI_MANIFEST.to_string(),
-                    digest: manifest::sha256_digest(&bytes),
-                    size: bytes.len() as u64,
-                },
-                bytes,
-            },
+            signed_digest: *digest,
+            manifest: Content::new(MediaType::OCI_MANIFEST, bytes),
             payloads,
         }))
     }

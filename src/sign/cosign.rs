@@ -12,67 +12,46 @@
 //! is its own [`SignatureFailure`] variant, because the build reports them to people who
 //! must tell tampering from a wrong key.
 
-use std::collections::BTreeMap;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use p256::ecdsa::Signature;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use super::{Fingerprint, KeySet, SignError, SigningKey, fingerprint_list};
-use crate::reference::{DigestError, Reference, ReferenceError, validate_digest};
+use crate::oci::{Descriptor, Digest, Manifest as OciManifest, MediaType};
+use crate::reference::{Reference, ReferenceError};
 
-/// Media type of a cosign payload layer.
-pub const SIMPLESIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 /// Layer annotation holding the base64 DER signature of the payload.
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// `critical.type` of every cosign payload.
 pub const PAYLOAD_TYPE: &str = "cosign container image signature";
-/// Media type of the signature manifest cosign writes.
-pub const OCI_MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-/// Media type of the signature manifest's config blob.
-pub const OCI_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 
 /// The tag cosign stores the signature of `digest` under: `sha256:ab…` → `sha256-ab….sig`.
-/// The digest should be validated first ([`validate_digest`]).
-pub fn cosign_tag(digest: &str) -> String {
-    format!("{}.sig", digest.replace(':', "-"))
+pub fn cosign_tag(digest: &Digest) -> String {
+    format!("sha256-{}.sig", digest.hex())
 }
 
-/// An OCI content descriptor, with fields in the order go-containerregistry writes them.
+/// A cosign signature kept with an image (in a bundle): the digest it signs and the
+/// blobs holding it, so it can be checked again offline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    /// The content's media type.
-    pub media_type: String,
-    /// The content's size in bytes.
-    pub size: u64,
-    /// The content's digest, `sha256:<hex>`.
-    pub digest: String,
-    /// Annotations; omitted when empty.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
-impl Descriptor {
-    /// The descriptor of `bytes` with the given media type and no annotations.
-    pub fn of(media_type: &str, bytes: &[u8]) -> Self {
-        Self {
-            media_type: media_type.to_owned(),
-            size: bytes.len() as u64,
-            digest: format!("sha256:{}", hex::encode(Sha256::digest(bytes))),
-            annotations: BTreeMap::new(),
-        }
-    }
+pub struct SignatureRecord {
+    /// The digest the signature is for: the index the canonical reference resolves to,
+    /// or the bundled manifest itself.
+    pub signed_digest: Digest,
+    /// The signature manifest (tag `sha256-<hex>.sig`), byte for byte.
+    pub manifest: Descriptor,
+    /// Its simple-signing payload layers.
+    pub payloads: Vec<Descriptor>,
 }
 
 /// One signature found in a signature manifest: where its payload blob is, and the
 /// signature to check it with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CosignLayer {
-    /// Digest of the payload blob, validated.
-    pub digest: String,
+    /// Digest of the payload blob.
+    pub digest: Digest,
     /// Size of the payload blob.
     pub size: u64,
     /// The `dev.cosignproject.cosign/signature` annotation: base64 DER signature.
@@ -82,21 +61,18 @@ pub struct CosignLayer {
 /// Why a signature manifest cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
-    /// Not JSON, or not shaped like an image manifest.
+    /// Not shaped like an image manifest (a malformed digest included).
     #[error("signature manifest is not an OCI image manifest")]
-    Json(#[source] serde_json::Error),
+    Manifest(#[source] crate::oci::ManifestError),
     /// No layer has the simple-signing media type.
-    #[error("signature manifest has no {SIMPLESIGNING_MEDIA_TYPE} layer")]
+    #[error("signature manifest has no {} layer", MediaType::COSIGN_SIMPLESIGNING)]
     NoSignatureLayers,
     /// A payload layer lacks its signature annotation.
     #[error("signature layer {digest} has no {SIGNATURE_ANNOTATION} annotation")]
     MissingSignature {
         /// The layer's digest.
-        digest: String,
+        digest: Digest,
     },
-    /// A payload layer's digest is malformed.
-    #[error("signature layer digest")]
-    Digest(#[source] DigestError),
 }
 
 /// Why a cosign signature does not count. Each is evidence of tampering or of a wrong key,
@@ -128,7 +104,7 @@ pub enum SignatureFailure {
     #[error("signature is for digest {found}, expected {expected}")]
     DigestMismatch {
         /// The digest that should be signed.
-        expected: String,
+        expected: Digest,
         /// `critical.image.docker-manifest-digest` of the payload.
         found: String,
     },
@@ -147,26 +123,26 @@ pub enum SignatureFailure {
     #[error("source index has digest {found}, but the signature is for {expected}")]
     IndexDigestMismatch {
         /// The signed index digest.
-        expected: String,
+        expected: Digest,
         /// The digest of the index bytes.
-        found: String,
+        found: Digest,
     },
     /// The index bytes are not an image index.
     #[error("source index {digest} is not an image index")]
     MalformedIndex {
         /// The index digest.
-        digest: String,
-        /// What the JSON parser said.
+        digest: Digest,
+        /// Why not, when it is not a manifest at all.
         #[source]
-        source: serde_json::Error,
+        source: Option<crate::oci::ManifestError>,
     },
     /// The signed index does not list the bundled manifest.
     #[error("signed index {index} does not list manifest {manifest}")]
     NotAChild {
         /// The signed index digest.
-        index: String,
+        index: Digest,
         /// The bundled platform manifest digest.
-        manifest: String,
+        manifest: Digest,
     },
 }
 
@@ -174,7 +150,7 @@ pub enum SignatureFailure {
 #[derive(Debug, Clone, Copy)]
 pub struct Expected<'a> {
     /// The digest that should be signed: the digest the canonical reference resolves to.
-    pub signed_digest: &'a str,
+    pub signed_digest: &'a Digest,
     /// The image's canonical repository, `registry/repository` as [`Reference::name`] gives
     /// it (e.g. `registry.example.com/acme/plugin`, `docker.io/library/nginx`).
     pub canonical_repository: &'a str,
@@ -217,12 +193,12 @@ struct Image {
     docker_manifest_digest: String,
 }
 
-/// The parts of an image manifest we read or write, in go-containerregistry's field order.
-#[derive(Debug, Serialize, Deserialize)]
+/// The image manifest cosign writes, in go-containerregistry's field order.
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Manifest {
+struct SignatureManifest {
     schema_version: u32,
-    media_type: String,
+    media_type: MediaType,
     config: Descriptor,
     layers: Vec<Descriptor>,
 }
@@ -259,9 +235,9 @@ pub fn verify_cosign(
     if kind != PAYLOAD_TYPE {
         return Err(SignatureFailure::PayloadType { found: kind });
     }
-    if image.docker_manifest_digest != expected.signed_digest {
+    if image.docker_manifest_digest != expected.signed_digest.to_string() {
         return Err(SignatureFailure::DigestMismatch {
-            expected: expected.signed_digest.to_owned(),
+            expected: *expected.signed_digest,
             found: image.docker_manifest_digest,
         });
     }
@@ -284,40 +260,32 @@ pub fn verify_cosign(
 /// multi-arch index covers the bundled platform manifest only through this link.
 pub fn verify_index_child(
     index: &[u8],
-    index_digest: &str,
-    manifest_digest: &str,
+    index_digest: &Digest,
+    manifest_digest: &Digest,
 ) -> Result<(), SignatureFailure> {
-    #[derive(Deserialize)]
-    struct Index {
-        manifests: Vec<Child>,
-    }
-    #[derive(Deserialize)]
-    struct Child {
-        digest: String,
-    }
-
-    let found = format!("sha256:{}", hex::encode(Sha256::digest(index)));
-    if found != index_digest {
+    let found = Digest::of(index);
+    if found != *index_digest {
         return Err(SignatureFailure::IndexDigestMismatch {
-            expected: index_digest.to_owned(),
+            expected: *index_digest,
             found,
         });
     }
-    let parsed: Index =
-        serde_json::from_slice(index).map_err(|source| SignatureFailure::MalformedIndex {
-            digest: index_digest.to_owned(),
-            source,
-        })?;
-    if parsed
-        .manifests
-        .iter()
-        .any(|child| child.digest == manifest_digest)
-    {
+    let malformed = |source| SignatureFailure::MalformedIndex {
+        digest: *index_digest,
+        source,
+    };
+    let OciManifest::Index(entries) = OciManifest::parse(index)
+        .map_err(|error| malformed(Some(error)))?
+        .1
+    else {
+        return Err(malformed(None));
+    };
+    if entries.iter().any(|child| child.digest == *manifest_digest) {
         Ok(())
     } else {
         Err(SignatureFailure::NotAChild {
-            index: index_digest.to_owned(),
-            manifest: manifest_digest.to_owned(),
+            index: *index_digest,
+            manifest: *manifest_digest,
         })
     }
 }
@@ -327,19 +295,19 @@ pub fn verify_index_child(
 /// without its signature annotation is refused rather than skipped, since it can only come
 /// from a broken or tampered manifest.
 pub fn parse_signature_manifest(bytes: &[u8]) -> Result<Vec<CosignLayer>, ManifestError> {
-    let manifest: Manifest = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
-    let layers = manifest
-        .layers
+    let (_, manifest) = OciManifest::parse(bytes).map_err(ManifestError::Manifest)?;
+    let OciManifest::Image { layers, .. } = manifest else {
+        return Err(ManifestError::NoSignatureLayers);
+    };
+    let layers = layers
         .into_iter()
-        .filter(|layer| layer.media_type == SIMPLESIGNING_MEDIA_TYPE)
+        .filter(|layer| layer.media_type == MediaType::COSIGN_SIMPLESIGNING)
         .map(|mut layer| {
-            validate_digest(&layer.digest).map_err(ManifestError::Digest)?;
-            let signature = layer
-                .annotations
-                .remove(SIGNATURE_ANNOTATION)
-                .ok_or_else(|| ManifestError::MissingSignature {
-                    digest: layer.digest.clone(),
-                })?;
+            let signature = layer.annotations.remove(SIGNATURE_ANNOTATION).ok_or(
+                ManifestError::MissingSignature {
+                    digest: layer.digest,
+                },
+            )?;
             Ok(CosignLayer {
                 digest: layer.digest,
                 size: layer.size,
@@ -355,14 +323,14 @@ pub fn parse_signature_manifest(bytes: &[u8]) -> Result<Vec<CosignLayer>, Manife
 
 /// The payload `cosign sign` writes for `digest` in repository `docker_reference`
 /// (cosign writes the repository without tag, e.g. `registry.example.com/acme/plugin`).
-pub fn cosign_payload(docker_reference: &str, digest: &str) -> Vec<u8> {
+pub fn cosign_payload(docker_reference: &str, digest: &Digest) -> Vec<u8> {
     let payload = Payload {
         critical: Critical {
             identity: Identity {
                 docker_reference: docker_reference.to_owned(),
             },
             image: Image {
-                docker_manifest_digest: digest.to_owned(),
+                docker_manifest_digest: digest.to_string(),
             },
             kind: PAYLOAD_TYPE.to_owned(),
         },
@@ -379,7 +347,7 @@ pub fn sign_cosign_payload(key: &SigningKey, payload: &[u8]) -> Result<String, S
 
 /// The config blob cosign's signature image carries: an empty image whose root filesystem
 /// lists the payload layers, in go-containerregistry's field order.
-pub fn cosign_signature_config(layer_digests: &[&str]) -> Vec<u8> {
+pub fn cosign_signature_config(layer_digests: &[Digest]) -> Vec<u8> {
     #[derive(Serialize)]
     struct Config<'a> {
         architecture: &'a str,
@@ -397,7 +365,7 @@ pub fn cosign_signature_config(layer_digests: &[&str]) -> Vec<u8> {
     struct RootFs<'a> {
         #[serde(rename = "type")]
         kind: &'a str,
-        diff_ids: &'a [&'a str],
+        diff_ids: Vec<String>,
     }
     #[derive(Serialize)]
     struct Empty {}
@@ -411,7 +379,7 @@ pub fn cosign_signature_config(layer_digests: &[&str]) -> Vec<u8> {
         os: "",
         rootfs: RootFs {
             kind: "layers",
-            diff_ids: layer_digests,
+            diff_ids: layer_digests.iter().map(ToString::to_string).collect(),
         },
         config: Empty {},
     })
@@ -420,9 +388,9 @@ pub fn cosign_signature_config(layer_digests: &[&str]) -> Vec<u8> {
 /// The signature manifest as cosign writes it: each payload descriptor becomes a layer
 /// annotated with its signature; `config` describes the [`cosign_signature_config`] blob.
 pub fn cosign_signature_manifest(layers: &[(Descriptor, String)], config: &Descriptor) -> Vec<u8> {
-    let manifest = Manifest {
+    let manifest = SignatureManifest {
         schema_version: 2,
-        media_type: OCI_MANIFEST_MEDIA_TYPE.to_owned(),
+        media_type: MediaType::OCI_MANIFEST,
         config: config.clone(),
         layers: layers
             .iter()

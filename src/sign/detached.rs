@@ -11,7 +11,7 @@ use std::io::Read;
 use std::path::Path;
 
 use p256::ecdsa::Signature;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 use super::{Fingerprint, KeySet, SignError, SigningKey};
 

@@ -23,12 +23,12 @@ use std::io;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 pub use cosign::{
-    CosignLayer, Descriptor, Expected, ManifestError, SignatureFailure, Verified, cosign_payload,
-    cosign_signature_config, cosign_signature_manifest, cosign_tag, parse_signature_manifest,
-    sign_cosign_payload, verify_cosign, verify_index_child,
+    CosignLayer, Expected, ManifestError, SignatureFailure, SignatureRecord, Verified,
+    cosign_payload, cosign_signature_config, cosign_signature_manifest, cosign_tag,
+    parse_signature_manifest, sign_cosign_payload, verify_cosign, verify_index_child,
 };
 pub use detached::{sign_digest, sign_file, verify_digest, verify_file};
 pub use keys::{KeyError, KeySet, PublicKey, SigningKey};
@@ -84,6 +84,24 @@ pub enum SignError {
         #[source]
         source: p256::ecdsa::Error,
     },
+}
+
+impl SignError {
+    /// A key or signature file that cannot be read after opening is local; every other
+    /// failure is about the input (a bad key, a signature that does not verify).
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            SignError::Read { source, .. }
+                if !matches!(
+                    source.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                crate::ErrorKind::Local
+            }
+            _ => crate::ErrorKind::Input,
+        }
+    }
 }
 
 /// The identity of a public key: `sha256:` and the hex SHA-256 of its DER

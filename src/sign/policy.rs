@@ -6,6 +6,7 @@ use super::{
     Expected, Fingerprint, KeySet, SignatureFailure, SignatureStatus, parse_signature_manifest,
     verify_cosign, verify_index_child,
 };
+use crate::oci::{Digest, ManifestKind, MediaType};
 use crate::reference::Reference;
 use crate::values::Role;
 
@@ -27,12 +28,12 @@ pub struct SignaturePolicy {
 /// manifest and its payloads, byte for byte.
 #[derive(Debug, Clone)]
 pub struct FoundSignature<'a> {
-    /// `sha256:…` the signature is for.
-    pub signed_digest: &'a str,
+    /// The digest the signature is for.
+    pub signed_digest: &'a Digest,
     /// The signature manifest.
     pub manifest: &'a [u8],
     /// Payload blobs by digest.
-    pub payloads: Vec<(&'a str, &'a [u8])>,
+    pub payloads: Vec<(&'a Digest, &'a [u8])>,
 }
 
 /// What is known about one image when its signatures are checked.
@@ -43,12 +44,12 @@ pub struct Subject<'a> {
     /// What the image is for.
     pub role: &'a Role,
     /// The manifest the bundle carries (`index.json`'s digest).
-    pub bundled_digest: &'a str,
+    pub bundled_digest: &'a Digest,
     /// The source index the bundled manifest was chosen from, with its digest.
-    pub source_index: Option<(&'a str, &'a [u8])>,
+    pub source_index: Option<(&'a Digest, &'a [u8])>,
     /// When the bundled manifest is an index filtered out of the source index
     /// (a platform list), its children: each must be a child of a signed index.
-    pub bundled_children: Vec<&'a str>,
+    pub bundled_children: Vec<&'a Digest>,
 }
 
 /// Why an image's signatures do not satisfy the policy.
@@ -212,7 +213,7 @@ impl SignaturePolicy {
         };
         let mut last: Option<SignatureFailure> = None;
         for layer in &layers {
-            let Some((_, payload)) = signature.payloads.iter().find(|(d, _)| *d == layer.digest)
+            let Some((_, payload)) = signature.payloads.iter().find(|(d, _)| **d == layer.digest)
             else {
                 return Err(format!("payload {} is missing", layer.digest));
             };
@@ -237,7 +238,7 @@ impl SignaturePolicy {
                                 signature.signed_digest
                             ));
                         }
-                        let proven: Vec<&str> = if subject.bundled_children.is_empty() {
+                        let proven: Vec<&Digest> = if subject.bundled_children.is_empty() {
                             vec![subject.bundled_digest]
                         } else {
                             subject.bundled_children.clone()
@@ -258,8 +259,21 @@ impl SignaturePolicy {
 
 /// The digests a signature may be for: the source index (what `cosign sign
 /// IMAGE:TAG` signs for a multi-arch image) and the bundled manifest itself.
-pub fn signed_digests<'a>(subject: &Subject<'a>) -> Vec<&'a str> {
-    let mut digests: Vec<&str> = subject.source_index.iter().map(|(d, _)| *d).collect();
+pub fn signed_digests<'a>(subject: &Subject<'a>) -> Vec<&'a Digest> {
+    let mut digests: Vec<&Digest> = subject.source_index.iter().map(|(d, _)| *d).collect();
     digests.push(subject.bundled_digest);
     digests
+}
+
+/// The children of a bundled index (a filtered platform list), which a signature on the
+/// source index must cover; none for a single manifest.
+pub fn bundled_children<'a>(
+    media_type: &MediaType,
+    manifests: impl Iterator<Item = &'a Digest>,
+) -> Vec<&'a Digest> {
+    if media_type.manifest_kind() == Some(ManifestKind::Index) {
+        manifests.collect()
+    } else {
+        Vec::new()
+    }
 }

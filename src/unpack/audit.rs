@@ -4,7 +4,7 @@
 //! secret is written: credentials never reach these records.
 
 use super::UnpackSummary;
-use std::io::Write;
+use crate::files::{self, FileError};
 use std::path::Path;
 
 fn now() -> String {
@@ -15,23 +15,17 @@ fn now() -> String {
     crate::bundle::manifest::rfc3339_utc(seconds)
 }
 
-fn append(path: &Path, lines: &[serde_json::Value]) -> std::io::Result<()> {
+fn append(path: &Path, lines: &[serde_json::Value]) -> Result<(), FileError> {
     let mut text = String::new();
     for line in lines {
         text.push_str(&line.to_string());
         text.push('\n');
     }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    // One write call, so concurrent runs do not interleave within a line.
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
+    files::append_to_log(path, text.as_bytes())
 }
 
 /// Records every image of a successful run.
-pub(crate) fn success(path: &Path, summary: &UnpackSummary) -> std::io::Result<()> {
+pub(crate) fn success(path: &Path, summary: &UnpackSummary) -> Result<(), FileError> {
     let time = now();
     let lines: Vec<_> = summary
         .images
@@ -59,7 +53,7 @@ pub(crate) fn success(path: &Path, summary: &UnpackSummary) -> std::io::Result<(
 pub(crate) fn failure(path: &Path, bundle_sha256: &str, target: &str, error: &str) {
     let line = serde_json::json!({
         "time": now(),
-        "bundleSha256": bundle_sha256,
+        "bundleSha256": (!bundle_sha256.is_empty()).then_some(bundle_sha256),
         "target": target,
         "result": "failed",
         "error": error,

@@ -2,12 +2,11 @@
 //! blobs by descriptor, and the names each image gets at the target.
 
 use super::UnpackError;
-use super::store::BlobStore;
-use crate::bundle::{BundleManifest, Sha256Digest};
+use crate::bundle::BlobStore;
+use crate::bundle::BundleManifest;
+use crate::oci::{Content, Descriptor, Digest, Manifest};
 use crate::reference::Reference;
-use crate::registry::{Content, Descriptor};
 use crate::values::Role;
-use serde_json::Value;
 use std::collections::{BTreeSet, HashMap};
 
 /// Manifests larger than this are not manifests.
@@ -83,7 +82,7 @@ pub fn total_bytes(images: &[LoadImage]) -> u64 {
     images
         .iter()
         .flat_map(|i| i.manifests.iter().map(|m| &m.descriptor).chain(&i.blobs))
-        .filter(|d| seen.insert(d.digest.clone()))
+        .filter(|d| seen.insert(d.digest))
         .map(|d| d.size)
         .sum()
 }
@@ -92,14 +91,6 @@ fn content_error(bundle: &str, reason: String) -> UnpackError {
     UnpackError::Content {
         bundle: bundle.to_string(),
         reason,
-    }
-}
-
-fn descriptor(d: &crate::bundle::Descriptor) -> Descriptor {
-    Descriptor {
-        media_type: d.media_type.clone(),
-        digest: d.digest.to_string(),
-        size: d.size,
     }
 }
 
@@ -114,11 +105,7 @@ pub fn describe_images(bundle: &BundleManifest, name: &str) -> Result<Vec<LoadIm
                 canonical: Reference::parse(&record.canonical_reference)
                     .map_err(|e| content_error(name, e.to_string()))?,
                 role: record.role.clone(),
-                top: Descriptor {
-                    media_type: record.media_type.clone(),
-                    digest: record.digest.to_string(),
-                    size: record.size,
-                },
+                top: Descriptor::new(record.media_type.clone(), record.digest, record.size),
                 manifests: vec![],
                 blobs: vec![],
             })
@@ -129,7 +116,7 @@ pub fn describe_images(bundle: &BundleManifest, name: &str) -> Result<Vec<LoadIm
 /// Images with their manifests read from the store and their blobs listed.
 pub fn load_images(
     bundle: &BundleManifest,
-    verified: &HashMap<Sha256Digest, Vec<u8>>,
+    verified: &HashMap<Digest, Vec<u8>>,
     store: &BlobStore,
     name: &str,
 ) -> Result<Vec<LoadImage>, UnpackError> {
@@ -143,15 +130,19 @@ pub fn load_images(
                     .read_small(&manifest.digest, MANIFEST_LIMIT)
                     .map_err(|e| content_error(name, e.to_string()))?,
             };
-            for blob in referenced_blobs(&bytes)
-                .map_err(|e| content_error(name, format!("manifest {}: {e}", manifest.digest)))?
-            {
+            let (_, parsed) = Manifest::parse(&bytes)
+                .map_err(|e| content_error(name, format!("manifest {}: {e}", manifest.digest)))?;
+            for blob in parsed.children() {
                 if !blobs.iter().any(|b| b.digest == blob.digest) {
-                    blobs.push(blob);
+                    blobs.push(Descriptor::new(
+                        blob.media_type.clone(),
+                        blob.digest,
+                        blob.size,
+                    ));
                 }
             }
             image.manifests.push(Content {
-                descriptor: descriptor(manifest),
+                descriptor: manifest.clone(),
                 bytes: bytes.into(),
             });
         }
@@ -163,11 +154,7 @@ pub fn load_images(
                 .any(|m| m.descriptor.digest == b.digest)
         });
         for blob in &blobs {
-            let digest = blob
-                .digest
-                .strip_prefix("sha256:")
-                .and_then(|hex| Sha256Digest::from_hex(hex).ok());
-            if digest.and_then(|d| store.size(&d)) != Some(blob.size) {
+            if store.size(&blob.digest) != Some(blob.size) {
                 return Err(content_error(
                     name,
                     format!(
@@ -180,31 +167,4 @@ pub fn load_images(
         image.blobs = blobs;
     }
     Ok(images)
-}
-
-/// The config and layers of a manifest, or the children of an index.
-fn referenced_blobs(bytes: &[u8]) -> Result<Vec<Descriptor>, String> {
-    let json: Value = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    let parse = |d: &Value| -> Result<Descriptor, String> {
-        Ok(Descriptor {
-            media_type: d["mediaType"].as_str().unwrap_or_default().to_string(),
-            digest: d["digest"]
-                .as_str()
-                .ok_or("a descriptor has no digest")?
-                .to_string(),
-            size: d["size"].as_u64().ok_or("a descriptor has no size")?,
-        })
-    };
-    let mut out = Vec::new();
-    if json.get("config").is_some() {
-        out.push(parse(&json["config"])?);
-    }
-    for key in ["layers", "manifests"] {
-        if let Some(items) = json[key].as_array() {
-            for item in items {
-                out.push(parse(item)?);
-            }
-        }
-    }
-    Ok(out)
 }

@@ -1,28 +1,36 @@
-//! `unpack`: load a verified bundle on the offline node, into a registry,
-//! straight into containerd, or as an archive in k0s's images directory, and
-//! write the values that point at the loaded images.
+//! `unpack`: load a verified bundle on the offline node, into a registry, straight into
+//! containerd, or as an archive in k0s's images directory, and write the values that
+//! point at the loaded images.
 //!
-//! The bundle is verified in full before the target is touched; a bundle that
-//! fails leaves the target as it was. Every target is idempotent: a second run
-//! loads nothing new and says so.
+//! The steps, in order: verify (the same pass as `verify`, plus signatures) → settle the
+//! values and check the cheap things (platform, free space, the values file is writable)
+//! → load into the target → put the values file in place → record the run. A bundle that
+//! fails verification leaves the target as it was. Every target is idempotent: a second
+//! run loads nothing new and says so.
 
 mod audit;
 mod images;
-pub mod signatures;
-mod store;
 mod to_containerd;
 mod to_k0s;
 mod to_registry;
 pub mod values;
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
 pub use images::{ImageNames, LoadImage};
+pub use to_k0s::{ARCHIVE_NAME, DEFAULT_STATE_DIR, K0sTarget};
 pub use values::InstallSettings;
 
-use crate::bundle::{self, Problem};
+use crate::ErrorKind;
+use crate::bundle::{self, BlobStore, Problem, VerifiedContent};
+use crate::files::{AtomicFile, FileError, Privacy};
+use crate::oci::Digest;
 use crate::registry::{BasicCredentials, RegistryOptions};
-use serde::Serialize;
-use std::path::{Path, PathBuf};
-use store::BlobStore;
+use crate::sign::{Fingerprint, SignatureStatus};
+use crate::verify::{self, SignatureCheckError, VerifyError, VerifyOptions};
 
 /// Where images go.
 #[derive(Debug, Clone)]
@@ -44,7 +52,7 @@ pub enum Target {
         namespace: String,
     },
     /// Write an OCI archive for k0s to import at start.
-    K0sImagesDir(PathBuf),
+    K0s(K0sTarget),
 }
 
 impl Target {
@@ -55,7 +63,9 @@ impl Target {
             Target::Containerd { socket, namespace } => {
                 format!("containerd {} (namespace {namespace})", socket.display())
             }
-            Target::K0sImagesDir(dir) => format!("k0s images directory {}", dir.display()),
+            Target::K0s(target) => {
+                format!("k0s images directory {}", target.images_dir.display())
+            }
         }
     }
 }
@@ -81,12 +91,10 @@ pub struct UnpackRequest {
     pub audit_log: Option<PathBuf>,
     /// Where a compressed bundle is decompressed to (default: the system temp dir).
     pub staging_dir: Option<PathBuf>,
-    /// Keys one of which must have signed the bundle file (`BUNDLE.sig`).
-    pub bundle_keys: Option<crate::sign::KeySet>,
-    /// Image signatures to re-check, offline, before anything is loaded.
-    pub signatures: crate::sign::SignaturePolicy,
-    /// Cancelled on Ctrl-C; blocking loops check it and stop, leaving no
-    /// partial file in place.
+    /// The bundle signature and the image signatures to check before loading.
+    pub verify: VerifyOptions,
+    /// Cancelled on Ctrl-C; blocking loops check it and stop, leaving no partial file in
+    /// place.
     pub cancel: tokio_util::sync::CancellationToken,
 }
 
@@ -116,6 +124,38 @@ pub enum Event {
     Image(ImageAction),
 }
 
+/// What was done with one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum LoadAction {
+    /// Pushed to the registry.
+    #[serde(rename = "pushed")]
+    Pushed,
+    /// Imported into containerd.
+    #[serde(rename = "imported")]
+    Imported,
+    /// Written into the k0s archive.
+    #[serde(rename = "written")]
+    Written,
+    /// The target had it already.
+    #[serde(rename = "skipped")]
+    Skipped,
+    /// A dry run: it would be loaded.
+    #[serde(rename = "would load")]
+    WouldLoad,
+}
+
+impl std::fmt::Display for LoadAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoadAction::Pushed => "pushed",
+            LoadAction::Imported => "imported",
+            LoadAction::Written => "written",
+            LoadAction::Skipped => "skipped",
+            LoadAction::WouldLoad => "would load",
+        })
+    }
+}
+
 /// What happened to one image.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -125,12 +165,12 @@ pub struct ImageAction {
     /// The names it has at the target.
     pub target_references: Vec<String>,
     /// Digest of the manifest the names point at.
-    pub digest: String,
-    /// `pushed`, `skipped`, `imported`, `written` or `would load` (dry run).
-    pub action: String,
+    pub digest: Digest,
+    /// What was done.
+    pub action: LoadAction,
     /// The image's signature, when signatures were checked.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub signature: Option<crate::sign::SignatureStatus>,
+    pub signature: Option<SignatureStatus>,
 }
 
 /// The outcome.
@@ -165,19 +205,19 @@ pub struct UnpackSummary {
     pub dry_run: bool,
     /// Fingerprint of the key that verified `BUNDLE.sig`, when checked.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bundle_key_fingerprint: Option<crate::sign::Fingerprint>,
+    pub bundle_key_fingerprint: Option<Fingerprint>,
 }
 
 /// Why unpack failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    /// The bundle cannot be opened.
+    /// The bundle cannot be read, or a signature check failed.
     #[error(transparent)]
-    Open(#[from] bundle::ReadError),
+    Verify(#[from] VerifyError),
     /// The bundle failed verification; nothing was loaded.
     #[error(
         "{bundle}: verification failed, nothing was loaded: {}",
-        join(problems)
+        bundle::join(problems)
     )]
     Verification {
         /// The bundle.
@@ -207,9 +247,21 @@ pub enum UnpackError {
         /// Needed bytes.
         needed: u64,
     },
+    /// The state directory cannot hold the k0s archive until it is complete.
+    #[error(
+        "the state directory {} is not on the filesystem of {}, so the archive could not be renamed into place; pass --state-dir on that filesystem",
+        state_dir.display(),
+        images_dir.display()
+    )]
+    StateDir {
+        /// The state directory.
+        state_dir: PathBuf,
+        /// k0s's images directory.
+        images_dir: PathBuf,
+    },
     /// A signature check failed; nothing was loaded.
     #[error(transparent)]
-    Signature(#[from] signatures::SignatureCheckError),
+    Signature(#[from] SignatureCheckError),
     /// The registry target failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
@@ -220,7 +272,7 @@ pub enum UnpackError {
     #[error(transparent)]
     Values(#[from] values::RetargetError),
     /// A registry address is not valid.
-    #[error("{address:?} is not a registry address: {source}")]
+    #[error("{address:?} is not a registry address")]
     Address {
         /// The address.
         address: String,
@@ -236,30 +288,36 @@ pub enum UnpackError {
         /// What is wrong.
         reason: String,
     },
-    /// Local I/O.
-    #[error("{}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What went wrong.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A local file: the bundle read again, the values, the archive, the audit log.
+    #[error(transparent)]
+    File(#[from] FileError),
 }
 
-fn join(problems: &[Problem]) -> String {
-    let shown: Vec<String> = problems.iter().take(5).map(ToString::to_string).collect();
-    match problems.len() {
-        n if n > 5 => format!("{} (and {} more)", shown.join("; "), n - 5),
-        _ => shown.join("; "),
+impl UnpackError {
+    /// The class of this error, looking through the errors it wraps.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            UnpackError::Verify(error) => error.kind(),
+            UnpackError::Registry(error) => error.kind(),
+            UnpackError::Containerd(_) => ErrorKind::Remote,
+            UnpackError::File(error) => error.kind(),
+            UnpackError::Space { .. } | UnpackError::StateDir { .. } => ErrorKind::Local,
+            UnpackError::Verification { .. }
+            | UnpackError::Platform { .. }
+            | UnpackError::Signature(_)
+            | UnpackError::Values(_)
+            | UnpackError::Address { .. }
+            | UnpackError::Content { .. } => ErrorKind::Input,
+        }
     }
 }
 
-fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> UnpackError + '_ {
-    move |source| UnpackError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+/// What the verification step established.
+struct Verified {
+    content: VerifiedContent,
+    sha256: String,
+    compression: bundle::Compression,
+    bundle_key_fingerprint: Option<Fingerprint>,
 }
 
 /// Verifies, then loads `request.bundle` into the target and writes the values.
@@ -267,122 +325,42 @@ pub async fn unpack(
     request: UnpackRequest,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<UnpackSummary, UnpackError> {
-    events(Event::Verifying);
-    let path = request.bundle.clone();
-    // Everything acted on below comes from this one verified pass: the leading
-    // entries and manifests are kept from it, and blob bytes read again later
-    // are checked against their digests by every target.
-    let (report, verified) = tokio::task::spawn_blocking(move || bundle::verify_keeping(&path))
-        .await
-        .map_err(|e| UnpackError::Io {
-            path: request.bundle.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })??;
+    let verified = verify_bundle(&request, events).await?;
+    let manifest = &verified.content.manifest;
     let bundle_name = request.bundle.display().to_string();
-    let Some(verified) = verified.filter(|_| report.is_ok()) else {
-        return Err(UnpackError::Verification {
-            bundle: bundle_name,
-            problems: report.problems,
-        });
-    };
-    let sha256 = report.sha256.map(|d| d.hex()).unwrap_or_default();
-    let bundle_key_fingerprint = match (&request.bundle_keys, &report.sha256) {
-        (Some(keys), Some(digest)) => Some(signatures::check_bundle_signature(
-            &request.bundle,
-            digest,
-            keys,
-        )?),
-        _ => None,
-    };
-    events(Event::Verified {
-        sha256: sha256.clone(),
-    });
-
-    let bundle::VerifiedContent {
+    let (values_address, warnings) = values_address(&request, manifest)?;
+    let values_bytes = values::retarget(
         manifest,
-        values_yaml,
-        manifests: verified_manifests,
-    } = verified;
-    let compression = report.compression;
-
-    let values_address = match (&request.local_registry, &request.target) {
-        (Some(address), _) => address.clone(),
-        (None, Target::Registry { address, .. }) => address.clone(),
-        (None, _) => values::bundle_address(&manifest),
-    };
-    let mut warnings = Vec::new();
-    if request.local_registry.is_none() && is_loopback(&values_address) {
-        warnings.push(format!(
-            "the values point at {values_address}, a loopback address: pods cannot pull from the node's loopback through the service network; pass --local-registry with the cluster's registry address"
-        ));
+        &verified.content.values_yaml,
+        &values_address,
+        &request.install,
+    )?;
+    if matches!(request.target, Target::Containerd { .. } | Target::K0s(_)) {
+        check_platform(&request, manifest).await?;
     }
-    crate::reference::validate_domain(&values_address).map_err(|source| UnpackError::Address {
-        address: values_address.clone(),
-        source,
-    })?;
-    let values_bytes =
-        values::retarget(&manifest, &values_yaml, &values_address, &request.install)?;
-
-    if let Target::Containerd { .. } | Target::K0sImagesDir(_) = &request.target {
-        check_platform(&request, &manifest).await?;
-    }
-
-    let staging = request
-        .staging_dir
-        .clone()
-        .unwrap_or_else(std::env::temp_dir);
-    let needed: u64 = manifest.files.iter().map(|f| f.size).sum();
     if !request.dry_run {
-        if compression != bundle::Compression::None {
-            check_space(&staging, needed)?;
-        }
-        if let Target::K0sImagesDir(dir) = &request.target {
-            check_space(dir, needed)?;
-        }
+        check_space(&request, &verified)?;
     }
-
-    let store = if request.dry_run && compression != bundle::Compression::None {
-        None
-    } else {
-        let (path, staging) = (request.bundle.clone(), staging.clone());
-        Some(
-            tokio::task::spawn_blocking(move || BlobStore::open(&path, compression, &staging))
-                .await
-                .map_err(|e| UnpackError::Io {
-                    path: request.bundle.clone(),
-                    source: std::io::Error::other(e.to_string()),
-                })?
-                .map_err(io_error(&request.bundle))?,
-        )
-    };
+    let store = open_store(&request, &verified).await?;
     let images = match &store {
-        Some(store) => images::load_images(&manifest, &verified_manifests, store, &bundle_name)?,
-        None => images::describe_images(&manifest, &bundle_name)?,
-    };
-    let checked_signatures = match &store {
-        Some(store)
-            if request.signatures.checks()
-                || request.signatures.require_all
-                || !request.signatures.require.is_empty() =>
-        {
-            Some(signatures::check_images(
-                &manifest,
-                &verified_manifests,
-                store,
-                &request.signatures,
-                &bundle_name,
-            )?)
+        Some(store) => {
+            images::load_images(manifest, &verified.content.manifests, store, &bundle_name)?
         }
+        None => images::describe_images(manifest, &bundle_name)?,
+    };
+    let signatures = match &store {
+        Some(store) if verify::checks_images(&request.verify.signatures) => Some(
+            verify::check_image_signatures(&verified.content, store, &request.verify.signatures)?,
+        ),
         _ => None,
     };
     let target_address = match &request.target {
         Target::Registry { address, .. } => address.clone(),
         _ => values_address.clone(),
     };
-
     let mut summary = UnpackSummary {
         bundle: request.bundle.clone(),
-        bundle_sha256: sha256.clone(),
+        bundle_sha256: verified.sha256.clone(),
         target: request.target.describe(),
         images: vec![],
         blobs_loaded: 0,
@@ -391,47 +369,195 @@ pub async fn unpack(
         bytes: 0,
         nothing_to_do: false,
         values_out: request.values_out.clone(),
-        values_address: values_address.clone(),
+        values_address,
         warnings,
         dry_run: request.dry_run,
-        bundle_key_fingerprint,
+        bundle_key_fingerprint: verified.bundle_key_fingerprint.clone(),
     };
-
-    if request.dry_run {
-        for image in &images {
-            let names = image.names(&target_address)?;
-            summary.images.push(ImageAction {
-                canonical: image.canonical.to_string(),
-                target_references: names.all(),
-                digest: image.top.digest.clone(),
-                action: "would load".into(),
-                signature: None,
-            });
-        }
+    let Some(store) = store.filter(|_| !request.dry_run) else {
+        summary.images = dry_run(&images, &target_address)?;
         return Ok(summary);
-    }
-    let store = store.ok_or_else(|| UnpackError::Content {
-        bundle: bundle_name.clone(),
-        reason: "no blob store".into(),
-    })?;
+    };
     // The values file must be writable before the target is touched.
-    let values_temp = match &request.values_out {
-        Some(out) => Some(temp_beside(out)?),
+    let values_file = match &request.values_out {
+        Some(out) => Some(AtomicFile::create(
+            out,
+            values_privacy(&request.install),
+            None,
+        )?),
         None => None,
     };
     events(Event::Loading {
         images: images.len(),
         bytes: images::total_bytes(&images),
     });
+    let loaded = load(
+        &request,
+        &images,
+        Arc::new(store),
+        &target_address,
+        &verified,
+        events,
+    )
+    .await
+    .and_then(|loaded| {
+        if let Some(mut file) = values_file {
+            std::io::Write::write_all(&mut file, &values_bytes).map_err(|source| {
+                FileError::Write {
+                    path: file.target().to_path_buf(),
+                    source,
+                }
+            })?;
+            file.commit()?;
+        }
+        Ok(loaded)
+    });
+    let loaded = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            if let Some(log) = &request.audit_log {
+                audit::failure(log, &verified.sha256, &summary.target, &error.to_string());
+            }
+            return Err(error);
+        }
+    };
+    summary.record(loaded, signatures);
+    if let Some(log) = &request.audit_log {
+        audit::success(log, &summary)?;
+    }
+    Ok(summary)
+}
 
-    let loaded = match &request.target {
+/// Runs the verification pass (and signature checks) off the async runtime.
+async fn verify_bundle(
+    request: &UnpackRequest,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<Verified, UnpackError> {
+    events(Event::Verifying);
+    let (path, options) = (request.bundle.clone(), request.verify.clone());
+    let verification = crate::task::blocking(move || verify::verify(&path, &options)).await;
+    let verification = match verification {
+        Ok(verification) => verification,
+        Err(error) => {
+            if let Some(log) = &request.audit_log {
+                audit::failure(log, "", &request.target.describe(), &error.to_string());
+            }
+            return Err(error.into());
+        }
+    };
+    let report = verification.report;
+    let Some(content) = verification.content.filter(|_| report.is_ok()) else {
+        let error = UnpackError::Verification {
+            bundle: request.bundle.display().to_string(),
+            problems: report.problems,
+        };
+        if let Some(log) = &request.audit_log {
+            audit::failure(log, "", &request.target.describe(), &error.to_string());
+        }
+        return Err(error);
+    };
+    let sha256 = report.sha256.map(|d| d.hex()).unwrap_or_default();
+    events(Event::Verified {
+        sha256: sha256.clone(),
+    });
+    Ok(Verified {
+        content,
+        sha256,
+        compression: report.compression,
+        bundle_key_fingerprint: verification.signatures.bundle_key_fingerprint,
+    })
+}
+
+/// The address the values point pods at, and a warning when that is loopback.
+fn values_address(
+    request: &UnpackRequest,
+    manifest: &bundle::BundleManifest,
+) -> Result<(String, Vec<String>), UnpackError> {
+    let address = match (&request.local_registry, &request.target) {
+        (Some(address), _) => address.clone(),
+        (None, Target::Registry { address, .. }) => address.clone(),
+        (None, _) => values::bundle_address(manifest),
+    };
+    let mut warnings = Vec::new();
+    if request.local_registry.is_none() && is_loopback(&address) {
+        warnings.push(format!(
+            "the values point at {address}, a loopback address: pods cannot pull from the node's loopback through the service network; pass --local-registry with the cluster's registry address"
+        ));
+    }
+    crate::reference::validate_domain(&address).map_err(|source| UnpackError::Address {
+        address: address.clone(),
+        source,
+    })?;
+    Ok((address, warnings))
+}
+
+/// Values that carry proxy credentials are readable by their owner only.
+fn values_privacy(install: &InstallSettings) -> Privacy {
+    if install.proxy.has_credentials() {
+        Privacy::Private
+    } else {
+        Privacy::Shared
+    }
+}
+
+/// Random access to the blobs: none for a dry run of a compressed bundle (staging it
+/// would write a full copy).
+async fn open_store(
+    request: &UnpackRequest,
+    verified: &Verified,
+) -> Result<Option<BlobStore>, UnpackError> {
+    let compression = verified.compression;
+    if request.dry_run && compression != bundle::Compression::None {
+        return Ok(None);
+    }
+    let path = request.bundle.clone();
+    let staging = staging_dir(request);
+    let store = crate::task::blocking(move || BlobStore::open(&path, compression, &staging)).await;
+    Ok(Some(store.map_err(|source| FileError::Read {
+        path: request.bundle.clone(),
+        source,
+    })?))
+}
+
+fn staging_dir(request: &UnpackRequest) -> PathBuf {
+    request
+        .staging_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+fn dry_run(images: &[LoadImage], address: &str) -> Result<Vec<ImageAction>, UnpackError> {
+    images
+        .iter()
+        .map(|image| {
+            Ok(ImageAction {
+                canonical: image.canonical.to_string(),
+                target_references: image.names(address)?.all(),
+                digest: image.top.digest,
+                action: LoadAction::WouldLoad,
+                signature: None,
+            })
+        })
+        .collect()
+}
+
+/// Loads the images into the request's target.
+async fn load(
+    request: &UnpackRequest,
+    images: &[LoadImage],
+    store: Arc<BlobStore>,
+    address: &str,
+    verified: &Verified,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<Loaded, UnpackError> {
+    match &request.target {
         Target::Registry {
             address,
             options,
             credentials,
         } => {
             to_registry::push(
-                &images,
+                images,
                 &store,
                 address,
                 options,
@@ -443,65 +569,29 @@ pub async fn unpack(
         }
         Target::Containerd { socket, namespace } => {
             to_containerd::import(
-                &images,
+                images,
                 &store,
                 socket,
                 namespace,
-                &target_address,
+                address,
                 request.jobs,
                 events,
             )
             .await
         }
-        Target::K0sImagesDir(dir) => {
+        Target::K0s(target) => {
             to_k0s::write(
-                &images,
-                &store,
-                dir,
-                &target_address,
-                &sha256,
+                images,
+                store,
+                target,
+                address,
+                &verified.sha256,
                 &request.cancel,
                 events,
             )
             .await
         }
-    };
-    let loaded = loaded.and_then(|loaded| {
-        if let (Some(out), Some(temp)) = (&request.values_out, values_temp) {
-            persist(temp, out, &values_bytes)?;
-        }
-        Ok(loaded)
-    });
-    let loaded = match loaded {
-        Ok(loaded) => loaded,
-        Err(err) => {
-            if let Some(log) = &request.audit_log {
-                audit::failure(log, &sha256, &summary.target, &err.to_string());
-            }
-            return Err(err);
-        }
-    };
-    summary.images = loaded.images;
-    if let Some(statuses) = checked_signatures {
-        for image in &mut summary.images {
-            image.signature = statuses
-                .iter()
-                .find(|(canonical, _)| canonical == &image.canonical)
-                .map(|(_, status)| status.clone());
-        }
     }
-    summary.blobs_loaded = loaded.blobs_loaded;
-    summary.blobs_skipped = loaded.blobs_skipped;
-    summary.blobs_mounted = loaded.blobs_mounted;
-    summary.bytes = loaded.bytes;
-    summary.nothing_to_do = loaded.blobs_loaded == 0
-        && loaded.blobs_mounted == 0
-        && summary.images.iter().all(|i| i.action == "skipped");
-
-    if let Some(log) = &request.audit_log {
-        audit::success(log, &summary).map_err(io_error(log))?;
-    }
-    Ok(summary)
 }
 
 /// What a target reports back.
@@ -514,18 +604,43 @@ pub(crate) struct Loaded {
     pub(crate) bytes: u64,
 }
 
+impl UnpackSummary {
+    fn record(&mut self, loaded: Loaded, signatures: Option<Vec<(String, SignatureStatus)>>) {
+        self.images = loaded.images;
+        if let Some(statuses) = signatures {
+            for image in &mut self.images {
+                image.signature = statuses
+                    .iter()
+                    .find(|(canonical, _)| *canonical == image.canonical)
+                    .map(|(_, status)| status.clone());
+            }
+        }
+        self.blobs_loaded = loaded.blobs_loaded;
+        self.blobs_skipped = loaded.blobs_skipped;
+        self.blobs_mounted = loaded.blobs_mounted;
+        self.bytes = loaded.bytes;
+        self.nothing_to_do = loaded.blobs_loaded == 0
+            && loaded.blobs_mounted == 0
+            && self
+                .images
+                .iter()
+                .all(|image| image.action == LoadAction::Skipped);
+    }
+}
+
 fn is_loopback(address: &str) -> bool {
     let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
     host == "localhost" || host.starts_with("127.") || host == "[::1]"
 }
 
-/// Refuses a bundle whose platforms do not include the node's: k0s and CRI
-/// would otherwise import nothing, silently.
+/// Refuses a bundle whose platforms do not include the node's: k0s and CRI would
+/// otherwise import nothing, silently.
 async fn check_platform(
     request: &UnpackRequest,
     manifest: &bundle::BundleManifest,
 ) -> Result<(), UnpackError> {
-    use crate::containerd::{Containerd, Platform};
+    use crate::containerd::Containerd;
+    use crate::oci::Platform;
     let node = match &request.target {
         Target::Containerd { socket, namespace } => {
             let daemon = Containerd::connect(socket, namespace).await?;
@@ -547,15 +662,27 @@ async fn check_platform(
     }
 }
 
-fn check_space(dir: &Path, needed: u64) -> Result<(), UnpackError> {
+/// A compressed bundle is staged in full; the k0s archive needs its own copy.
+fn check_space(request: &UnpackRequest, verified: &Verified) -> Result<(), UnpackError> {
+    let needed: u64 = verified.content.manifest.files.iter().map(|f| f.size).sum();
+    if verified.compression != bundle::Compression::None {
+        free_space_at_least(&staging_dir(request), needed)?;
+    }
+    if let Target::K0s(target) = &request.target {
+        free_space_at_least(&target.state_dir, needed)?;
+    }
+    Ok(())
+}
+
+fn free_space_at_least(dir: &Path, needed: u64) -> Result<(), UnpackError> {
     // The directory may not exist yet: its nearest existing ancestor holds it.
     let dir = dir
         .ancestors()
         .find(|p| p.is_dir())
         .unwrap_or(Path::new("."));
-    let stat = rustix::fs::statvfs(dir).map_err(|e| UnpackError::Io {
+    let stat = rustix::fs::statvfs(dir).map_err(|error| FileError::Read {
         path: dir.to_path_buf(),
-        source: e.into(),
+        source: error.into(),
     })?;
     let available = stat.f_bavail.saturating_mul(stat.f_frsize);
     if available < needed {
@@ -565,34 +692,5 @@ fn check_space(dir: &Path, needed: u64) -> Result<(), UnpackError> {
             needed,
         });
     }
-    Ok(())
-}
-
-/// A temp file beside `path`, to be renamed over it once complete.
-fn temp_beside(path: &Path) -> Result<tempfile::NamedTempFile, UnpackError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    tempfile::Builder::new()
-        .prefix(".velero-airgap-")
-        .tempfile_in(dir)
-        .map_err(io_error(dir))
-}
-
-/// Writes `bytes` into `temp` and renames it to `path`.
-fn persist(
-    mut temp: tempfile::NamedTempFile,
-    path: &Path,
-    bytes: &[u8],
-) -> Result<(), UnpackError> {
-    use std::io::Write;
-    temp.write_all(bytes)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(io_error(path))?;
-    temp.persist(path).map_err(|e| UnpackError::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
     Ok(())
 }

@@ -3,8 +3,9 @@
 //! build stored in the bundle (`--verify-key`, `--require-signatures`).
 
 use super::UnpackError;
-use super::store::BlobStore;
-use crate::bundle::{BundleManifest, Sha256Digest};
+use crate::bundle::BlobStore;
+use crate::bundle::BundleManifest;
+use crate::oci::Digest;
 use crate::reference::Reference;
 use crate::sign::{
     Fingerprint, FoundSignature, KeySet, SignaturePolicy, SignatureStatus, Subject, verify_digest,
@@ -53,7 +54,7 @@ pub enum SignatureCheckError {
 /// Checks `BUNDLE.sig` against `keys` for a bundle whose file hashes to `sha256`.
 pub fn check_bundle_signature(
     bundle: &Path,
-    sha256: &Sha256Digest,
+    sha256: &Digest,
     keys: &KeySet,
 ) -> Result<Fingerprint, SignatureCheckError> {
     let path = crate::build::signature_path(bundle);
@@ -66,12 +67,12 @@ pub fn check_bundle_signature(
 /// Re-checks every image's stored cosign signatures under `policy`, offline.
 pub(crate) fn check_images(
     manifest: &BundleManifest,
-    verified: &HashMap<Sha256Digest, Vec<u8>>,
+    verified: &HashMap<Digest, Vec<u8>>,
     store: &BlobStore,
     policy: &SignaturePolicy,
     bundle: &str,
 ) -> Result<Vec<(String, SignatureStatus)>, UnpackError> {
-    let read = |digest: &Sha256Digest| match verified.get(digest) {
+    let read = |digest: &Digest| match verified.get(digest) {
         Some(bytes) => Ok(bytes.clone()),
         None => store
             .read_small(digest, SMALL)

@@ -6,11 +6,10 @@
 //! and a re-run completes.
 
 use super::images::LoadImage;
-use super::store::BlobStore;
-use super::{Event, ImageAction, Loaded, UnpackError};
-use crate::bundle::Sha256Digest;
-use crate::containerd::{BlobOutcome, Containerd, ImageOutcome, ImageTarget, gc_labels};
-use crate::registry::Descriptor;
+use super::{Event, ImageAction, LoadAction, Loaded, UnpackError};
+use crate::bundle::BlobStore;
+use crate::containerd::{BlobOutcome, Containerd, ImageOutcome, gc_labels};
+use crate::oci::Descriptor;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -37,7 +36,7 @@ pub(crate) async fn import(
     let mut blobs: Vec<(Descriptor, BTreeMap<String, String>)> = Vec::new();
     for image in images {
         for blob in &image.blobs {
-            if seen.insert(blob.digest.clone()) {
+            if seen.insert(blob.digest) {
                 blobs.push((blob.clone(), BTreeMap::new()));
             }
         }
@@ -46,7 +45,7 @@ pub(crate) async fn import(
     for image in images {
         for manifest in image.manifests.iter().rev() {
             let descriptor = &manifest.descriptor;
-            if seen.insert(descriptor.digest.clone()) {
+            if seen.insert(descriptor.digest) {
                 let labels =
                     gc_labels(&descriptor.digest, &descriptor.media_type, &manifest.bytes)?;
                 manifests.push((descriptor.clone(), labels));
@@ -61,17 +60,12 @@ pub(crate) async fn import(
             .map(|(blob, labels)| {
                 let (import, written, present, bytes) = (&import, &written, &present, &bytes);
                 async move {
-                    let digest = blob
-                        .digest
-                        .strip_prefix("sha256:")
-                        .and_then(|hex| Sha256Digest::from_hex(hex).ok())
-                        .ok_or_else(|| UnpackError::Content {
-                            bundle: blob.digest.clone(),
-                            reason: "not a sha256 digest".into(),
-                        })?;
-                    let file = store.open_blob(&digest).map_err(|source| UnpackError::Io {
-                        path: crate::bundle::blob_entry_name(&digest).into(),
-                        source,
+                    let digest = blob.digest;
+                    let file = store.open_blob(&digest).map_err(|source| {
+                        crate::files::FileError::Read {
+                            path: crate::bundle::blob_entry_name(&digest).into(),
+                            source,
+                        }
                     })?;
                     let reader = Progress {
                         inner: tokio::fs::File::from_std(file.into_inner()),
@@ -106,27 +100,22 @@ pub(crate) async fn import(
     };
     for image in images {
         let names = image.names(address)?;
-        let target = ImageTarget {
-            media_type: image.top.media_type.clone(),
-            digest: image.top.digest.clone(),
-            size: image.top.size,
-        };
+        let target = &image.top;
         let mut changed = false;
         for name in names.all() {
-            let outcome = import.set_image(&name, &target, &BTreeMap::new()).await?;
+            let outcome = import.set_image(&name, target, &BTreeMap::new()).await?;
             changed |= outcome != ImageOutcome::Unchanged;
         }
         let action = ImageAction {
             canonical: image.canonical.to_string(),
             target_references: names.all(),
-            digest: image.top.digest.clone(),
+            digest: image.top.digest,
             signature: None,
             action: if changed || loaded.blobs_loaded > 0 {
-                "imported"
+                LoadAction::Imported
             } else {
-                "skipped"
-            }
-            .to_string(),
+                LoadAction::Skipped
+            },
         };
         events(Event::Image(action.clone()));
         loaded.images.push(action);

@@ -1,78 +1,93 @@
-//! The k0s target: one uncompressed OCI-archive tar in k0s's images directory,
-//! naming each image three ways under the airgap address, so k0s imports it
-//! into containerd (namespace `k8s.io`) when it starts.
+//! The k0s target: one uncompressed OCI-archive tar in k0s's images directory, naming
+//! each image three ways under the airgap address, so k0s imports it into containerd
+//! (namespace `k8s.io`) when it starts.
 //!
-//! k0s imports every file that appears in the directory, so the archive is
-//! written beside the directory (same filesystem) and renamed into it when
-//! complete; the record of what was written lives beside it too.
+//! k0s imports every file that appears in its images directory, on create or write, with
+//! no filter on names. So nothing partial may ever appear there: the archive is written in
+//! the tool's own state directory (on the same filesystem, created 0700) and renamed into
+//! the images directory when complete. The record of what was written (for a no-op
+//! re-run) lives in the state directory too; nothing is ever written beside the images
+//! directory. The images directory itself is created only when the archive is complete,
+//! so an interrupted run leaves no empty directory behind.
 
-use super::images::LoadImage;
-use super::store::BlobStore;
-use super::{Event, ImageAction, Loaded, UnpackError};
-use crate::bundle::{Sha256Digest, blob_entry_name};
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-/// The archive's file name in the images directory.
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use super::images::LoadImage;
+use super::{Event, ImageAction, LoadAction, Loaded, UnpackError};
+use crate::bundle::{BlobStore, blob_entry_name};
+use crate::files::{self, AtomicFile, FileError, Origin, Privacy};
+use crate::oci::{Descriptor, Digest, MediaType, REF_NAME_ANNOTATION};
+
+/// The archive's file name in the images directory. Embedded Cluster's upgrade deletes
+/// `images-amd64-*` there: this name never matches that pattern.
 pub const ARCHIVE_NAME: &str = "velero-airgap-images.tar";
 
-/// Writes the archive of `images` into `dir`.
+/// The state directory used when none is given: on the root filesystem, like
+/// `/var/lib/embedded-cluster`.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/velero-airgap";
+
+/// The annotation containerd's importer names images by.
+const CONTAINERD_NAME_ANNOTATION: &str = "io.containerd.image.name";
+
+/// What a completed write recorded, so the same bundle to the same address is a no-op.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Record {
+    images_dir: PathBuf,
+    bundle_sha256: String,
+    address: String,
+    archive_size: u64,
+}
+
+/// Where the k0s target writes.
+#[derive(Debug, Clone)]
+pub struct K0sTarget {
+    /// k0s's images directory.
+    pub images_dir: PathBuf,
+    /// The tool's state directory, on the same filesystem.
+    pub state_dir: PathBuf,
+}
+
+/// Writes the archive of `images` into the images directory, unless the same bundle was
+/// already written for the same address.
 pub(crate) async fn write(
     images: &[LoadImage],
-    store: &BlobStore,
-    dir: &Path,
+    store: Arc<BlobStore>,
+    target: &K0sTarget,
     address: &str,
     bundle_sha256: &str,
     cancel: &tokio_util::sync::CancellationToken,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<Loaded, UnpackError> {
-    let io_error = |source| UnpackError::Io {
-        path: dir.to_path_buf(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(io_error)?;
-    let target = dir.join(ARCHIVE_NAME);
-    let outside = match dir.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let dir_name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let marker = outside.join(format!(".{dir_name}.{ARCHIVE_NAME}.bundle-sha256"));
+    prepare_state_dir(target)?;
     let mut actions = Vec::new();
-    let mut index = Vec::new();
     for image in images {
-        let names = image.names(address)?;
-        for name in names.all() {
-            index.push(serde_json::json!({
-                "mediaType": image.top.media_type,
-                "digest": image.top.digest,
-                "size": image.top.size,
-                "annotations": {
-                    "io.containerd.image.name": name,
-                    "org.opencontainers.image.ref.name": name,
-                },
-            }));
-        }
         actions.push(ImageAction {
             canonical: image.canonical.to_string(),
-            target_references: names.all(),
-            digest: image.top.digest.clone(),
+            target_references: image.names(address)?.all(),
+            digest: image.top.digest,
             signature: None,
-            action: "written".into(),
+            action: LoadAction::Written,
         });
     }
-    // The same bundle to the same address makes the same archive: skip it.
-    let unchanged = std::fs::read_to_string(&marker)
-        .is_ok_and(|m| m.trim() == format!("{bundle_sha256} {address}"))
-        && target.is_file();
-    if unchanged {
+    let archive = target.images_dir.join(ARCHIVE_NAME);
+    let record_path = record_path(target);
+    let record = Record {
+        images_dir: target.images_dir.clone(),
+        bundle_sha256: bundle_sha256.to_owned(),
+        address: address.to_owned(),
+        archive_size: 0,
+    };
+    if is_unchanged(&record_path, &record, &archive) {
         for action in &mut actions {
-            action.action = "skipped".into();
+            action.action = LoadAction::Skipped;
             events(Event::Image(action.clone()));
         }
         return Ok(Loaded {
@@ -81,92 +96,230 @@ pub(crate) async fn write(
         });
     }
 
-    let mut blobs: BTreeMap<String, u64> = BTreeMap::new();
+    let index_json = index_json(images, address)?;
+    let blobs = distinct_blobs(images);
+    let (loaded_blobs, bytes) = (blobs.len(), blobs.values().sum());
+    let writer = ArchiveWriter {
+        archive: archive.clone(),
+        state_dir: target.state_dir.clone(),
+        images_dir: target.images_dir.clone(),
+        index_json,
+        blobs,
+        store,
+        cancel: cancel.clone(),
+    };
+    // The copy is blocking work: progress comes back through a channel.
+    let (progress, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let mut writing = std::pin::pin!(crate::task::blocking(move || writer.write(&progress)));
+    let archive_size = loop {
+        tokio::select! {
+            Some(bytes) = received.recv() => events(Event::Progress { bytes }),
+            result = &mut writing => break result?,
+        }
+    };
+    while let Ok(bytes) = received.try_recv() {
+        events(Event::Progress { bytes });
+    }
+    let record = Record {
+        archive_size,
+        ..record
+    };
+    let record_json = serde_json::to_vec_pretty(&record).unwrap_or_default();
+    files::write_atomic(&record_path, &record_json, Privacy::Shared)?;
+    for action in &actions {
+        events(Event::Image(action.clone()));
+    }
+    Ok(Loaded {
+        images: actions,
+        blobs_loaded: loaded_blobs,
+        bytes,
+        ..Loaded::default()
+    })
+}
+
+/// Creates the state directory (0700) and checks it shares a filesystem with the images
+/// directory, or its nearest existing ancestor: a rename cannot cross filesystems.
+fn prepare_state_dir(target: &K0sTarget) -> Result<(), UnpackError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&target.state_dir)
+        .map_err(|source| FileError::Write {
+            path: target.state_dir.clone(),
+            source,
+        })?;
+    let images_anchor = target
+        .images_dir
+        .ancestors()
+        .find(|p| p.is_dir())
+        .unwrap_or(Path::new("."));
+    let device = |path: &Path| {
+        std::fs::metadata(path)
+            .map(|m| m.dev())
+            .map_err(|source| FileError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+    };
+    if device(images_anchor)? != device(&target.state_dir)? {
+        return Err(UnpackError::StateDir {
+            state_dir: target.state_dir.clone(),
+            images_dir: target.images_dir.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// One record per images directory, named by a digest of its path.
+fn record_path(target: &K0sTarget) -> PathBuf {
+    let key = Digest::of(target.images_dir.as_os_str().as_encoded_bytes()).hex();
+    target.state_dir.join(format!("k0s-{}.json", &key[..16]))
+}
+
+fn is_unchanged(record_path: &Path, expected: &Record, archive: &Path) -> bool {
+    let Ok(bytes) = files::read_capped(record_path, 64 << 10, "state record", Origin::Found) else {
+        return false;
+    };
+    let Ok(found) = serde_json::from_slice::<Record>(&bytes) else {
+        return false;
+    };
+    let size = std::fs::symlink_metadata(archive)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    found.images_dir == expected.images_dir
+        && found.bundle_sha256 == expected.bundle_sha256
+        && found.address == expected.address
+        && size == Some(found.archive_size)
+}
+
+/// The archive's `index.json`: every image under each of its names.
+fn index_json(images: &[LoadImage], address: &str) -> Result<Vec<u8>, UnpackError> {
+    let mut manifests = Vec::new();
     for image in images {
-        for d in image
-            .manifests
-            .iter()
-            .map(|m| &m.descriptor)
-            .chain(&image.blobs)
-        {
-            blobs.insert(d.digest.clone(), d.size);
+        for name in image.names(address)?.all() {
+            manifests.push(Descriptor {
+                annotations: BTreeMap::from([
+                    (CONTAINERD_NAME_ANNOTATION.to_owned(), name.clone()),
+                    (REF_NAME_ANNOTATION.to_owned(), name),
+                ]),
+                ..Descriptor::new(
+                    image.top.media_type.clone(),
+                    image.top.digest,
+                    image.top.size,
+                )
+            });
         }
     }
-    let index_json = serde_json::to_vec(&serde_json::json!({
+    Ok(serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": index,
+        "mediaType": MediaType::OCI_INDEX,
+        "manifests": manifests,
     }))
-    .map_err(|e| io_error(e.into()))?;
+    .unwrap_or_default())
+}
 
-    let mut temp = tempfile::Builder::new()
-        .prefix(&format!(".{ARCHIVE_NAME}."))
-        .suffix(".partial")
-        .tempfile_in(outside)
-        .map_err(io_error)?;
-    let mut bytes = 0;
-    {
-        let mut builder = tar::Builder::new(io::BufWriter::new(temp.as_file_mut()));
+/// Every manifest and blob of the images, each once, in digest order.
+fn distinct_blobs(images: &[LoadImage]) -> BTreeMap<Digest, u64> {
+    images
+        .iter()
+        .flat_map(|image| {
+            image
+                .manifests
+                .iter()
+                .map(|m| &m.descriptor)
+                .chain(&image.blobs)
+        })
+        .map(|d| (d.digest, d.size))
+        .collect()
+}
+
+/// The archive being written, with everything it needs on the blocking thread.
+struct ArchiveWriter {
+    archive: PathBuf,
+    state_dir: PathBuf,
+    images_dir: PathBuf,
+    index_json: Vec<u8>,
+    blobs: BTreeMap<Digest, u64>,
+    store: Arc<BlobStore>,
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+impl ArchiveWriter {
+    /// Writes the archive in the state directory and renames it into the images
+    /// directory; returns its size.
+    fn write(self, progress: &tokio::sync::mpsc::UnboundedSender<u64>) -> Result<u64, UnpackError> {
+        let write_error = |source| FileError::Write {
+            path: self.archive.clone(),
+            source,
+        };
+        let mut file = AtomicFile::create(&self.archive, Privacy::Shared, Some(&self.state_dir))?;
+        let mut builder = tar::Builder::new(io::BufWriter::new(file.file()));
         append(
             &mut builder,
             "oci-layout",
             br#"{"imageLayoutVersion":"1.0.0"}"#.as_slice(),
             30,
         )
-        .map_err(io_error)?;
+        .map_err(write_error)?;
         append(
             &mut builder,
             "index.json",
-            index_json.as_slice(),
-            index_json.len() as u64,
+            self.index_json.as_slice(),
+            self.index_json.len() as u64,
         )
-        .map_err(io_error)?;
-        for (digest, size) in &blobs {
-            let parsed = digest
-                .strip_prefix("sha256:")
-                .and_then(|hex| Sha256Digest::from_hex(hex).ok())
-                .ok_or_else(|| UnpackError::Content {
-                    bundle: digest.clone(),
-                    reason: "not a sha256 digest".into(),
-                })?;
-            let mut reader = Hashing {
-                inner: store.open_blob(&parsed).map_err(io_error)?,
-                hasher: Sha256::new(),
-                cancel,
-                events,
-            };
-            append(&mut builder, &blob_entry_name(&parsed), &mut reader, *size)
-                .map_err(io_error)?;
-            // The bundle verified, but it is read again here: check it still holds.
-            if reader.hasher.finalize().as_slice() != parsed.as_bytes() {
-                return Err(UnpackError::Content {
-                    bundle: blob_entry_name(&parsed),
-                    reason: "changed since it was verified".into(),
-                });
-            }
-            bytes += size;
+        .map_err(write_error)?;
+        for (digest, size) in &self.blobs {
+            self.append_blob(&mut builder, digest, *size, progress)?;
         }
         builder
             .into_inner()
-            .and_then(|mut w| w.flush())
-            .map_err(io_error)?;
+            .and_then(|mut writer| writer.flush())
+            .map_err(write_error)?;
+        let size = file.file().metadata().map_err(write_error)?.len();
+        // Only now, with the archive complete, may the images directory come to be.
+        std::fs::create_dir_all(&self.images_dir).map_err(write_error)?;
+        file.commit()?;
+        Ok(size)
     }
-    temp.as_file().sync_all().map_err(io_error)?;
-    temp.persist(&target).map_err(|e| io_error(e.error))?;
-    std::fs::write(&marker, format!("{bundle_sha256} {address}\n")).map_err(io_error)?;
-    for action in &actions {
-        events(Event::Image(action.clone()));
+
+    /// Copies one blob, hashing it again: the bundle verified, but it is read a second
+    /// time here, and a changed file must not reach k0s.
+    fn append_blob<W: Write>(
+        &self,
+        builder: &mut tar::Builder<W>,
+        digest: &Digest,
+        size: u64,
+        progress: &tokio::sync::mpsc::UnboundedSender<u64>,
+    ) -> Result<(), UnpackError> {
+        let name = blob_entry_name(digest);
+        let mut reader = Hashing {
+            inner: self
+                .store
+                .open_blob(digest)
+                .map_err(|source| FileError::Read {
+                    path: name.clone().into(),
+                    source,
+                })?,
+            hasher: Sha256::new(),
+            cancel: &self.cancel,
+            progress,
+        };
+        append(builder, &name, &mut reader, size).map_err(|source| FileError::Write {
+            path: self.archive.clone(),
+            source,
+        })?;
+        if Digest::from_hasher(reader.hasher) != *digest {
+            return Err(UnpackError::Content {
+                bundle: name,
+                reason: "changed since it was verified".into(),
+            });
+        }
+        Ok(())
     }
-    Ok(Loaded {
-        images: actions,
-        blobs_loaded: blobs.len(),
-        bytes,
-        ..Loaded::default()
-    })
 }
 
-/// Appends a regular file with fixed metadata, so the archive depends only on
-/// its content.
+/// Appends a regular file with fixed metadata, so the archive depends only on its content.
 fn append<W: Write, R: Read>(
     builder: &mut tar::Builder<W>,
     name: &str,
@@ -189,9 +342,9 @@ fn append<W: Write, R: Read>(
 struct Hashing<'a, R> {
     inner: R,
     hasher: Sha256,
-    /// This copy runs synchronously: the only way Ctrl-C reaches it.
+    /// This copy runs on a blocking thread: the only way Ctrl-C reaches it.
     cancel: &'a tokio_util::sync::CancellationToken,
-    events: &'a (dyn Fn(Event) + Sync),
+    progress: &'a tokio::sync::mpsc::UnboundedSender<u64>,
 }
 
 impl<R: Read> Read for Hashing<'_, R> {
@@ -203,7 +356,8 @@ impl<R: Read> Read for Hashing<'_, R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         if n > 0 {
-            (self.events)(Event::Progress { bytes: n as u64 });
+            // The receiver is gone only when the run is over.
+            let _ = self.progress.send(n as u64);
         }
         Ok(n)
     }

@@ -2,11 +2,11 @@
 //! before manifests, skipping what the registry has.
 
 use super::images::LoadImage;
-use super::store::BlobStore;
-use super::{Event, ImageAction, Loaded, UnpackError};
-use crate::bundle::Sha256Digest;
+use super::{Event, ImageAction, LoadAction, Loaded, UnpackError};
+use crate::bundle::BlobStore;
+use crate::oci::Descriptor;
 use crate::registry::{
-    BasicCredentials, Descriptor, PushAction, PushEvent, PushImage, Pusher, RegistryOptions,
+    BasicCredentials, PushAction, PushEvent, PushImage, Pusher, RegistryOptions,
 };
 use std::io;
 
@@ -43,12 +43,7 @@ pub(crate) async fn push(
         names.push(image_names);
     }
     let source = |blob: &Descriptor| -> io::Result<io::Take<std::fs::File>> {
-        let digest = blob
-            .digest
-            .strip_prefix("sha256:")
-            .and_then(|hex| Sha256Digest::from_hex(hex).ok())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, blob.digest.clone()))?;
-        store.open_blob(&digest)
+        store.open_blob(&blob.digest)
     };
     let on_event = |event: PushEvent| {
         if let PushEvent::BlobProgress { bytes } = event {
@@ -69,13 +64,12 @@ pub(crate) async fn push(
         let action = ImageAction {
             canonical: image.canonical.to_string(),
             target_references: references,
-            digest: image.top.digest.clone(),
+            digest: image.top.digest,
             signature: None,
             action: match pushed.action {
-                PushAction::Skipped => "skipped",
-                PushAction::Pushed | PushAction::Mounted => "pushed",
-            }
-            .to_string(),
+                PushAction::Skipped => LoadAction::Skipped,
+                PushAction::Pushed | PushAction::Mounted => LoadAction::Pushed,
+            },
         };
         events(Event::Image(action.clone()));
         loaded.images.push(action);

@@ -13,6 +13,8 @@ pub use emit::to_yaml;
 pub use images::{ImageField, Role};
 pub use merge_patch::merge_patch;
 
+use crate::config::ClusterConfig;
+use crate::oci::Digest;
 use crate::reference::Reference;
 use crate::release::Release;
 use serde_yaml_ng::{Mapping, Value};
@@ -47,9 +49,6 @@ pub enum RenderError {
     /// A registry address to rewrite images to is not a valid host.
     #[error("registry address: {0}")]
     Domain(#[from] crate::reference::DomainError),
-    /// A pinned digest is not a valid digest.
-    #[error("pinned digest: {0}")]
-    Digest(#[from] crate::reference::DigestError),
 }
 
 /// A plugin to inject as an initContainer.
@@ -74,6 +73,20 @@ pub struct ProxySettings {
     pub no_proxy: Option<String>,
 }
 
+impl ProxySettings {
+    /// Whether a proxy URL carries a user name or password (`http://user:pass@host`).
+    pub fn has_credentials(&self) -> bool {
+        [&self.http_proxy, &self.https_proxy]
+            .into_iter()
+            .flatten()
+            .any(|url| {
+                let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+                authority.contains('@')
+            })
+    }
+}
+
 /// Everything rendering depends on.
 #[derive(Debug, Clone)]
 pub struct RenderInput {
@@ -89,6 +102,46 @@ pub struct RenderInput {
     pub host_ca_bundle: Option<String>,
     /// `builtInExtensions` values for `velero`, in config order.
     pub overrides: Vec<Value>,
+}
+
+impl RenderInput {
+    /// The render input of a config. Plugins with unusable fields are left out (validate
+    /// reports them), so rendering can still check the rest.
+    pub fn from_config(
+        config: &ClusterConfig,
+        release: Release,
+        proxy: ProxySettings,
+        host_ca_bundle: Option<String>,
+    ) -> RenderInput {
+        let plugins = config
+            .plugins()
+            .iter()
+            .filter_map(|p| {
+                Some(PluginImage {
+                    name: p.name.clone()?.trim().to_string(),
+                    image: p.image.clone()?.trim().to_string(),
+                    pull_policy: p.pull_policy().ok()?.as_str().to_string(),
+                })
+            })
+            .filter(|p| !p.name.is_empty() && Reference::parse(&p.image).is_ok())
+            .collect();
+        RenderInput {
+            release,
+            plugins,
+            proxy_registry_domain: config
+                .domains()
+                .proxy_registry_domain
+                .clone()
+                .filter(|d| crate::reference::validate_domain(d).is_ok()),
+            proxy,
+            host_ca_bundle,
+            overrides: config
+                .velero_overrides()
+                .into_iter()
+                .filter_map(|o| o.values.ok())
+                .collect(),
+        }
+    }
 }
 
 /// An image the final values make the chart run.
@@ -265,7 +318,7 @@ pub fn airgap_reference(
 pub fn to_airgap(
     rendered: &Rendered,
     local_registry: &str,
-    pins: &BTreeMap<String, String>,
+    pins: &BTreeMap<Reference, Digest>,
 ) -> Result<Value, RenderError> {
     let mut values = rendered.values.clone();
     for use_ in &rendered.images {
@@ -273,7 +326,7 @@ pub fn to_airgap(
             &airgap_reference(&use_.reference, local_registry)?,
             use_,
             pins,
-        )?;
+        );
         images::write_field(&mut values, &use_.field, &target);
         if let Some(path) = &use_.field.pull_policy_path {
             let current = images::get_path(&values, path).and_then(Value::as_str);
@@ -287,11 +340,11 @@ pub fn to_airgap(
 
 /// Pins the online values by the digests in `pins` (canonical reference →
 /// digest), leaving images without a pin as they are.
-pub fn pin(rendered: &Rendered, pins: &BTreeMap<String, String>) -> Result<Value, RenderError> {
+pub fn pin(rendered: &Rendered, pins: &BTreeMap<Reference, Digest>) -> Result<Value, RenderError> {
     let mut values = rendered.values.clone();
     for use_ in &rendered.images {
-        if pins.contains_key(&use_.reference.to_string()) {
-            let target = pinned(&use_.reference, use_, pins)?;
+        if pins.contains_key(&use_.reference) {
+            let target = pinned(&use_.reference, use_, pins);
             images::write_field(&mut values, &use_.field, &target);
         }
     }
@@ -302,14 +355,10 @@ pub fn pin(rendered: &Rendered, pins: &BTreeMap<String, String>) -> Result<Value
 /// reference. The pin wins over a digest the reference already names: a
 /// reference pinned to a multi-arch index resolves to the platform manifest the
 /// bundle carries, and the values must name what is loaded.
-fn pinned(
-    target: &Reference,
-    use_: &ImageUse,
-    pins: &BTreeMap<String, String>,
-) -> Result<Reference, RenderError> {
-    match pins.get(&use_.reference.to_string()) {
-        Some(digest) => Ok(target.with_digest(digest)?),
-        None => Ok(target.clone()),
+fn pinned(target: &Reference, use_: &ImageUse, pins: &BTreeMap<Reference, Digest>) -> Reference {
+    match pins.get(&use_.reference) {
+        Some(digest) => target.with_digest(*digest),
+        None => target.clone(),
     }
 }
 

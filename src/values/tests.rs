@@ -240,8 +240,8 @@ fn step8_airgap_rewrites_pins_and_sets_pull_policy() {
     let rendered = render(&input).unwrap();
     let digest = format!("sha256:{}", "a".repeat(64));
     let pins = BTreeMap::from([(
-        "proxy.replicated.com/library/velero:v1.18.2".to_string(),
-        digest.clone(),
+        Reference::parse("proxy.replicated.com/library/velero:v1.18.2").unwrap(),
+        digest.parse().unwrap(),
     )]);
     let values = to_airgap(&rendered, DEFAULT_LOCAL_REGISTRY, &pins).unwrap();
     assert_eq!(

@@ -15,7 +15,8 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::{Pusher, blob_reference, check_manifest_type};
-use crate::registry::{Content, Descriptor, RegistryError};
+use crate::oci::{Content, Descriptor, Digest};
+use crate::registry::RegistryError;
 
 /// One image to push with [`Pusher::push_images`].
 #[derive(Debug, Clone)]
@@ -53,7 +54,7 @@ pub struct PushedImage {
     /// The tag set, if any.
     pub tag: Option<String>,
     /// The digest of the top manifest.
-    pub digest: String,
+    pub digest: Digest,
     /// [`PushAction::Pushed`] or [`PushAction::Skipped`].
     pub action: PushAction,
 }
@@ -137,7 +138,7 @@ impl Pusher {
         let blobs: Vec<(&str, &Descriptor)> = images
             .iter()
             .flat_map(|image| image.blobs.iter().map(|b| (image.repository.as_str(), b)))
-            .filter(|(repository, blob)| seen.insert((*repository, blob.digest.as_str())))
+            .filter(|(repository, blob)| seen.insert((*repository, blob.digest)))
             .collect();
         let known = KnownBlobs::default();
         let report = Mutex::new(PushReport::default());
@@ -260,7 +261,7 @@ impl Pusher {
         let pushed = PushedImage {
             repository: image.repository.clone(),
             tag: image.tag.clone(),
-            digest: top.digest.clone(),
+            digest: top.digest,
             action: if written > 0 {
                 PushAction::Pushed
             } else {
@@ -275,15 +276,15 @@ impl Pusher {
 /// digest across repositories.
 #[derive(Default)]
 struct KnownBlobs {
-    holders: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Vec<String>>>>>,
+    holders: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<Vec<String>>>>>,
 }
 
 impl KnownBlobs {
-    fn holders(&self, digest: &str) -> Arc<tokio::sync::Mutex<Vec<String>>> {
+    fn holders(&self, digest: &Digest) -> Arc<tokio::sync::Mutex<Vec<String>>> {
         self.holders
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry(digest.to_string())
+            .entry(*digest)
             .or_default()
             .clone()
     }

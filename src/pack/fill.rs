@@ -1,0 +1,263 @@
+//! Filling the laid-out bundle: every pending blob slot, in archive order,
+//! `jobs` at a time, from the cache when it holds the blob (checked by hashing
+//! as it is copied), else straight from the registry socket into the slot.
+
+use super::{Event, PackError, PackRequest, Resolved};
+use crate::bundle::{BlobSlot, BundleWriter, SlotCheck};
+use crate::files::FileError;
+use crate::oci::{Descriptor, Digest};
+use crate::registry::{BlobSink, Registry, ResolvedImage};
+use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+#[derive(Debug, Default)]
+pub(super) struct Counts {
+    /// Blobs fetched from a registry.
+    pub(super) fetched: usize,
+    /// Blobs copied from the cache.
+    pub(super) cached: usize,
+    /// Bytes of both.
+    pub(super) bytes: u64,
+}
+
+/// Fills every pending slot, in archive order, `jobs` at a time.
+pub(super) async fn fill_blobs(
+    writer: &BundleWriter,
+    registry: &Registry,
+    resolved: &[Resolved],
+    request: &PackRequest,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<Counts, PackError> {
+    // Which image to fetch each blob through, and how many blobs each image awaits.
+    let mut owner: HashMap<Digest, (usize, Descriptor)> = HashMap::new();
+    let mut users: HashMap<Digest, Vec<usize>> = HashMap::new();
+    for (i, r) in resolved.iter().enumerate() {
+        for blob in &r.image.blobs {
+            let digest = blob.digest;
+            owner.entry(digest).or_insert_with(|| (i, blob.clone()));
+            let list = users.entry(digest).or_default();
+            if !list.contains(&i) {
+                list.push(i);
+            }
+        }
+    }
+    let pending = writer.pending();
+    let mut remaining: Vec<usize> = vec![0; resolved.len()];
+    for blob in &pending {
+        for &i in users.get(&blob.digest).into_iter().flatten() {
+            remaining[i] += 1;
+        }
+    }
+    for (i, r) in resolved.iter().enumerate() {
+        if remaining[i] == 0 {
+            events(Event::ImagePulled {
+                reference: r.image.canonical.to_string(),
+            });
+        }
+    }
+    let cache = request.cache_dir.as_deref();
+    let cached = pending
+        .iter()
+        .filter(|b| cache.is_some_and(|dir| cache_path(dir, &b.digest).is_file()))
+        .count();
+    events(Event::Planned {
+        images: resolved.len(),
+        blobs: pending.len(),
+        bytes: pending.iter().map(|b| b.size).sum(),
+        cached,
+    });
+    let remaining = Mutex::new(remaining);
+    let counts = Mutex::new(Counts::default());
+    let owner = &owner;
+    futures::stream::iter(pending)
+        .map(|blob| {
+            let remaining = &remaining;
+            let counts = &counts;
+            let users = &users;
+            async move {
+                let (i, desc) =
+                    owner
+                        .get(&blob.digest)
+                        .cloned()
+                        .ok_or(crate::bundle::WriteError::NoSlot {
+                            digest: blob.digest,
+                        })?;
+                let from_cache =
+                    fill_one(writer, registry, &resolved[i].image, &desc, cache, events).await?;
+                {
+                    let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+                    counts.bytes += desc.size;
+                    if from_cache {
+                        counts.cached += 1;
+                    } else {
+                        counts.fetched += 1;
+                    }
+                }
+                let mut remaining = remaining.lock().unwrap_or_else(|e| e.into_inner());
+                for &user in users.get(&blob.digest).into_iter().flatten() {
+                    remaining[user] -= 1;
+                    if remaining[user] == 0 {
+                        events(Event::ImagePulled {
+                            reference: resolved[user].image.canonical.to_string(),
+                        });
+                    }
+                }
+                Ok::<_, PackError>(())
+            }
+        })
+        .buffer_unordered(request.jobs)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(counts.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+fn cache_path(dir: &Path, digest: &Digest) -> PathBuf {
+    dir.join("sha256").join(digest.hex())
+}
+
+/// Fills one slot, from the cache when it holds the blob (checked by hashing as it is
+/// copied, on a blocking thread: hashing a big layer would stall every download in
+/// flight), else from the registry. Returns whether the cache served it.
+async fn fill_one(
+    writer: &BundleWriter,
+    registry: &Registry,
+    image: &ResolvedImage,
+    blob: &Descriptor,
+    cache: Option<&Path>,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<bool, PackError> {
+    let digest = blob.digest;
+    if let Some(dir) = cache {
+        let path = cache_path(dir, &digest);
+        if path.is_file() {
+            let slot = writer.slot(&digest, SlotCheck::Sha256)?;
+            let copied = crate::task::blocking({
+                let path = path.clone();
+                move || copy_file(&path, slot)
+            })
+            .await;
+            match copied {
+                Ok(()) => {
+                    events(Event::BlobProgress { bytes: blob.size });
+                    return Ok(true);
+                }
+                // A damaged cache entry is dropped and fetched again.
+                Err(_) => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+    }
+    let mut sink = SlotSink::new(writer, digest, cache, events)?;
+    registry.fetch_blob(image, blob, &mut sink).await?;
+    sink.finish()?;
+    Ok(false)
+}
+
+/// Copies a cached blob into its slot; the slot checks size and digest on `finish`.
+fn copy_file(path: &Path, mut slot: BlobSlot) -> std::io::Result<()> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    // Large reads: each write into the slot is a positioned write and a hash update.
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        slot.write_all(&buffer[..n])?;
+    }
+    slot.finish()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Receives a blob from the registry into its slot (and the cache, when one is
+/// used), reporting progress. A retry takes the slot again from its start.
+struct SlotSink<'a> {
+    writer: &'a BundleWriter,
+    digest: Digest,
+    slot: Option<BlobSlot>,
+    cache: Option<(PathBuf, tempfile::NamedTempFile)>,
+    events: &'a (dyn Fn(Event) + Sync),
+}
+
+impl<'a> SlotSink<'a> {
+    fn new(
+        writer: &'a BundleWriter,
+        digest: Digest,
+        cache: Option<&Path>,
+        events: &'a (dyn Fn(Event) + Sync),
+    ) -> Result<SlotSink<'a>, PackError> {
+        let slot = Some(writer.slot(&digest, SlotCheck::SizeOnly)?);
+        let cache = match cache {
+            None => None,
+            Some(dir) => {
+                let target = cache_path(dir, &digest);
+                let parent = target.parent().unwrap_or(dir).to_path_buf();
+                let io = |source| FileError::Write {
+                    path: parent.clone(),
+                    source,
+                };
+                std::fs::create_dir_all(&parent).map_err(io)?;
+                let temp = tempfile::NamedTempFile::new_in(&parent).map_err(io)?;
+                Some((target, temp))
+            }
+        };
+        Ok(SlotSink {
+            writer,
+            digest,
+            slot,
+            cache,
+            events,
+        })
+    }
+
+    fn finish(mut self) -> Result<(), PackError> {
+        if let Some(slot) = self.slot.take() {
+            slot.finish()?;
+        }
+        if let Some((target, temp)) = self.cache.take() {
+            // The registry checked the digest before `fetch_blob` returned.
+            temp.persist(&target).map_err(|e| FileError::Write {
+                path: target,
+                source: e.error,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl BlobSink for SlotSink<'_> {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let slot = self
+            .slot
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("blob slot already finished"))?;
+        slot.write_all(bytes)?;
+        if let Some((_, temp)) = &mut self.cache {
+            temp.write_all(bytes)?;
+        }
+        (self.events)(Event::BlobProgress {
+            bytes: bytes.len() as u64,
+        });
+        Ok(())
+    }
+
+    fn reset(&mut self) -> std::io::Result<()> {
+        // Give the slot back and take it again: the retry overwrites from the start.
+        self.slot = None;
+        self.slot = Some(
+            self.writer
+                .slot(&self.digest, SlotCheck::SizeOnly)
+                .map_err(std::io::Error::other)?,
+        );
+        if let Some((_, temp)) = &mut self.cache {
+            temp.as_file().set_len(0)?;
+            std::io::Seek::rewind(temp)?;
+        }
+        Ok(())
+    }
+}

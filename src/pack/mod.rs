@@ -1,0 +1,430 @@
+//! `pack` (the `build` command): from a cluster config to one bundle file.
+//!
+//! Every name, size and digest of the bundle is known once the manifests are resolved,
+//! before a single blob is fetched. So the bundle is laid out first and each blob is
+//! written once, straight from the socket into its place in the archive, many at a time.
+//! The steps, in order: check the config → render the values → resolve every image →
+//! check signatures → plan the bundle → fill the blobs → finish (hash, compress, rename)
+//! → sign.
+
+mod fill;
+pub mod online;
+mod plan;
+mod signatures;
+
+use std::path::{Path, PathBuf};
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::bundle::{self, BundleWriter, WrittenBundle};
+use crate::config::{ClusterConfig, ConfigError};
+use crate::files::{self, FileError, Privacy};
+use crate::oci::PlatformSelection;
+use crate::reference::Reference;
+use crate::registry::{self, Registry, RegistryError, RegistryOptions};
+use crate::release::Release;
+use crate::sign::{Fingerprint, SignaturePolicy, SignatureStatus, SigningKey};
+use crate::validate::{self, Severity};
+use crate::values::{self, ProxySettings, RenderInput, Role};
+
+/// What to pack.
+#[derive(Debug, Clone)]
+pub struct PackRequest {
+    /// The Embedded Cluster config file.
+    pub config: PathBuf,
+    /// The Velero release.
+    pub release: Release,
+    /// Install-time proxy settings rendered into the values.
+    pub proxy: ProxySettings,
+    /// Host CA bundle path rendered into the values.
+    pub host_ca_bundle: Option<String>,
+    /// Platforms to keep.
+    pub platforms: PlatformSelection,
+    /// How to reach registries.
+    pub registry: RegistryOptions,
+    /// Parallel requests.
+    pub jobs: usize,
+    /// Content-addressed blob cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Bundle override values that carry literal secrets.
+    pub allow_secrets: bool,
+    /// The bundle file to write.
+    pub output: PathBuf,
+    /// Which image signatures to check, with which keys.
+    pub signatures: SignaturePolicy,
+    /// Sign the bundle file with this key (`BUNDLE.sig`).
+    pub sign_key: Option<SigningKey>,
+    /// Cancelled on Ctrl-C: the bundle is then never put in place.
+    pub cancel: tokio_util::sync::CancellationToken,
+}
+
+/// Progress, for the caller to draw.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// An image's manifests were resolved.
+    Resolved {
+        /// Canonical reference.
+        reference: String,
+        /// Digest listed in `index.json`.
+        digest: String,
+        /// Config and layer blobs.
+        blobs: usize,
+        /// Their total size.
+        bytes: u64,
+    },
+    /// The bundle is laid out; blobs are about to be fetched.
+    Planned {
+        /// Images in the bundle.
+        images: usize,
+        /// Distinct blobs to fill.
+        blobs: usize,
+        /// Their total size.
+        bytes: u64,
+        /// How many come from the cache.
+        cached: usize,
+    },
+    /// Bytes written into the bundle.
+    BlobProgress {
+        /// How many since the last event.
+        bytes: u64,
+    },
+    /// Every blob of an image is in the bundle.
+    ImagePulled {
+        /// Canonical reference.
+        reference: String,
+    },
+    /// All blobs are in; the bundle is being completed (hash, compression).
+    Finishing,
+    /// Something the user should know that does not stop the build.
+    Warning(String),
+}
+
+/// What was packed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PackSummary {
+    /// The bundle file.
+    pub bundle: PathBuf,
+    /// Its sidecar checksum file.
+    pub sidecar: PathBuf,
+    /// SHA-256 of the bundle file.
+    pub sha256: String,
+    /// Size of the bundle file.
+    pub size: u64,
+    /// Images in the bundle.
+    pub images: usize,
+    /// Distinct blobs filled after the layout (configs and layers).
+    pub blobs: usize,
+    /// Blobs fetched from a registry.
+    pub blobs_fetched: usize,
+    /// Blobs copied from the cache.
+    pub blobs_cached: usize,
+    /// Bytes of those blobs.
+    pub bytes: u64,
+    /// Per image: role, canonical reference, digest.
+    pub image_lock: Vec<LockedImage>,
+    /// The detached bundle signature, when the bundle was signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_signature: Option<PathBuf>,
+    /// Fingerprint of the key that signed the bundle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bundle_key_fingerprint: Option<Fingerprint>,
+}
+
+/// One image of the summary.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockedImage {
+    /// What it is for.
+    pub role: Role,
+    /// Canonical reference.
+    pub reference: Reference,
+    /// Digest in `index.json`.
+    pub digest: crate::oci::Digest,
+    /// Where it was pulled from.
+    pub source: Reference,
+    /// Signature status.
+    pub signature: SignatureStatus,
+}
+
+/// Why packing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PackError {
+    /// The config cannot be read.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The config has validation errors.
+    #[error("{file}: {first}{more}; run `velero-airgap validate -c {file}` for all findings")]
+    Invalid {
+        /// The config file.
+        file: String,
+        /// The first error.
+        first: String,
+        /// ` (and N more)` or empty.
+        more: String,
+    },
+    /// Override values carry literal secrets and `--allow-secrets` was not given.
+    #[error(
+        "{file}: {path} carries a literal secret that would be copied into the bundle; remove it (create the secret on the cluster) or pass --allow-secrets"
+    )]
+    Secrets {
+        /// The config file.
+        file: String,
+        /// Where the secret is.
+        path: String,
+    },
+    /// Rendering failed.
+    #[error(transparent)]
+    Render(#[from] values::RenderError),
+    /// Talking to a registry failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// An image's signatures do not satisfy the policy.
+    #[error(transparent)]
+    Signature(#[from] crate::sign::PolicyError),
+    /// The bundle could not be signed.
+    #[error(transparent)]
+    Sign(#[from] crate::sign::SignError),
+    /// Some images lack requested platforms.
+    #[error("missing platforms: {}", .0.join("; "))]
+    MissingPlatforms(Vec<String>),
+    /// The bundle could not be laid out.
+    #[error(transparent)]
+    Plan(#[from] bundle::PlanError),
+    /// The bundle could not be written.
+    #[error(transparent)]
+    Write(#[from] bundle::WriteError),
+    /// A local file (the cache, the bundle signature).
+    #[error(transparent)]
+    File(#[from] FileError),
+}
+
+impl PackError {
+    /// The class of this error, looking through the errors it wraps.
+    pub fn kind(&self) -> crate::ErrorKind {
+        match self {
+            PackError::Config(error) => error.kind(),
+            PackError::Registry(error) => error.kind(),
+            PackError::Sign(error) => error.kind(),
+            PackError::Write(error) => error.kind(),
+            PackError::File(error) => error.kind(),
+            PackError::Plan(_)
+            | PackError::Invalid { .. }
+            | PackError::Secrets { .. }
+            | PackError::Render(_)
+            | PackError::Signature(_)
+            | PackError::MissingPlatforms(_) => crate::ErrorKind::Input,
+        }
+    }
+}
+
+/// An image resolved, with its role and signatures.
+pub(crate) struct Resolved {
+    role: Role,
+    image: registry::ResolvedImage,
+    signatures: Vec<registry::StoredSignature>,
+    signature: SignatureStatus,
+}
+
+/// Packs the bundle. Nothing is left at `request.output` unless packing succeeds: the
+/// writer works on a temp file beside it.
+pub async fn pack(
+    request: PackRequest,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<PackSummary, PackError> {
+    // A wrong output name fails before any network work.
+    if bundle::Compression::from_file_name(&request.output).is_none() {
+        return Err(bundle::WriteError::UnsupportedFileName {
+            path: request.output.clone(),
+        }
+        .into());
+    }
+    let config = ClusterConfig::load(&request.config)?;
+    check_config(&config, &request)?;
+    let rendered = values::render(&RenderInput::from_config(
+        &config,
+        request.release.clone(),
+        request.proxy.clone(),
+        request.host_ca_bundle.clone(),
+    ))?;
+    request
+        .signatures
+        .check_names(rendered.images.iter().map(|u| &u.field.role))?;
+
+    let registry = Registry::new(request.registry.clone())?;
+    let mut resolved = resolve_all(
+        &registry,
+        &rendered,
+        &request.platforms,
+        request.jobs,
+        events,
+    )
+    .await?;
+    signatures::check_signatures(&registry, &mut resolved, &request, events).await?;
+
+    let pins = resolved
+        .iter()
+        .map(|r| (r.image.canonical.clone(), r.image.top.digest))
+        .collect();
+    let values = values::to_airgap(&rendered, values::DEFAULT_LOCAL_REGISTRY, &pins)?;
+    let plan = plan::plan(
+        &request,
+        &config,
+        &rendered,
+        &resolved,
+        values::to_yaml(&values),
+    )?;
+    let writer = BundleWriter::create(&request.output, plan)?;
+    let counts = fill::fill_blobs(&writer, &registry, &resolved, &request, events).await?;
+    events(Event::Finishing);
+    let written = finish(writer, &request.cancel).await?;
+    let (bundle_signature, bundle_key_fingerprint) = sign_bundle(&written, &request)?;
+    Ok(PackSummary {
+        bundle: written.path,
+        sidecar: written.sidecar,
+        sha256: written.sha256.hex(),
+        size: written.size,
+        images: resolved.len(),
+        blobs: counts.fetched + counts.cached,
+        blobs_fetched: counts.fetched,
+        blobs_cached: counts.cached,
+        bytes: counts.bytes,
+        image_lock: resolved
+            .iter()
+            .map(|r| LockedImage {
+                role: r.role.clone(),
+                reference: r.image.canonical.clone(),
+                digest: r.image.top.digest,
+                source: r.image.source.clone(),
+                signature: r.signature.clone(),
+            })
+            .collect(),
+        bundle_signature,
+        bundle_key_fingerprint,
+    })
+}
+
+/// Refuses configs with validation errors, and literal secrets unless allowed.
+fn check_config(config: &ClusterConfig, request: &PackRequest) -> Result<(), PackError> {
+    let file = request.config.display().to_string();
+    let options = validate::Options {
+        release: request.release.clone(),
+        local_registry: values::DEFAULT_LOCAL_REGISTRY.to_string(),
+    };
+    let findings = validate::validate(config, &options);
+    let errors: Vec<_> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    if let Some(first) = errors.first() {
+        return Err(PackError::Invalid {
+            file,
+            first: first.to_string(),
+            more: match errors.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            },
+        });
+    }
+    if !request.allow_secrets {
+        for over in config.velero_overrides() {
+            if let Ok(values) = &over.values
+                && let Some((inner, _)) = validate::literal_secrets(values).into_iter().next()
+            {
+                return Err(PackError::Secrets {
+                    file,
+                    path: format!("{} ({inner})", over.values_path),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Resolves every distinct image in parallel, keeping first-use order. Missing platforms
+/// are gathered into one error listing every image.
+async fn resolve_all(
+    registry: &Registry,
+    rendered: &values::Rendered,
+    platforms: &PlatformSelection,
+    jobs: usize,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<Vec<Resolved>, PackError> {
+    let results: Vec<_> = futures::stream::iter(rendered.distinct_images())
+        .map(|(reference, role)| async move {
+            let image = registry.resolve(&reference, platforms).await?;
+            events(Event::Resolved {
+                reference: image.canonical.to_string(),
+                digest: image.top.digest.to_string(),
+                blobs: image.blobs.len(),
+                bytes: image.blobs.iter().map(|b| b.size).sum(),
+            });
+            Ok::<_, RegistryError>(Resolved {
+                role,
+                image,
+                signatures: vec![],
+                signature: SignatureStatus::Unsigned,
+            })
+        })
+        .buffered(jobs)
+        .collect()
+        .await;
+    let mut resolved = Vec::new();
+    let mut missing = Vec::new();
+    for result in results {
+        match result {
+            Ok(r) => resolved.push(r),
+            Err(err @ RegistryError::MissingPlatform { .. }) => missing.push(err.to_string()),
+            Err(err) => return Err(err.into()),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(PackError::MissingPlatforms(missing));
+    }
+    Ok(resolved)
+}
+
+/// Completes the bundle (hash, compression, rename) on a blocking thread. That thread
+/// outlives a dropped future, so a watcher aborts it on Ctrl-C before the bundle is
+/// renamed into place.
+async fn finish(
+    writer: BundleWriter,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<WrittenBundle, PackError> {
+    let abort = writer.abort_handle();
+    let token = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        token.cancelled().await;
+        abort.abort();
+    });
+    let written = crate::task::blocking(move || writer.finish()).await;
+    watcher.abort();
+    Ok(written?)
+}
+
+/// Writes `BUNDLE.sig` when a key is given, and otherwise removes a signature left from
+/// an earlier build, which would not match this bundle.
+fn sign_bundle(
+    written: &WrittenBundle,
+    request: &PackRequest,
+) -> Result<(Option<PathBuf>, Option<Fingerprint>), PackError> {
+    let path = bundle::signature_path(&written.path);
+    let Some(key) = &request.sign_key else {
+        remove_stale(&path)?;
+        return Ok((None, None));
+    };
+    let signature = crate::sign::sign_digest(written.sha256.as_bytes(), key)?;
+    files::write_atomic(&path, &signature, Privacy::Shared)?;
+    Ok((Some(path), Some(key.public_key().fingerprint().clone())))
+}
+
+fn remove_stale(path: &Path) -> Result<(), FileError> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(FileError::Write {
+            path: path.to_path_buf(),
+            source: error,
+        }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,152 @@
+//! The bundle plan of a pack: one record per image, the manifests, configs and
+//! signatures held in memory (written inline), the blobs still to fetch, and the
+//! provenance `bundle.json` records.
+
+use super::{PackError, PackRequest, Resolved};
+use crate::bundle::{self, BundlePlan, ImageRecord, Tool, VeleroInfo};
+use crate::config::ClusterConfig;
+use crate::oci::Digest;
+use crate::sign::SignatureRecord;
+use crate::values::{self, Role};
+
+/// The bundle's plan: records, inline manifests and configs, blobs to fill.
+pub(super) fn plan(
+    request: &PackRequest,
+    config: &ClusterConfig,
+    rendered: &values::Rendered,
+    resolved: &[Resolved],
+    values_yaml: String,
+) -> Result<BundlePlan, PackError> {
+    let velero = |role: Role| {
+        resolved
+            .iter()
+            .find(|r| r.role == role)
+            .map(|r| r.image.canonical.to_string())
+            .unwrap_or_default()
+    };
+    Ok(BundlePlan {
+        tool: Tool {
+            name: env!("CARGO_PKG_NAME").to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        velero: VeleroInfo {
+            release: request.release.version.clone(),
+            image: velero(Role::Velero),
+            aws_plugin_image: velero(Role::AwsPlugin),
+        },
+        platforms: request
+            .platforms
+            .to_string()
+            .split(',')
+            .map(str::to_string)
+            .collect(),
+        render_inputs: render_inputs(request, config),
+        images: resolved.iter().map(|r| record(r, rendered)).collect(),
+        config_yaml: config.text().as_bytes().to_vec(),
+        values_yaml: values_yaml.into_bytes(),
+        inline_blobs: inline_blobs(resolved),
+        blobs: blobs_to_fetch(resolved),
+        source_date_epoch: bundle::source_date_epoch_from_env()?,
+    })
+}
+
+/// What `bundle.json` records about one image.
+fn record(resolved: &Resolved, rendered: &values::Rendered) -> ImageRecord {
+    let image = &resolved.image;
+    ImageRecord {
+        role: resolved.role.clone(),
+        canonical_reference: image.canonical.to_string(),
+        digest: image.top.digest,
+        media_type: image.top.media_type.clone(),
+        size: image.top.size,
+        source: image.source.to_string(),
+        source_index: image.source_index.as_ref().map(|c| c.descriptor.clone()),
+        values_fields: rendered
+            .images
+            .iter()
+            .filter(|u| u.reference == image.canonical)
+            .map(|u| u.field.path.clone())
+            .collect(),
+        signatures: resolved
+            .signatures
+            .iter()
+            .map(|s| SignatureRecord {
+                signed_digest: s.signed_digest,
+                manifest: s.manifest.descriptor.clone(),
+                payloads: s.payloads.iter().map(|p| p.descriptor.clone()).collect(),
+            })
+            .collect(),
+        signature: resolved.signature.clone(),
+    }
+}
+
+/// Everything already in memory: manifests, the source indexes, configs, and signature
+/// manifests with their payloads.
+fn inline_blobs(resolved: &[Resolved]) -> Vec<Vec<u8>> {
+    let mut inline = Vec::new();
+    for r in resolved {
+        let image = &r.image;
+        let contents = image
+            .manifests
+            .iter()
+            .chain(&image.source_index)
+            .chain(&image.configs);
+        inline.extend(contents.map(|c| c.bytes.to_vec()));
+        for signature in &r.signatures {
+            inline.push(signature.manifest.bytes.to_vec());
+            inline.extend(signature.payloads.iter().map(|p| p.bytes.to_vec()));
+        }
+    }
+    inline
+}
+
+/// Config and layer blobs still to fetch (configs read while resolving are inline).
+fn blobs_to_fetch(resolved: &[Resolved]) -> Vec<bundle::BlobRef> {
+    let mut blobs = Vec::new();
+    for r in resolved {
+        let configs: Vec<&Digest> = r
+            .image
+            .configs
+            .iter()
+            .map(|c| &c.descriptor.digest)
+            .collect();
+        blobs.extend(
+            r.image
+                .blobs
+                .iter()
+                .filter(|b| !configs.contains(&&b.digest))
+                .map(|b| bundle::BlobRef {
+                    digest: b.digest,
+                    size: b.size,
+                }),
+        );
+    }
+    blobs
+}
+
+/// What the values were rendered from, beyond the config itself.
+fn render_inputs(
+    request: &PackRequest,
+    config: &ClusterConfig,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut inputs = serde_json::Map::new();
+    let mut put = |key: &str, value: serde_json::Value| {
+        inputs.insert(key.to_string(), value);
+    };
+    put("mode", "airgap".into());
+    put("localRegistry", values::DEFAULT_LOCAL_REGISTRY.into());
+    put("veleroVersion", request.release.version.clone().into());
+    put(
+        "configSha256",
+        Digest::of(config.text().as_bytes()).hex().into(),
+    );
+    put(
+        "proxyRegistryDomain",
+        config.domains().proxy_registry_domain.clone().into(),
+    );
+    put("httpProxy", request.proxy.http_proxy.is_some().into());
+    put("httpsProxy", request.proxy.https_proxy.is_some().into());
+    put("noProxy", request.proxy.no_proxy.is_some().into());
+    put("hostCaBundle", request.host_ca_bundle.clone().into());
+    inputs
+}

@@ -1,0 +1,19 @@
+//! The integration tests, in one binary so the dependency tree is linked once. Each module
+//! checks one area through the CLI or the public API against the real services of the lab
+//! (`lab`), which starts them through `scripts/lab.sh`.
+
+mod lab;
+
+mod build;
+mod bundle_hostile;
+mod bundle_roundtrip;
+mod containerd_import;
+mod lab_services;
+mod registry_credentials;
+mod registry_faults;
+mod registry_pull;
+mod registry_push;
+mod sign_openssl;
+mod signatures;
+mod unpack;
+mod validate;
