@@ -3,20 +3,23 @@
 //!
 //! Loading is lenient on purpose: `validate` reports every problem in one run, so only an
 //! unreadable file or invalid YAML stops loading. A field of the wrong type becomes a
-//! [`FieldProblem`] and reads as absent. Unknown fields are ignored but kept in
-//! [`ClusterConfig::document`].
+//! [`FieldProblem`] and reads as absent. Keys are read strictly: an unknown key where this
+//! tool reads every key is an error, an unknown key in the sections Embedded Cluster grows
+//! (`spec`, `spec.extensions`, `spec.unsupportedOverrides`) is a warning, both with a
+//! suggestion when a known key is close (`plugin:` for `plugins:` would otherwise drop
+//! every plugin silently).
+//!
+//! The config is read with the crate's bounded YAML parser ([`crate::yaml`]), capped at
+//! [`MAX_CONFIG_BYTES`]: a real config is a few kilobytes.
 
-mod lines;
 mod read;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
-use serde_yaml_ng::{Mapping, Value};
-
-use lines::LineIndex;
-use read::type_name;
+use crate::files::{self, FileError, Origin};
+use crate::yaml::{self, Limits, Mapping, Node, Value, YamlError};
 
 /// The `apiVersion` an Embedded Cluster config must have.
 pub const API_VERSION: &str = "embeddedcluster.replicated.com/v1beta1";
@@ -29,30 +32,19 @@ pub const OVERRIDES_PATH: &str = "spec.unsupportedOverrides.builtInExtensions";
 /// The chart name whose overrides apply to Velero.
 pub const VELERO_CHART: &str = "velero";
 
+/// The largest config read: a real Embedded Cluster config is a few kilobytes.
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 /// Why a config could not be loaded at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read (missing, permissions, not UTF-8).
-    #[error("cannot read {}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The text is not valid YAML, or holds more than one document.
-    #[error("{}: invalid YAML: {message}", position(source_name, *line, *column))]
-    Yaml {
-        /// The file name (or other name) the text came from.
-        source_name: String,
-        /// 1-based line of the error, when the parser gives one.
-        line: Option<usize>,
-        /// 1-based column of the error, when the parser gives one.
-        column: Option<usize>,
-        /// The parser's message, without its position.
-        message: String,
-    },
+    /// The file could not be read (missing, permissions, not UTF-8, too large).
+    #[error(transparent)]
+    Read(#[from] FileError),
+    /// The text is not valid YAML, holds more than one document, or exceeds the parser's
+    /// bounds.
+    #[error("{}: invalid YAML: {}", position(&.0.source_name, .0.position), .0.problem)]
+    Yaml(YamlError),
 }
 
 impl ConfigError {
@@ -60,29 +52,29 @@ impl ConfigError {
     /// be read is a local failure.
     pub fn kind(&self) -> crate::ErrorKind {
         match self {
-            ConfigError::Read { source, .. }
-                if !matches!(
-                    source.kind(),
-                    std::io::ErrorKind::NotFound
-                        | std::io::ErrorKind::PermissionDenied
-                        | std::io::ErrorKind::InvalidData
-                ) =>
-            {
-                crate::ErrorKind::Local
-            }
-            _ => crate::ErrorKind::Input,
+            ConfigError::Read(error) => error.kind(),
+            ConfigError::Yaml(_) => crate::ErrorKind::Input,
+        }
+    }
+
+    /// The line of a YAML error, when known.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Yaml(error) => error.position.map(|p| p.line),
+            ConfigError::Read(_) => None,
         }
     }
 }
 
-fn position(source_name: &str, line: Option<usize>, column: Option<usize>) -> String {
-    match (line, column) {
-        (Some(line), Some(column)) => format!("{source_name}:{line}:{column}"),
-        _ => source_name.to_owned(),
+fn position(source_name: &str, position: Option<yaml::Position>) -> String {
+    match position {
+        Some(at) => format!("{source_name}:{}:{}", at.line, at.column),
+        None => source_name.to_owned(),
     }
 }
 
-/// A field that is present but unusable: wrong type, missing or wrong `apiVersion`/`kind`.
+/// A field that is present but unusable: wrong type, missing or wrong `apiVersion`/`kind`,
+/// or a key this tool does not know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldProblem {
     /// Where, e.g. `spec.extensions.velero.plugins[0].name`; `""` is the whole document.
@@ -91,6 +83,18 @@ pub struct FieldProblem {
     pub line: Option<usize>,
     /// What is wrong, phrased to follow the path: `must be a string, got a number`.
     pub message: String,
+    /// Whether the config is unusable with it, or only probably wrong.
+    pub level: ProblemLevel,
+}
+
+/// How bad a [`FieldProblem`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemLevel {
+    /// The field cannot be used (a wrong type, an unknown key where every key is read).
+    Error,
+    /// Probably a mistake, but Embedded Cluster may know the key (an unknown key in a
+    /// section that grows with its releases).
+    Warning,
 }
 
 impl fmt::Display for FieldProblem {
@@ -229,7 +233,8 @@ pub struct VeleroOverride {
     pub values_path: String,
     /// The values; when `Ok`, always a [`Value::Mapping`] (empty when none are given).
     pub values: Result<Value, OverrideValuesError>,
-    lines: LineIndex,
+    /// The parsed values with their positions, when they parsed.
+    tree: Option<Node>,
     /// Source line of the values' line 1, when the string is a literal block scalar.
     start: Option<usize>,
 }
@@ -239,7 +244,7 @@ impl VeleroOverride {
     /// or of its nearest ancestor; known only for literal block scalars (`values: |`),
     /// whose lines are the file's.
     pub fn line_of(&self, path: &str) -> Option<usize> {
-        Some(self.start? + self.lines.line_of(path)? - 1)
+        Some(self.start? + self.tree.as_ref()?.line_of(path) - 1)
     }
 }
 
@@ -267,8 +272,8 @@ pub enum OverrideValuesError {
 pub struct ClusterConfig {
     source_name: String,
     text: String,
-    document: Value,
-    lines: LineIndex,
+    /// The document with positions; `None` for an empty file.
+    tree: Option<Node>,
     problems: Vec<FieldProblem>,
     plugins: Vec<Plugin>,
     domains: Domains,
@@ -276,32 +281,23 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// Reads and parses the config file at `path`.
+    /// Reads and parses the config file at `path` (a regular file or a pipe), refusing
+    /// more than [`MAX_CONFIG_BYTES`].
     pub fn load(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = files::read_text_capped(path, MAX_CONFIG_BYTES, "config", Origin::Named)?;
         Self::parse(&text, &path.display().to_string())
     }
 
     /// Parses config text; `source_name` names it in messages. Fails only on invalid YAML;
     /// other problems are in [`ClusterConfig::problems`].
     pub fn parse(text: &str, source_name: &str) -> Result<Self, ConfigError> {
-        let document = parse_yaml(text).map_err(|(message, position)| ConfigError::Yaml {
-            source_name: source_name.to_owned(),
-            line: position.map(|(line, _)| line),
-            column: position.map(|(_, column)| column),
-            message,
-        })?;
-        let lines = LineIndex::build(text);
-        let ((plugins, domains, built_in_extensions), problems) = read::read(&document, &lines);
+        let tree = yaml::parse(text, source_name, &Limits::default()).map_err(ConfigError::Yaml)?;
+        let ((plugins, domains, built_in_extensions), problems) = read::read(tree.as_ref());
         Ok(Self {
             source_name: source_name.to_owned(),
             text: text.to_owned(),
-            document,
-            lines,
+            tree,
             problems,
             plugins,
             domains,
@@ -317,11 +313,6 @@ impl ClusterConfig {
     /// The text as read.
     pub fn text(&self) -> &str {
         &self.text
-    }
-
-    /// The whole parsed document, unknown fields included.
-    pub fn document(&self) -> &Value {
-        &self.document
     }
 
     /// Fields that are present but unusable, in document order.
@@ -352,25 +343,32 @@ impl ClusterConfig {
             .filter(|extension| extension.name.as_deref() == Some(VELERO_CHART))
             .map(|extension| {
                 let values_path = format!("{}.values", extension.path);
-                let start = self.lines.literal_start(&values_path);
+                let start = self
+                    .tree
+                    .as_ref()
+                    .and_then(|tree| tree.literal_start(&values_path));
                 let text = extension.values.as_deref().unwrap_or_default();
-                let values = match parse_yaml(text) {
-                    Ok(Value::Null) => Ok(Value::Mapping(Mapping::new())),
-                    Ok(mapping @ Value::Mapping(_)) => Ok(mapping),
-                    Ok(other) => Err(OverrideValuesError::NotMapping {
-                        found: type_name(&other),
-                    }),
-                    Err((message, position)) => Err(OverrideValuesError::Yaml {
-                        message,
+                let parsed = yaml::parse(text, &values_path, &Limits::default());
+                let values = match &parsed {
+                    Ok(None) => Ok(Value::Mapping(Mapping::new())),
+                    Ok(Some(node)) => match node.to_value() {
+                        Value::Null => Ok(Value::Mapping(Mapping::new())),
+                        mapping @ Value::Mapping(_) => Ok(mapping),
+                        _ => Err(OverrideValuesError::NotMapping {
+                            found: node.type_name(),
+                        }),
+                    },
+                    Err(error) => Err(OverrideValuesError::Yaml {
+                        message: error.problem.to_string(),
                         line: start
-                            .zip(position)
-                            .map(|(start, (line, _))| start + line - 1),
+                            .zip(error.position)
+                            .map(|(start, at)| start + at.line - 1),
                     }),
                 };
                 VeleroOverride {
                     index: extension.index,
                     values_path,
-                    lines: LineIndex::build(text),
+                    tree: parsed.ok().flatten(),
                     start,
                     values,
                 }
@@ -381,28 +379,8 @@ impl ClusterConfig {
     /// The 1-based line of `path` (e.g. `spec.extensions.velero.plugins[1].image`), or of
     /// its nearest ancestor present in the file, so a missing field points at its parent.
     pub fn line_of(&self, path: &str) -> Option<usize> {
-        self.lines.line_of(path)
+        self.tree.as_ref().map(|tree| tree.line_of(path))
     }
-}
-
-/// Parses one YAML document; on failure, the message without its position and the
-/// 1-based (line, column) when the parser gives one.
-fn parse_yaml(text: &str) -> Result<Value, (String, Option<(usize, usize)>)> {
-    serde_yaml_ng::from_str(text).map_err(|error| {
-        let position = error.location().map(|at| (at.line(), at.column()));
-        let mut message = error.to_string();
-        if let Some((line, column)) = position {
-            // The position is reported separately; keep the message readable.
-            message = message.replacen(&format!(" at line {line} column {column}"), "", 1);
-        }
-        // serde_yaml_ng places a duplicate key at the start of its mapping.
-        let duplicate = message.contains("duplicate entry");
-        let position = LineIndex::build(text)
-            .duplicate_key()
-            .filter(|_| duplicate)
-            .or(position);
-        (message, position)
-    })
 }
 
 #[cfg(test)]
@@ -479,7 +457,6 @@ spec:
             .map(|e| e.name.as_deref())
             .collect();
         assert_eq!(names, [Some("openebs"), Some("velero")]);
-        assert_eq!(config.document()["spec"]["version"].as_str(), Some("2.0.0"));
         assert_eq!(config.source_name(), "config.yaml");
         assert!(config.text().starts_with(HEADER));
     }
@@ -614,26 +591,18 @@ spec:
     fn invalid_yaml_is_an_error_with_position() {
         let error = ClusterConfig::parse(&format!("{HEADER}spec:\n  a: 1\n  a: 2\n"), "c.yaml")
             .expect_err("duplicate key");
-        assert!(matches!(
-            error,
-            ConfigError::Yaml {
-                line: Some(5),
-                column: Some(3),
-                ..
-            }
-        ));
+        assert_eq!(error.line(), Some(5));
         assert_eq!(
             error.to_string(),
-            "c.yaml:5:3: invalid YAML: spec: duplicate entry with key \"a\""
+            "c.yaml:5:3: invalid YAML: duplicate key \"a\""
         );
         let error = ClusterConfig::parse("a: [1\n", "c.yaml").expect_err("unclosed");
-        assert!(
-            matches!(error, ConfigError::Yaml { line: Some(2), .. }),
-            "{error}"
-        );
+        assert_eq!(error.line(), Some(2), "{error}");
         let error = ClusterConfig::parse("a: 1\n---\nb: 2\n", "c.yaml").expect_err("two docs");
         assert!(
-            error.to_string().starts_with("c.yaml: invalid YAML: "),
+            error
+                .to_string()
+                .starts_with("c.yaml:2:1: invalid YAML: holds more than one"),
             "{error}"
         );
     }

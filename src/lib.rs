@@ -26,3 +26,4 @@ pub mod unpack;
 pub mod validate;
 pub mod values;
 pub mod verify;
+pub mod yaml;

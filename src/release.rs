@@ -36,24 +36,23 @@ pub struct Release {
 #[derive(Debug, Deserialize)]
 struct Catalog {
     default: String,
-    chart: String,
     releases: Vec<Release>,
 }
 
-fn catalog() -> Catalog {
-    // The file is part of the source tree and covered by unit tests, so a parse
-    // failure is a build defect, not a user error.
-    serde_yaml_ng::from_str(RELEASES_YAML).expect("bundle-spec/releases.yaml is valid")
+/// The catalogue, parsed once. The file is part of the source tree and covered by unit
+/// tests, so a parse failure is a build defect, not a user error.
+fn catalog() -> &'static Catalog {
+    static CATALOG: std::sync::LazyLock<Catalog> = std::sync::LazyLock::new(|| {
+        let value =
+            crate::yaml::from_str(RELEASES_YAML).expect("bundle-spec/releases.yaml is YAML");
+        serde_json::from_value(value.to_json()).expect("bundle-spec/releases.yaml is a catalogue")
+    });
+    &CATALOG
 }
 
 /// Every known release, oldest first.
 pub fn all() -> Vec<Release> {
-    catalog().releases
-}
-
-/// The Velero chart version the rendered values are written for.
-pub fn chart_version() -> String {
-    catalog().chart
+    catalog().releases.clone()
 }
 
 /// Picks a release by `1.18` or by a full image version such as `1.18.2` or

@@ -5,12 +5,12 @@
 //! things that work today and hurt later (unpinned images, dropped plugins,
 //! secrets copied into every bundle).
 
-use crate::config::{ClusterConfig, ConfigError, Plugin, VeleroOverride};
+use crate::config::{ClusterConfig, Plugin, ProblemLevel, VeleroOverride};
 use crate::reference::{self, Reference};
 use crate::release::{self, Release};
 use crate::values::{self, ImageUse, ProxySettings, RenderInput, Role};
+use crate::yaml::Value;
 use serde::Serialize;
-use serde_yaml_ng::Value;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
@@ -78,11 +78,7 @@ pub fn validate_file(path: &std::path::Path, options: &Options) -> Vec<Finding> 
     match ClusterConfig::load(path) {
         Ok(config) => validate(&config, options),
         Err(err) => {
-            let line = match &err {
-                ConfigError::Yaml { line, .. } => *line,
-                ConfigError::Read { .. } => None,
-            };
-            vec![error(String::new(), line, format!("{err:#}"))]
+            vec![error(String::new(), err.line(), err.to_string())]
         }
     }
 }
@@ -110,7 +106,10 @@ pub fn validate(config: &ClusterConfig, options: &Options) -> Vec<Finding> {
     let mut findings: Vec<Finding> = config
         .problems()
         .iter()
-        .map(|p| error(p.path.clone(), p.line, p.message.clone()))
+        .map(|p| match p.level {
+            ProblemLevel::Error => error(p.path.clone(), p.line, p.message.clone()),
+            ProblemLevel::Warning => warning(p.path.clone(), p.line, p.message.clone()),
+        })
         .collect();
     check_plugins(config, &options.release, &mut findings);
     check_domains(config, &mut findings);
@@ -288,7 +287,7 @@ fn check_plugin_config_maps(over: &VeleroOverride, values: &Value, findings: &mu
         return;
     };
     for (name, config_map) in config_maps {
-        let name = name.as_str().unwrap_or_default();
+        let name = name.as_str();
         let inner = format!("configMaps.{name}.labels");
         let path = format!("{} ({inner})", over.values_path);
         let line = over
@@ -304,9 +303,7 @@ fn check_plugin_config_maps(over: &VeleroOverride, values: &Value, findings: &mu
             ));
         }
         for (key, kind) in labels.into_iter().flatten() {
-            let (Some(key), kind) = (key.as_str(), kind.as_str().unwrap_or_default()) else {
-                continue;
-            };
+            let (key, kind) = (key.as_str(), kind.as_str().unwrap_or_default());
             let Some(plugin) = key.strip_prefix("velero.io/") else {
                 continue;
             };
@@ -355,7 +352,7 @@ fn walk_secrets(value: &Value, path: String, found: &mut Vec<(String, String)>) 
     match value {
         Value::Mapping(map) => {
             for (key, child) in map {
-                let Some(key) = key.as_str() else { continue };
+                let key = key.as_str();
                 let child_path = if path.is_empty() {
                     key.to_string()
                 } else {
@@ -485,7 +482,7 @@ mod tests {
 
     #[test]
     fn secrets_found_and_secret_names_allowed() {
-        let values: Value = serde_yaml_ng::from_str(
+        let values: Value = crate::yaml::from_str(
             "credentials:\n  existingSecret: cloud-credentials\n  secretContents:\n    cloud: x\nconfiguration:\n  backupStorageLocation:\n  - config: {accessToken: abc, tokenSecretName: t}\nextraEnvVars:\n- {name: DB_PASSWORD, value: x}\npassword: ''\n",
         )
         .unwrap();

@@ -8,7 +8,7 @@
 use crate::bundle::BundleManifest;
 use crate::reference::Reference;
 use crate::values::{self, ImageField, ProxySettings};
-use serde_yaml_ng::Value;
+use crate::yaml::Value;
 
 /// Install-time settings applied through the same steps as `render`.
 #[derive(Debug, Clone, Default)]
@@ -29,8 +29,8 @@ impl InstallSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum RetargetError {
     /// `values.yaml` is not YAML (the bundle verified, so it was built wrong).
-    #[error("values.yaml in the bundle is not valid YAML: {0}")]
-    Yaml(#[from] serde_yaml_ng::Error),
+    #[error("values.yaml in the bundle is not valid YAML")]
+    Yaml(#[from] crate::yaml::YamlError),
     /// A listed field does not hold an image reference.
     #[error("values.yaml field {path}: {reason}")]
     Field {
@@ -62,7 +62,9 @@ pub fn retarget(
     if address == from && install.is_empty() {
         return Ok(values_yaml.to_vec());
     }
-    let mut values: Value = serde_yaml_ng::from_slice(values_yaml)?;
+    let text = std::str::from_utf8(values_yaml).unwrap_or_default();
+    let mut values =
+        crate::yaml::parse_value(text, "values.yaml", &crate::yaml::Limits::default())?;
     for image in &bundle.images {
         for path in &image.image.values_fields {
             let field = ImageField {

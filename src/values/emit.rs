@@ -5,7 +5,7 @@
 //! the number 1.1 (which the Velero chart's schema refuses), and the bytes depend
 //! only on the value, not on a library version.
 
-use serde_yaml_ng::Value;
+use crate::yaml::Value;
 use std::fmt::Write;
 
 /// Renders `value` as block-style YAML, keys in mapping order, strings quoted.
@@ -26,7 +26,7 @@ pub fn to_yaml(value: &Value) -> String {
 /// after "- ".
 fn write_mapping(
     out: &mut String,
-    mapping: &serde_yaml_ng::Mapping,
+    mapping: &crate::yaml::Mapping,
     indent: usize,
     after_dash: bool,
 ) {
@@ -72,7 +72,6 @@ fn write_nested(out: &mut String, value: &Value, indent: usize) {
             out.push('\n');
             write_sequence(out, s, indent + 2);
         }
-        Value::Tagged(tagged) => write_nested(out, &tagged.value, indent),
         other => {
             out.push(' ');
             out.push_str(&scalar(other));
@@ -93,15 +92,15 @@ fn scalar(value: &Value) -> String {
         Value::String(s) => quoted(s),
         Value::Mapping(_) => "{}".into(),
         Value::Sequence(_) => "[]".into(),
-        Value::Tagged(tagged) => scalar(&tagged.value),
     }
 }
 
 /// A key stays plain when YAML cannot read it as anything but that string.
-fn key_text(key: &Value) -> String {
-    match key {
-        Value::String(s) if is_plain_safe(s) => s.clone(),
-        other => scalar(other),
+fn key_text(key: &str) -> String {
+    if is_plain_safe(key) {
+        key.to_owned()
+    } else {
+        quoted(key)
     }
 }
 
@@ -142,9 +141,9 @@ mod tests {
     use super::*;
 
     fn roundtrip(text: &str) -> String {
-        let value: Value = serde_yaml_ng::from_str(text).unwrap();
+        let value: Value = crate::yaml::from_str(text).unwrap();
         let out = to_yaml(&value);
-        let back: Value = serde_yaml_ng::from_str(&out).unwrap();
+        let back: Value = crate::yaml::from_str(&out).unwrap();
         assert_eq!(back, value, "output did not read back the same:\n{out}");
         out
     }

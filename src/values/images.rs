@@ -7,8 +7,8 @@
 //! airgap rewrite, collecting what to pull, re-targeting on unpack) goes through
 //! [`image_fields`], so they cannot disagree about which fields are images.
 
+use crate::yaml::{Mapping, Value};
 use serde::{Deserialize, Serialize};
-use serde_yaml_ng::{Mapping, Value};
 use std::fmt;
 
 /// The name of the AWS plugin's initContainer in the base values.
@@ -226,7 +226,7 @@ pub fn image_fields(values: &Value, plugins: &[String]) -> Vec<ImageField> {
         let mut names: Vec<&str> = config_maps
             .iter()
             .filter(|(_, cm)| is_restore_helper_config(cm))
-            .filter_map(|(name, _)| name.as_str())
+            .map(|(name, _)| name.as_str())
             .collect();
         names.sort_unstable();
         for name in names {
@@ -364,7 +364,7 @@ pub fn write_pull_policy(values: &mut Value, path: &str, policy: &str) {
         return;
     };
     if let Some(Value::Mapping(parent)) = get_mut(values, &segments) {
-        parent.insert(last.into(), Value::String(policy.to_string()));
+        parent.insert(last, Value::String(policy.to_string()));
     }
 }
 
@@ -373,7 +373,7 @@ mod tests {
     use super::*;
 
     fn yaml(text: &str) -> Value {
-        serde_yaml_ng::from_str(text).unwrap()
+        crate::yaml::from_str(text).unwrap()
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! Arrays are replaced whole and `null` deletes a key, so an override that sets
 //! `initContainers` drops every plugin the renderer injected: validate warns.
 
-use serde_yaml_ng::{Mapping, Value};
+use crate::yaml::{Mapping, Value};
 
 /// Applies `patch` to `target` in place, as RFC 7386 section 2 defines it.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
@@ -33,7 +33,7 @@ mod tests {
     use super::*;
 
     fn yaml(text: &str) -> Value {
-        serde_yaml_ng::from_str(text).unwrap()
+        crate::yaml::from_str(text).unwrap()
     }
 
     fn check(original: &str, patch: &str, expected: &str) {
@@ -78,7 +78,7 @@ mod tests {
             .as_mapping()
             .unwrap()
             .keys()
-            .map(|k| k.as_str().unwrap().to_string())
+            .map(|k| k.to_string())
             .collect();
         assert_eq!(keys, ["b", "a", "c"]);
     }

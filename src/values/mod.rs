@@ -17,7 +17,7 @@ use crate::config::ClusterConfig;
 use crate::oci::Digest;
 use crate::reference::Reference;
 use crate::release::Release;
-use serde_yaml_ng::{Mapping, Value};
+use crate::yaml::{Mapping, Value};
 use std::collections::BTreeMap;
 
 const TEMPLATE_YAML: &str = include_str!("../../bundle-spec/values.tpl.yaml");
@@ -198,7 +198,7 @@ pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
 /// images filled in.
 pub fn base(release: &Release) -> Result<Value, RenderError> {
     let mut values: Value =
-        serde_yaml_ng::from_str(TEMPLATE_YAML).expect("bundle-spec/values.tpl.yaml is valid");
+        crate::yaml::from_str(TEMPLATE_YAML).expect("bundle-spec/values.tpl.yaml is valid");
     let parse = |image: &str| {
         Reference::parse(image).map_err(|source| RenderError::Reference {
             path: "bundle-spec/releases.yaml".into(),

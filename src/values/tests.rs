@@ -3,7 +3,7 @@
 use super::*;
 
 fn yaml(text: &str) -> Value {
-    serde_yaml_ng::from_str(text).unwrap()
+    crate::yaml::from_str(text).unwrap()
 }
 
 fn release() -> Release {
@@ -101,7 +101,10 @@ fn step3_proxy_domain_replaces_exact_host_in_images_only() {
             plugin("b", "proxy.replicated.com/vendor/b:1", "IfNotPresent"),
         ],
     );
-    values["note"] = "proxy.replicated.com stays in text".into();
+    values
+        .as_mapping_mut()
+        .unwrap()
+        .insert("note".into(), "proxy.replicated.com stays in text".into());
     let names = vec!["a".to_string(), "b".to_string()];
     replace_proxy_domain(&mut values, "proxy.acme.io", &names).unwrap();
     assert_eq!(

@@ -118,7 +118,7 @@ fn bundle_values_point_at_the_local_registry_pinned_by_digest() {
     let bundle = sources.path("bundle.tar");
     let summary = build_ok(&sources, &bundle, &[]);
     let values = String::from_utf8(read_entry(&bundle, "values.yaml")).unwrap();
-    let parsed: serde_yaml_ng::Value = serde_yaml_ng::from_str(&values).unwrap();
+    let parsed: velero_airgap::yaml::Value = velero_airgap::yaml::from_str(&values).unwrap();
     assert!(parsed["initContainers"].is_sequence(), "{values}");
     assert!(
         parsed["configuration"].is_null() || parsed["configuration"]["extraEnvVars"].is_sequence()

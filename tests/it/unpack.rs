@@ -80,7 +80,7 @@ fn unpack_ok(bundle: &Path, args: &[&str]) -> Value {
 /// Every image reference the values make the chart run.
 fn value_images(values: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(values).unwrap();
-    let yaml: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let yaml: velero_airgap::yaml::Value = velero_airgap::yaml::from_str(&text).unwrap();
     let mut refs = vec![format!(
         "{}:{}",
         yaml["image"]["repository"].as_str().unwrap(),
