@@ -12,9 +12,13 @@ use velero_airgap::validate::{self, Severity};
 /// `--online`: every image resolved (manifests only) through the registry flags.
 fn online(args: &ValidateArgs) -> anyhow::Result<Vec<OnlineResult>> {
     let request = settings::online_request(args)?;
-    super::run_async(Default::default(), async {
+    let report = super::run_async(Default::default(), async {
         Ok(online::check_online(&request).await?)
-    })
+    })?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    Ok(report.images)
 }
 
 /// Runs `validate`.

@@ -40,7 +40,7 @@ impl MediaType {
         Self::named("application/vnd.dev.cosign.simplesigning.v1+json");
 
     /// The manifest types a registry is asked for, in order of preference.
-    pub const ACCEPTED_MANIFESTS: [MediaType; 4] = [
+    pub const ACCEPTED_MANIFESTS: &'static [MediaType] = &[
         Self::OCI_INDEX,
         Self::DOCKER_MANIFEST_LIST,
         Self::OCI_MANIFEST,

@@ -58,10 +58,19 @@ pub struct OnlineResult {
     pub error: Option<String>,
 }
 
+/// What `validate --online` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct OnlineReport {
+    /// Per image.
+    pub images: Vec<OnlineResult>,
+    /// How registries were reached, when the user should know (an unverified registry).
+    pub warnings: Vec<String>,
+}
+
 /// Resolves every image the values need (manifests only, no layers), checks the
 /// requested platforms and, with keys, the signatures. Per-image failures are results,
 /// not errors.
-pub async fn check_online(request: &OnlineRequest) -> Result<Vec<OnlineResult>, PackError> {
+pub async fn check_online(request: &OnlineRequest) -> Result<OnlineReport, PackError> {
     let config = ClusterConfig::load(&request.config)?;
     // Proxy and CA settings change no image: the defaults render the same images.
     let rendered = values::render(&RenderInput::from_config(
@@ -72,7 +81,7 @@ pub async fn check_online(request: &OnlineRequest) -> Result<Vec<OnlineResult>, 
     ))?;
     let registry = Registry::new(request.registry.clone())?;
     let registry = &registry;
-    let results = futures::stream::iter(rendered.distinct_images())
+    let images = futures::stream::iter(rendered.distinct_images())
         .map(|(reference, role)| async move {
             match check_image(registry, &reference, &role, request).await {
                 Ok((digest, source, signature)) => OnlineResult {
@@ -98,7 +107,10 @@ pub async fn check_online(request: &OnlineRequest) -> Result<Vec<OnlineResult>, 
         .buffered(request.jobs)
         .collect()
         .await;
-    Ok(results)
+    Ok(OnlineReport {
+        images,
+        warnings: registry.warnings(),
+    })
 }
 
 async fn check_image(

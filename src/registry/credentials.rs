@@ -2,15 +2,14 @@
 //!
 //! The file is read once, when the [`Registry`](super::Registry) is built, so a broken
 //! config fails before any pull; credentials are then looked up per host actually contacted
-//! (the mirror, not the canonical registry). Secrets live only in `RegistryAuth`, whose
+//! (the mirror, not the canonical registry). Secrets live only in [`Credentials`], whose
 //! `Debug` redacts them; nothing here formats a credential into a message.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use oci_client::secrets::RegistryAuth;
-
 use super::RegistryError;
+use super::transport::Credentials;
 
 /// What docker-credential-helpers print when they hold nothing for a server: not an error.
 const HELPER_NOT_FOUND: &str = "credentials not found in native keychain";
@@ -76,9 +75,9 @@ impl DockerConfig {
 
     /// The credentials for `host`, running a credential helper if the config names one.
     /// Blocking: helpers are processes.
-    pub fn lookup(&self, host: &str) -> Result<RegistryAuth, RegistryError> {
+    pub fn lookup(&self, host: &str) -> Result<Credentials, RegistryError> {
         let Some(contents) = &self.contents else {
-            return Ok(RegistryAuth::Anonymous);
+            return Ok(Credentials::Anonymous);
         };
         let failed = |reason: String| RegistryError::Credentials {
             host: host.to_string(),
@@ -91,16 +90,19 @@ impl DockerConfig {
             return run_helper(helper, key).map_err(failed);
         }
         let Some(entry) = config.auths.get(key) else {
-            return Ok(RegistryAuth::Anonymous);
+            return Ok(Credentials::Anonymous);
         };
-        if entry.identitytoken.is_some() {
-            return Err(failed(IDENTITY_TOKEN.into()));
+        if let Some(token) = &entry.identitytoken {
+            return Ok(Credentials::IdentityToken(token.clone()));
         }
         if let (Some(username), Some(password)) = (&entry.username, &entry.password) {
-            return Ok(RegistryAuth::Basic(username.clone(), password.clone()));
+            return Ok(Credentials::Basic {
+                username: username.clone(),
+                password: password.clone(),
+            });
         }
         let Some(auth) = &entry.auth else {
-            return Ok(RegistryAuth::Anonymous);
+            return Ok(Credentials::Anonymous);
         };
         use base64::Engine;
         let decoded = base64::engine::general_purpose::STANDARD
@@ -117,14 +119,12 @@ impl DockerConfig {
                 "the auth entry for {key} is not base64 of user:password"
             ))
         })?;
-        Ok(RegistryAuth::Basic(
-            username.to_string(),
-            password.to_string(),
-        ))
+        Ok(Credentials::Basic {
+            username: username.to_string(),
+            password: password.to_string(),
+        })
     }
 }
-
-const IDENTITY_TOKEN: &str = "identity tokens (OAuth refresh tokens) are not supported; log in with a username and password or token";
 
 /// The parts of `config.json` we read.
 #[derive(serde::Deserialize, Default)]
@@ -153,7 +153,7 @@ struct HelperResponse {
 
 /// Runs `docker-credential-<helper> get` with the server on stdin. A helper that
 /// exits without reading stdin is fine: only its exit status and output count.
-fn run_helper(helper: &str, server: &str) -> Result<RegistryAuth, String> {
+fn run_helper(helper: &str, server: &str) -> Result<Credentials, String> {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let name = format!("docker-credential-{helper}");
@@ -174,17 +174,21 @@ fn run_helper(helper: &str, server: &str) -> Result<RegistryAuth, String> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         if stdout.trim() == HELPER_NOT_FOUND {
-            return Ok(RegistryAuth::Anonymous);
+            return Ok(Credentials::Anonymous);
         }
         // The helper's own output may echo secrets: name the helper only.
         return Err(format!("{name} failed"));
     }
     let response: HelperResponse = serde_json::from_slice(&output.stdout)
         .map_err(|_| format!("{name} answered something that is not credentials"))?;
+    // Helpers hand out an identity token under the user name `<token>`.
     if response.username == "<token>" {
-        return Err(IDENTITY_TOKEN.into());
+        return Ok(Credentials::IdentityToken(response.secret));
     }
-    Ok(RegistryAuth::Basic(response.username, response.secret))
+    Ok(Credentials::Basic {
+        username: response.username,
+        password: response.secret,
+    })
 }
 
 fn default_path() -> Option<PathBuf> {
@@ -222,15 +226,21 @@ mod tests {
         );
         assert_eq!(
             config.lookup("r.local:5000").unwrap(),
-            RegistryAuth::Basic("alice".into(), "s3cret".into())
+            Credentials::Basic {
+                username: "alice".into(),
+                password: "s3cret".into()
+            }
         );
         assert_eq!(
             config.lookup("index.docker.io").unwrap(),
-            RegistryAuth::Basic("bob".into(), "pw".into())
+            Credentials::Basic {
+                username: "bob".into(),
+                password: "pw".into()
+            }
         );
         assert_eq!(
             config.lookup("other.local").unwrap(),
-            RegistryAuth::Anonymous
+            Credentials::Anonymous
         );
     }
 

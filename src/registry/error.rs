@@ -1,26 +1,23 @@
-//! The registry module's error type, and the translation of `oci-client` failures into it.
+//! The registry module's error type, and the translation of transport failures into it.
 //!
 //! Every variant names what the user can act on (registry host, image reference, digest,
-//! platform) and none ever carries a credential: `oci-client` errors are mapped here rather
-//! than passed through, because a few of them quote response bodies verbatim.
+//! platform) and none ever carries a credential or a response body.
 
 use std::path::PathBuf;
 
+use super::transport::TransportError;
 use crate::ErrorKind;
-
-use oci_client::errors::{OciDistributionError, OciErrorCode};
 
 /// An error raised while talking to a registry or interpreting what it served.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// The image reference could not be parsed.
-    #[error("invalid image reference {reference:?}")]
+    /// The image reference or repository cannot be used with a registry.
+    #[error("invalid image reference {reference:?}: {reason}")]
     InvalidReference {
         /// The reference as given.
         reference: String,
         /// Why it was rejected.
-        #[source]
-        source: oci_client::ParseError,
+        reason: String,
     },
     /// A `--mirror FROM=TO` specification is malformed or cannot be applied.
     #[error("invalid mirror {spec:?}: {reason}")]
@@ -41,12 +38,12 @@ pub enum RegistryError {
         /// What went wrong.
         reason: String,
     },
-    /// The HTTP client could not be set up with the given TLS roots.
-    #[error("cannot set up TLS with the given CA certificates")]
-    TlsSetup {
+    /// The HTTP client could not be set up (TLS roots, proxy settings).
+    #[error("cannot set up the registry client")]
+    Setup {
         /// The underlying failure.
         #[source]
-        source: Box<OciDistributionError>,
+        source: Box<TransportError>,
     },
     /// The Docker config file could not be read or parsed.
     #[error("cannot use Docker config {path}: {reason}")]
@@ -126,7 +123,8 @@ pub enum RegistryError {
         /// How many attempts were made.
         attempts: u32,
     },
-    /// The registry answered in a way the distribution protocol does not allow.
+    /// The registry answered in a way the distribution protocol does not allow, or sent
+    /// more than a manifest, token or error can be.
     #[error("unexpected answer from registry {host} for {object} of {reference}")]
     Protocol {
         /// The registry host contacted.
@@ -137,7 +135,7 @@ pub enum RegistryError {
         object: String,
         /// The underlying failure.
         #[source]
-        source: Box<OciDistributionError>,
+        source: Box<TransportError>,
     },
     /// Content did not hash to the digest it was asked by.
     #[error("digest mismatch for {object} of {reference}: expected {expected}, got {actual}")]
@@ -226,7 +224,7 @@ impl RegistryError {
             | Self::InvalidMirror { .. }
             | Self::InvalidPlatform(_)
             | Self::CaFile { .. }
-            | Self::TlsSetup { .. }
+            | Self::Setup { .. }
             | Self::DockerConfig { .. }
             | Self::Credentials { .. }
             | Self::DigestMismatch { .. }
@@ -250,16 +248,14 @@ pub(crate) struct RequestContext<'a> {
     pub host: &'a str,
     pub reference: &'a str,
     pub object: &'a str,
-    pub had_credentials: bool,
 }
 
 /// The outcome of one failed attempt: whether another attempt may help, and the error to
 /// report if none is made.
 pub(crate) enum Failure {
-    /// Connection trouble: worth retrying.
-    Connection(Box<dyn std::error::Error + Send + Sync>),
-    /// 5xx or 429: worth retrying.
-    Status(u16),
+    /// Connection trouble, a timeout, 5xx or 429, or fresh credentials needed: worth
+    /// retrying.
+    Transient(TransportError),
     /// Anything else: final.
     Final(RegistryError),
 }
@@ -268,18 +264,26 @@ impl Failure {
     /// Turns the failure into the error reported after `attempts` attempts.
     pub fn into_error(self, context: &RequestContext<'_>, attempts: u32) -> RegistryError {
         match self {
-            Failure::Connection(source) => RegistryError::Network {
-                host: context.host.to_string(),
-                reference: context.reference.to_string(),
-                attempts,
-                source,
-            },
-            Failure::Status(status) => RegistryError::Server {
+            Failure::Transient(TransportError::Server { status, .. }) => RegistryError::Server {
                 host: context.host.to_string(),
                 reference: context.reference.to_string(),
                 object: context.object.to_string(),
                 status,
                 attempts,
+            },
+            // The connection failure itself: the transport's wrapper would repeat what
+            // this error already says (the host, what was asked).
+            Failure::Transient(TransportError::Connect { source, .. }) => RegistryError::Network {
+                host: context.host.to_string(),
+                reference: context.reference.to_string(),
+                attempts,
+                source,
+            },
+            Failure::Transient(source) => RegistryError::Network {
+                host: context.host.to_string(),
+                reference: context.reference.to_string(),
+                attempts,
+                source: Box::new(source),
             },
             Failure::Final(error) => error,
         }
@@ -287,130 +291,71 @@ impl Failure {
 
     /// Whether another attempt may succeed.
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Failure::Final(_))
+        matches!(self, Failure::Transient(_))
     }
 
-    /// Classifies an `oci-client` error.
-    pub fn from_oci(error: OciDistributionError, context: &RequestContext<'_>) -> Failure {
-        let auth_refused = || {
-            Failure::Final(RegistryError::AuthRefused {
-                host: context.host.to_string(),
-                reference: context.reference.to_string(),
-                had_credentials: context.had_credentials,
-            })
-        };
-        let not_found = || {
-            Failure::Final(RegistryError::NotFound {
-                host: context.host.to_string(),
-                reference: context.reference.to_string(),
-                object: context.object.to_string(),
-            })
-        };
-        match error {
-            // `error_for_status` answers (a blob HEAD) arrive as request errors with a status:
-            // classify them by that status, not as a broken connection.
-            OciDistributionError::RequestError(source) => match source.status() {
-                Some(status) => Failure::from_oci(
-                    OciDistributionError::ServerError {
-                        code: status.as_u16(),
-                        url: source.url().map(ToString::to_string).unwrap_or_default(),
-                        message: String::new(),
-                    },
-                    context,
-                ),
-                None => Failure::from_transport(Box::new(source), context),
+    /// Classifies a transport failure for a request made in `context`.
+    pub fn from_transport(error: TransportError, context: &RequestContext<'_>) -> Failure {
+        if error.is_transient() {
+            return Failure::Transient(error);
+        }
+        let host = context.host.to_string();
+        let reference = context.reference.to_string();
+        let object = context.object.to_string();
+        Failure::Final(match error {
+            TransportError::AuthRefused {
+                had_credentials, ..
+            } => RegistryError::AuthRefused {
+                host,
+                reference,
+                had_credentials,
             },
-            OciDistributionError::IoError(source) => Failure::from_io(source, context),
-            OciDistributionError::UnauthorizedError { .. }
-            // Token-server refusals quote its response body: never pass that text on.
-            | OciDistributionError::AuthenticationFailure(_) => auth_refused(),
-            OciDistributionError::ServerError { code: 401 | 403, .. } => auth_refused(),
-            OciDistributionError::ServerError { code: 404, .. } => not_found(),
-            OciDistributionError::ServerError { code, .. } if code == 429 || code >= 500 => {
-                Failure::Status(code)
-            }
-            OciDistributionError::RegistryError { ref envelope, .. } => {
-                match envelope.errors.first().map(|e| &e.code) {
-                    Some(OciErrorCode::Unauthorized | OciErrorCode::Denied) => auth_refused(),
-                    Some(
-                        OciErrorCode::ManifestUnknown
-                        | OciErrorCode::BlobUnknown
-                        | OciErrorCode::NameUnknown
-                        | OciErrorCode::NotFound,
-                    ) => not_found(),
-                    Some(OciErrorCode::Toomanyrequests) => Failure::Status(429),
-                    _ => Failure::Final(protocol(error, context)),
+            TransportError::NotFound { .. } => RegistryError::NotFound {
+                host,
+                reference,
+                object,
+            },
+            TransportError::Tls { .. } => RegistryError::Tls {
+                host,
+                source: Box::new(error),
+            },
+            TransportError::DigestMismatch {
+                expected, actual, ..
+            } => RegistryError::DigestMismatch {
+                reference,
+                object,
+                expected,
+                actual,
+            },
+            TransportError::SizeMismatch {
+                expected, actual, ..
+            } => RegistryError::SizeMismatch {
+                reference,
+                object,
+                expected,
+                actual,
+            },
+            // The Docker config's own error already names the host and what went wrong.
+            TransportError::Credentials { source, .. } => {
+                match source.downcast::<RegistryError>() {
+                    Ok(error) => *error,
+                    Err(other) => RegistryError::Credentials {
+                        host,
+                        reason: other.to_string(),
+                    },
                 }
             }
-            OciDistributionError::DigestError(oci_client::errors::DigestError::VerificationError {
-                expected,
-                actual,
-            }) => Failure::Final(RegistryError::DigestMismatch {
-                reference: context.reference.to_string(),
-                object: context.object.to_string(),
-                expected,
-                actual,
-            }),
-            other => Failure::Final(protocol(other, context)),
-        }
+            TransportError::Invalid { reason, .. } => {
+                RegistryError::InvalidReference { reference, reason }
+            }
+            other => RegistryError::Protocol {
+                host,
+                reference,
+                object,
+                source: Box::new(other),
+            },
+        })
     }
-
-    /// Classifies an I/O error from a blob stream: a failed digest check or a broken connection.
-    pub fn from_io(error: std::io::Error, context: &RequestContext<'_>) -> Failure {
-        if let Some(oci_client::errors::DigestError::VerificationError { expected, actual }) =
-            error.get_ref().and_then(|inner| inner.downcast_ref())
-        {
-            return Failure::Final(RegistryError::DigestMismatch {
-                reference: context.reference.to_string(),
-                object: context.object.to_string(),
-                expected: expected.clone(),
-                actual: actual.clone(),
-            });
-        }
-        Failure::from_transport(Box::new(error), context)
-    }
-
-    /// A transport failure is a TLS problem (final) or a connection problem (worth retrying).
-    fn from_transport(
-        error: Box<dyn std::error::Error + Send + Sync>,
-        context: &RequestContext<'_>,
-    ) -> Failure {
-        if is_tls_failure(error.as_ref()) {
-            Failure::Final(RegistryError::Tls {
-                host: context.host.to_string(),
-                source: error,
-            })
-        } else {
-            Failure::Connection(error)
-        }
-    }
-}
-
-fn protocol(source: OciDistributionError, context: &RequestContext<'_>) -> RegistryError {
-    RegistryError::Protocol {
-        host: context.host.to_string(),
-        reference: context.reference.to_string(),
-        object: context.object.to_string(),
-        source: Box::new(source),
-    }
-}
-
-/// Whether a rustls error sits anywhere in the chain. tokio-rustls wraps it in an
-/// `io::Error`, whose `source()` skips the wrapped error, so look inside those by hand.
-fn is_tls_failure(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(error) = current {
-        if error.is::<rustls::Error>() {
-            return true;
-        }
-        if let Some(io) = error.downcast_ref::<std::io::Error>()
-            && io.get_ref().is_some_and(|inner| is_tls_failure(inner))
-        {
-            return true;
-        }
-        current = error.source();
-    }
-    false
 }
 
 #[cfg(test)]
@@ -422,78 +367,63 @@ mod tests {
             host: "registry.example.com",
             reference: "registry.example.com/app:1",
             object: "manifest 1",
-            had_credentials: true,
         }
     }
 
-    fn server_error(code: u16) -> OciDistributionError {
-        OciDistributionError::ServerError {
-            code,
-            url: "https://registry.example.com/v2/app/manifests/1".into(),
-            message: String::new(),
+    fn server(status: u16) -> TransportError {
+        TransportError::Server {
+            host: "registry.example.com".into(),
+            what: "manifest 1".into(),
+            status,
+            code: None,
         }
     }
 
     #[test]
-    fn status_codes_are_classified() {
+    fn transient_failures_become_server_or_network_errors() {
         let ctx = context();
+        let failure = Failure::from_transport(server(503), &ctx);
+        assert!(failure.is_transient());
         assert!(matches!(
-            Failure::from_oci(server_error(503), &ctx),
-            Failure::Status(503)
-        ));
-        assert!(matches!(
-            Failure::from_oci(server_error(429), &ctx),
-            Failure::Status(429)
-        ));
-        assert!(matches!(
-            Failure::from_oci(server_error(403), &ctx),
-            Failure::Final(RegistryError::AuthRefused { .. })
-        ));
-        assert!(matches!(
-            Failure::from_oci(server_error(404), &ctx),
-            Failure::Final(RegistryError::NotFound { .. })
-        ));
-        assert!(!Failure::from_oci(server_error(400), &ctx).is_transient());
-    }
-
-    #[test]
-    fn digest_failure_inside_io_error_is_a_mismatch() {
-        let inner = oci_client::errors::DigestError::VerificationError {
-            expected: "sha256:aa".into(),
-            actual: "sha256:bb".into(),
-        };
-        let failure = Failure::from_io(std::io::Error::other(inner), &context());
-        match failure {
-            Failure::Final(RegistryError::DigestMismatch {
-                expected, actual, ..
-            }) => {
-                assert_eq!(expected, "sha256:aa");
-                assert_eq!(actual, "sha256:bb");
+            failure.into_error(&ctx, 4),
+            RegistryError::Server {
+                status: 503,
+                attempts: 4,
+                ..
             }
-            _ => panic!("expected a digest mismatch"),
-        }
+        ));
+        let timeout = TransportError::Timeout {
+            host: "registry.example.com".into(),
+            what: "blob".into(),
+        };
+        let error = Failure::from_transport(timeout, &ctx).into_error(&ctx, 2);
+        assert!(matches!(error, RegistryError::Network { attempts: 2, .. }));
+        assert_eq!(error.kind(), ErrorKind::Remote);
     }
 
     #[test]
-    fn tls_error_inside_io_error_is_detected() {
-        let tls = std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-        );
-        assert!(is_tls_failure(&tls));
-        assert!(!is_tls_failure(&std::io::Error::other("connection reset")));
-    }
-
-    #[test]
-    fn auth_refused_names_host_and_hint() {
-        let error = Failure::from_oci(
-            OciDistributionError::AuthenticationFailure("token: hunter2".into()),
-            &context(),
-        )
-        .into_error(&context(), 1);
+    fn refusals_name_host_and_hint_without_secrets() {
+        let ctx = context();
+        let refused = TransportError::AuthRefused {
+            host: "registry.example.com".into(),
+            what: "manifest 1".into(),
+            had_credentials: true,
+        };
+        let Failure::Final(error) = Failure::from_transport(refused, &ctx) else {
+            panic!("a refusal is final");
+        };
         let text = error.to_string();
         assert!(text.contains("registry.example.com"), "{text}");
-        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("rejected"), "{text}");
         assert_eq!(error.kind(), ErrorKind::Remote);
+        let missing = TransportError::NotFound {
+            host: "registry.example.com".into(),
+            what: "manifest 1".into(),
+            code: Some("MANIFEST_UNKNOWN".into()),
+        };
+        assert!(matches!(
+            Failure::from_transport(missing, &ctx),
+            Failure::Final(RegistryError::NotFound { .. })
+        ));
     }
 }

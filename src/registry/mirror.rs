@@ -8,9 +8,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-use oci_client::Reference;
-
 use super::RegistryError;
+use crate::reference::Reference;
 
 /// One `FROM=TO` rewrite rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,22 +133,24 @@ impl Mirrors {
             return Ok(canonical.clone());
         };
         let rest = &name[mirror.from.len()..];
-        let target = format!("{}{}", mirror.to, rest);
-        let Some((registry, repository)) = target.split_once('/') else {
+        let mut target = format!("{}{}", mirror.to, rest);
+        if !target.contains('/') {
             return Err(RegistryError::InvalidMirror {
                 spec: mirror.to_string(),
                 reason: format!("maps {canonical} to a registry without a repository"),
             });
-        };
-        let (registry, repository) = (registry.to_string(), repository.to_string());
-        Ok(match (canonical.tag(), canonical.digest()) {
-            (Some(tag), Some(digest)) => {
-                Reference::with_tag_and_digest(registry, repository, tag.into(), digest.into())
-            }
-            (None, Some(digest)) => Reference::with_digest(registry, repository, digest.into()),
-            (tag, None) => {
-                Reference::with_tag(registry, repository, tag.unwrap_or("latest").into())
-            }
+        }
+        if let Some(tag) = canonical.tag() {
+            target.push(':');
+            target.push_str(tag);
+        }
+        if let Some(digest) = canonical.digest() {
+            target.push('@');
+            target.push_str(&digest.to_string());
+        }
+        Reference::parse(&target).map_err(|error| RegistryError::InvalidMirror {
+            spec: mirror.to_string(),
+            reason: format!("maps {canonical} to {target}, which is not a reference: {error}"),
         })
     }
 }

@@ -9,7 +9,12 @@
 //!
 //! Mirrors change only where bytes come from; everything a [`ResolvedImage`] records about
 //! identity uses the canonical reference. Credentials are those of the host actually
-//! contacted. Connection errors, 5xx and 429 are retried with exponential backoff.
+//! contacted. Connection errors, timeouts, 5xx and 429 are retried with exponential backoff.
+//!
+//! The HTTP side is our own distribution client, [`transport`]: its module documentation
+//! says why we own it rather than use `oci-client`. TLS is chosen per registry (insecure
+//! hosts, `--ca-file` certificates trusted and pinned), tokens per scope set, and every
+//! answer read whole is capped.
 
 mod credentials;
 mod error;
@@ -18,25 +23,26 @@ mod push;
 mod resolve;
 mod signature;
 mod sink;
+pub mod transport;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference, RegistryOperation};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-use tokio::sync::OnceCell;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use sha2::Digest as _;
 
-use crate::oci::{Content, Descriptor, Digest, MediaType, PlatformSelection};
+use crate::oci::{Content, Descriptor, Digest, PlatformSelection};
+use crate::reference::Reference;
 use credentials::DockerConfig;
 use error::{Failure, RequestContext};
 use mirror::Mirrors;
+use transport::{
+    Credentials, Policies, ProxyConfig, RegistryPolicy, Repository, Transport, TransportOptions,
+};
 
 pub use error::RegistryError;
 pub use mirror::Mirror;
@@ -46,24 +52,28 @@ pub use push::{
 pub use signature::StoredSignature;
 pub use sink::{BlobSink, OffsetSink};
 
-const USER_AGENT: &str = concat!("velero-airgap/", env!("CARGO_PKG_VERSION"));
 /// First retry delay; each further retry doubles it, up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(8);
+/// Docker Hub's canonical name, and the host that serves its registry API.
+const DOCKER_HUB: &str = "docker.io";
+const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
 /// How to reach registries.
 #[derive(Debug, Clone)]
 pub struct RegistryOptions {
     /// Pull mirrors (`--mirror FROM=TO`).
     pub mirrors: Vec<Mirror>,
-    /// Hosts (`host[:port]`) spoken to over plain HTTP.
+    /// Insecure hosts (`host[:port]`): HTTPS without certificate verification, then plain
+    /// HTTP, as Docker and containerd treat an insecure registry.
     pub insecure: Vec<String>,
-    /// PEM files with extra root CAs to trust.
+    /// PEM files with certificates to trust: CAs, or a registry's own self-signed
+    /// certificate, accepted as it is (see [`transport`]).
     pub ca_files: Vec<PathBuf>,
     /// A Docker `config.json`, or a directory holding one; when `None`,
     /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` if present.
     pub docker_config: Option<PathBuf>,
-    /// Retries after a connection error, 5xx or 429; 0 means a single attempt.
+    /// Retries after a connection error, timeout, 5xx or 429; 0 means a single attempt.
     pub retries: u32,
 }
 
@@ -83,9 +93,9 @@ impl Default for RegistryOptions {
 #[derive(Debug, Clone)]
 pub struct ResolvedImage {
     /// The canonical reference, as given to [`Registry::resolve`].
-    pub canonical: crate::reference::Reference,
+    pub canonical: Reference,
     /// The reference actually pulled from (differs from `canonical` through a mirror).
-    pub source: crate::reference::Reference,
+    pub source: Reference,
     /// The descriptor for the bundle's `index.json`: the pinned platform manifest, the
     /// source index (`all`), the filtered index (a platform list), or the single manifest.
     pub top: Descriptor,
@@ -99,79 +109,38 @@ pub struct ResolvedImage {
     /// Config blobs already fetched (and verified) while resolving, so they need no second
     /// request.
     pub configs: Vec<Content>,
-    source_reference: Reference,
 }
 
 /// A connection to registries, shared by every pull of a build: it is `Send + Sync`, so
-/// one `Arc<Registry>` serves concurrent tasks and reuses connections and tokens.
+/// one `Registry` serves concurrent tasks and reuses connections and tokens.
+#[derive(Debug)]
 pub struct Registry {
-    client: Client,
+    transport: Arc<Transport>,
     mirrors: Mirrors,
-    docker_config: DockerConfig,
-    /// Credentials per contacted host, looked up once (a helper is a process spawn).
-    credentials: Mutex<HashMap<String, Arc<OnceCell<RegistryAuth>>>>,
     retries: u32,
 }
 
-impl std::fmt::Debug for Registry {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
-            .field("mirrors", &self.mirrors)
-            .field("docker_config", &self.docker_config)
-            .field("retries", &self.retries)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Registry {
-    /// Reads the CA files and the Docker config and sets up the HTTP client.
+    /// Reads the CA files and the Docker config and sets up the client. Credentials come
+    /// from the Docker config, looked up per host contacted.
     pub fn new(options: RegistryOptions) -> Result<Registry, RegistryError> {
-        Registry::with_client_config(options, |_| ())
-    }
-
-    /// Like [`Registry::new`], with `adjust` applied to the client settings (the pusher's
-    /// differ).
-    fn with_client_config(
-        options: RegistryOptions,
-        adjust: impl FnOnce(&mut ClientConfig),
-    ) -> Result<Registry, RegistryError> {
-        let mirrors = Mirrors::new(options.mirrors)?;
         let docker_config = DockerConfig::load(options.docker_config.as_deref())?;
-        let mut certificates = Vec::new();
-        for path in &options.ca_files {
-            certificates.extend(read_certificates(path)?);
-        }
-        let insecure: Vec<String> = options
-            .insecure
-            .iter()
-            .map(|h| h.trim().to_string())
-            .collect();
-        let mut config = ClientConfig {
-            protocol: if insecure.is_empty() {
-                ClientProtocol::Https
-            } else {
-                ClientProtocol::HttpsExcept(insecure)
-            },
-            extra_root_certificates: certificates,
-            // Platforms are chosen here, from raw manifests.
-            platform_resolver: None,
-            connect_timeout: Some(Duration::from_secs(15)),
-            read_timeout: Some(Duration::from_secs(60)),
-            user_agent: USER_AGENT,
-            ..ClientConfig::default()
-        };
-        adjust(&mut config);
-        // `Client::new` would fall back to default TLS settings on error; this surfaces it.
-        let client = Client::try_from(config).map_err(|source| RegistryError::TlsSetup {
-            source: Box::new(source),
-        })?;
+        let transport = transport_for(&options, move |host| Ok(docker_config.lookup(host)?))?;
         Ok(Registry {
-            client,
-            mirrors,
-            docker_config,
-            credentials: Mutex::new(HashMap::new()),
+            transport: Arc::new(transport),
+            mirrors: Mirrors::new(options.mirrors)?,
             retries: options.retries,
         })
+    }
+
+    /// What the user should know about how registries were reached (an insecure host's
+    /// unverified TLS or plain HTTP), each once.
+    pub fn warnings(&self) -> Vec<String> {
+        self.transport
+            .warnings()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     /// Resolves `canonical` for `platforms`: pulls its manifests (through a mirror if one
@@ -180,35 +149,23 @@ impl Registry {
     /// image without an index must match every requested platform (read from its config).
     pub async fn resolve(
         &self,
-        canonical: &crate::reference::Reference,
+        canonical: &Reference,
         platforms: &PlatformSelection,
     ) -> Result<ResolvedImage, RegistryError> {
-        let text = canonical.to_string();
-        let canonical_reference = Reference::try_from(text.as_str()).map_err(|source| {
-            RegistryError::InvalidReference {
-                reference: text.clone(),
-                source,
-            }
-        })?;
-        let source = self.mirrors.rewrite(&canonical_reference)?;
-        let session = self.session(&text, &source).await?;
-        session.authenticate().await?;
+        let source = self.mirrors.rewrite(canonical)?;
+        if source != *canonical {
+            tracing::debug!("pulling {canonical} through the mirror {source}");
+        }
+        let session = self.session(canonical, &source)?;
         let resolved = resolve::resolve(&session, platforms).await?;
-        let source_text = source.to_string();
         Ok(ResolvedImage {
             canonical: canonical.clone(),
-            source: crate::reference::Reference::parse(&source_text).map_err(|_| {
-                RegistryError::InvalidMirror {
-                    spec: source_text.clone(),
-                    reason: "the mirrored reference is not a valid reference".into(),
-                }
-            })?,
+            source,
             top: resolved.top,
             manifests: resolved.manifests,
             source_index: resolved.source_index,
             blobs: resolved.blobs,
             configs: resolved.configs,
-            source_reference: source,
         })
     }
 
@@ -220,148 +177,133 @@ impl Registry {
         blob: &Descriptor,
         sink: &mut S,
     ) -> Result<(), RegistryError> {
-        let canonical = image.canonical.to_string();
-        let session = self.session(&canonical, &image.source_reference).await?;
-        session.fetch_blob(blob, sink).await
+        self.session(&image.canonical, &image.source)?
+            .fetch_blob(blob, sink)
+            .await
     }
 
-    async fn session<'a>(
+    fn session<'a>(
         &'a self,
-        canonical: &'a str,
+        canonical: &'a Reference,
         source: &'a Reference,
     ) -> Result<Session<'a>, RegistryError> {
-        let host = source.resolve_registry();
-        let auth = self.credentials_for(host).await?;
         Ok(Session {
-            registry: self,
-            canonical,
+            transport: &self.transport,
+            retries: self.retries,
+            canonical: canonical.to_string(),
             source,
-            host,
-            auth,
+            repository: repository_of(source)?,
         })
-    }
-
-    async fn credentials_for(&self, host: &str) -> Result<RegistryAuth, RegistryError> {
-        let cell = self
-            .credentials
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(host.to_string())
-            .or_default()
-            .clone();
-        let auth = cell
-            .get_or_try_init(|| {
-                let config = self.docker_config.clone();
-                let host = host.to_string();
-                async move {
-                    tokio::task::spawn_blocking({
-                        let host = host.clone();
-                        move || config.lookup(&host)
-                    })
-                    .await
-                    .map_err(|_| RegistryError::Credentials {
-                        host,
-                        reason: "the credential lookup panicked".into(),
-                    })?
-                }
-            })
-            .await?;
-        Ok(auth.clone())
     }
 }
 
-/// Reads every PEM certificate in `path`.
-fn read_certificates(path: &std::path::Path) -> Result<Vec<Certificate>, RegistryError> {
+/// The transport for `options`: insecure hosts get [`RegistryPolicy::Insecure`], every
+/// other host the system roots plus the `--ca-file` certificates; proxies come from the
+/// environment.
+fn transport_for(
+    options: &RegistryOptions,
+    credentials: impl Fn(&str) -> Result<Credentials, transport::BoxError> + Send + Sync + 'static,
+) -> Result<Transport, RegistryError> {
+    let mut certificates = Vec::new();
+    for path in &options.ca_files {
+        certificates.extend(read_certificates(path)?);
+    }
+    let mut policies = Policies::new(RegistryPolicy::trusting(certificates));
+    for host in &options.insecure {
+        policies = policies.with_host(host.trim(), RegistryPolicy::Insecure);
+    }
+    let setup = |source| RegistryError::Setup {
+        source: Box::new(source),
+    };
+    let mut transport_options = TransportOptions::new(policies);
+    transport_options.proxy = ProxyConfig::from_env().map_err(setup)?;
+    Transport::new(transport_options, credentials).map_err(setup)
+}
+
+/// The repository `reference` names, on the host that serves its API.
+fn repository_of(reference: &Reference) -> Result<Repository, RegistryError> {
+    let host = match reference.registry() {
+        DOCKER_HUB => DOCKER_HUB_API,
+        other => other,
+    };
+    Repository::new(host, reference.repository()).map_err(|error| RegistryError::InvalidReference {
+        reference: reference.to_string(),
+        reason: error.to_string(),
+    })
+}
+
+/// Reads every PEM certificate in `path` (a CA, or a registry's own certificate).
+fn read_certificates(
+    path: &std::path::Path,
+) -> Result<Vec<CertificateDer<'static>>, RegistryError> {
     let failed = |reason: String| RegistryError::CaFile {
         path: path.to_path_buf(),
         reason,
     };
-    let pem = std::fs::read(path).map_err(|error| failed(error.to_string()))?;
+    // Certificates are a few kilobytes; a bundle of every public CA is under a megabyte.
+    let pem = crate::files::read_capped(
+        path,
+        4 << 20,
+        "certificate file",
+        crate::files::Origin::Named,
+    )
+    .map_err(|error| failed(error.to_string()))?;
     let certificates = CertificateDer::pem_slice_iter(&pem)
-        .map(|certificate| {
-            certificate
-                .map(|der| Certificate {
-                    encoding: CertificateEncoding::Der,
-                    data: der.to_vec(),
-                })
-                .map_err(|error| failed(format!("bad PEM: {error}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| failed(format!("bad PEM: {error}")))?;
     if certificates.is_empty() {
         return Err(failed("no PEM certificate found".into()));
     }
     Ok(certificates)
 }
 
-/// Requests for one image on one host, with the credentials for that host.
+/// Requests for one image on one host.
 pub(crate) struct Session<'a> {
-    registry: &'a Registry,
-    canonical: &'a str,
+    transport: &'a Transport,
+    retries: u32,
+    /// The canonical reference, for messages.
+    canonical: String,
+    /// The reference pulled from (a mirror's, or the canonical one).
     source: &'a Reference,
-    host: &'a str,
-    auth: RegistryAuth,
+    repository: Repository,
 }
 
-impl<'a> Session<'a> {
+impl Session<'_> {
     fn context<'b>(&'b self, object: &'b str) -> RequestContext<'b> {
         RequestContext {
-            host: self.host,
-            reference: self.canonical,
+            host: &self.repository.host,
+            reference: &self.canonical,
             object,
-            had_credentials: self.auth != RegistryAuth::Anonymous,
         }
     }
 
-    /// Gets a pull token (Bearer flows) or settles on Basic, surfacing refusals early.
-    async fn authenticate(&self) -> Result<(), RegistryError> {
-        let context = self.context("authentication");
-        self.retrying(&context, || async {
-            self.registry
-                .client
-                .auth(self.source, &self.auth, RegistryOperation::Pull)
-                .await
-                .map(drop)
-                .map_err(|error| Failure::from_oci(error, &context))
-        })
-        .await
+    /// Pulls a manifest by tag or digest (the bytes are checked against a digest); `None`
+    /// asks for the source reference itself (its digest, else its tag, else `latest`).
+    async fn manifest(&self, digest: Option<&Digest>) -> Result<bytes::Bytes, RegistryError> {
+        let reference = match (digest, self.source.digest(), self.source.tag()) {
+            (Some(digest), ..) | (None, Some(digest), _) => digest.to_string(),
+            (None, None, tag) => tag.unwrap_or("latest").to_string(),
+        };
+        self.manifest_named(&reference).await
     }
 
-    /// Pulls a manifest by tag or digest; when `expected` is given the bytes must hash to it.
-    async fn manifest(
-        &self,
-        reference: &Reference,
-        expected: Option<&Digest>,
-    ) -> Result<bytes::Bytes, RegistryError> {
-        let object = match expected {
-            Some(digest) => format!("manifest {digest}"),
-            None => format!("manifest for tag {}", reference.tag().unwrap_or("latest")),
+    /// Pulls the manifest under `reference` (a tag or a digest) of the source repository.
+    async fn manifest_named(&self, reference: &str) -> Result<bytes::Bytes, RegistryError> {
+        let object = if reference.starts_with("sha256:") {
+            format!("manifest {reference}")
+        } else {
+            format!("manifest for tag {reference}")
         };
         let context = self.context(&object);
-        let accepted = MediaType::ACCEPTED_MANIFESTS.map(|t| t.as_str().to_owned());
-        let accepted: Vec<&str> = accepted.iter().map(String::as_str).collect();
-        let (bytes, _) = self
+        let manifest = self
             .retrying(&context, || async {
-                self.registry
-                    .client
-                    .pull_manifest_raw(reference, &self.auth, &accepted)
+                self.transport
+                    .get_manifest(&self.repository, reference)
                     .await
-                    .map_err(|error| Failure::from_oci(error, &context))
+                    .map_err(|error| Failure::from_transport(error, &context))
             })
             .await?;
-        // oci-client checks the digest it is given; computing sha256 here too costs
-        // microseconds on a manifest and keeps the guarantee independent of its header logic.
-        if let Some(expected) = expected {
-            let actual = Digest::of(&bytes);
-            if actual != *expected {
-                return Err(RegistryError::DigestMismatch {
-                    reference: self.canonical.to_string(),
-                    object,
-                    expected: expected.to_string(),
-                    actual: actual.to_string(),
-                });
-            }
-        }
-        Ok(bytes)
+        Ok(manifest.bytes)
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the retries are spent.
@@ -374,7 +316,7 @@ impl<'a> Session<'a> {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
-        let mut retry = Retry::new(self.registry.retries);
+        let mut retry = Retry::new(self.retries);
         loop {
             match attempt().await {
                 Ok(value) => return Ok(value),
@@ -391,7 +333,7 @@ impl<'a> Session<'a> {
     ) -> Result<(), RegistryError> {
         let object = format!("blob {}", blob.digest);
         let context = self.context(&object);
-        let mut retry = Retry::new(self.registry.retries);
+        let mut retry = Retry::new(self.retries);
         loop {
             sink.reset()
                 .map_err(|source| self.sink_error(blob, source))?;
@@ -402,6 +344,9 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// One download, hashing as it writes: the size must match before, during (a
+    /// registry sending more than announced is stopped before it fills the disk) and
+    /// after, and the digest at the end.
     async fn fetch_blob_once<S: BlobSink + ?Sized>(
         &self,
         blob: &Descriptor,
@@ -410,45 +355,52 @@ impl<'a> Session<'a> {
     ) -> Result<(), Failure> {
         let size_mismatch = |actual: u64| {
             Failure::Final(RegistryError::SizeMismatch {
-                reference: self.canonical.to_string(),
+                reference: self.canonical.clone(),
                 object: context.object.to_string(),
                 expected: blob.size,
                 actual,
             })
         };
-        // The stream hashes what passes through and fails at its end on a digest mismatch
-        // (oci-client's VerifyingStream), so the bytes are hashed once, here, not twice.
-        let mut stream = self
-            .registry
-            .client
-            .pull_blob_stream(self.source, blob.digest.to_string().as_str())
+        let mut download = self
+            .transport
+            .get_blob(&self.repository, &blob.digest)
             .await
-            .map_err(|error| Failure::from_oci(error, context))?;
-        if let Some(announced) = stream.content_length
+            .map_err(|error| Failure::from_transport(error, context))?;
+        if let Some(announced) = download.length
             && announced != blob.size
         {
             return Err(size_mismatch(announced));
         }
+        let mut hasher = sha2::Sha256::new();
         let mut received: u64 = 0;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|error| Failure::from_io(error, context))?;
+        while let Some(chunk) = download.chunks.next().await {
+            let chunk = chunk.map_err(|error| Failure::from_transport(error, context))?;
             received += chunk.len() as u64;
-            // Stop a registry that sends more than announced before it fills the disk.
             if received > blob.size {
                 return Err(size_mismatch(received));
             }
+            hasher.update(&chunk);
             sink.write_all(&chunk)
                 .map_err(|source| Failure::Final(self.sink_error(blob, source)))?;
         }
         if received != blob.size {
             return Err(size_mismatch(received));
         }
+        let actual = Digest::from_hasher(hasher);
+        if actual != blob.digest {
+            return Err(Failure::Final(RegistryError::DigestMismatch {
+                reference: self.canonical.clone(),
+                object: context.object.to_string(),
+                expected: blob.digest.to_string(),
+                actual: actual.to_string(),
+            }));
+        }
         Ok(())
     }
 
     fn sink_error(&self, blob: &Descriptor, source: std::io::Error) -> RegistryError {
         RegistryError::Sink {
-            reference: self.canonical.to_string(),
+            reference: self.canonical.clone(),
             digest: blob.digest.to_string(),
             source,
         }
@@ -482,6 +434,15 @@ impl Retry {
         let delay = FIRST_BACKOFF
             .saturating_mul(2u32.saturating_pow(self.attempts - 1))
             .min(MAX_BACKOFF);
+        if let Failure::Transient(error) = &failure {
+            tracing::debug!(
+                "retrying {} of {} in {} ms after attempt {}: {error}",
+                context.object,
+                context.reference,
+                delay.as_millis(),
+                self.attempts
+            );
+        }
         tokio::time::sleep(delay).await;
         self.attempts += 1;
         Ok(())

@@ -1,16 +1,14 @@
 //! Pushing to a registry: blobs streamed from a caller's source, manifests as exact bytes;
 //! `plan` builds [`Pusher::push_images`] on these to push whole images idempotently.
 //!
-//! A blob travels in one streamed PUT (`use_monolithic_push`): a blocking thread reads the
-//! source in 256 KiB chunks into a small channel, so memory stays bounded whatever the blob's
-//! size. That thread hashes what it reads and holds each chunk back until the next one is
-//! read, so the last chunk leaves only once size and digest are proven: a wrong source fails
-//! the request before the registry has the whole body, and nothing is ever committed under a
-//! wrong digest (the registry checks the digest on commit as well). A retry reopens the
-//! source and starts the blob over.
-//!
-//! Manifests go up with `push_manifest_raw`: `push_manifest` would re-serialise them and
-//! change their digest.
+//! A blob travels in one streamed PUT: a blocking thread reads the source in 256 KiB chunks
+//! into a small channel, so memory stays bounded whatever the blob's size. That thread hashes
+//! what it reads and holds each chunk back until the next one is read, so the last chunk
+//! leaves only once size and digest are proven: a wrong source fails the request before the
+//! registry has the whole body, and nothing is ever committed under a wrong digest (the
+//! registry checks the digest on commit as well). A retry reopens the source and starts the
+//! blob over; so does a token refused in the middle of an upload (the transport asks for a
+//! fresh one, and the body cannot be replayed).
 
 mod plan;
 
@@ -22,14 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use oci_client::Reference;
-use oci_client::errors::OciDistributionError;
-use oci_client::secrets::RegistryAuth;
 use sha2::Digest as _;
 
 use super::error::{Failure, RequestContext};
-use super::{Registry, RegistryError, RegistryOptions, Retry, Session};
+use super::transport::{Credentials, MountOutcome, Repository, Transport};
+use super::{DockerConfig, RegistryError, RegistryOptions, Retry, repository_of, transport_for};
 use crate::oci::{Descriptor, Digest, MediaType};
+use crate::reference::Reference;
 
 pub use plan::{PushAction, PushEvent, PushImage, PushReport, PushedImage};
 
@@ -38,13 +35,8 @@ const CHUNK: usize = 256 << 10;
 /// Chunks queued between the reading thread and the upload: with the held-back chunk and
 /// the one being sent, about 1.5 MiB per blob in flight (measured: ~2 MiB of RSS per job).
 const QUEUED_CHUNKS: usize = 4;
-/// How often upload progress is reported (and a stall looked for).
+/// How often upload progress is reported.
 const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
-/// The longest wait for the answer to a request other than an upload.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// The longest an upload may go without taking a byte, or without an answer once all
-/// bytes are sent.
-const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A user name and password given explicitly (`--username` + `--password-stdin`); they take
 /// precedence over the Docker config. `Debug` hides the password.
@@ -67,38 +59,44 @@ impl std::fmt::Debug for BasicCredentials {
 
 /// Pushes to registries. `Send + Sync`: one `Pusher` serves concurrent tasks and reuses
 /// connections and tokens. Mirrors in its options play no part.
+#[derive(Debug)]
 pub struct Pusher {
-    registry: Registry,
-    /// Explicit credentials, used for every host instead of the Docker config's.
-    credentials: Option<RegistryAuth>,
-}
-
-impl std::fmt::Debug for Pusher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pusher")
-            .field("registry", &self.registry)
-            .field("credentials", &self.credentials)
-            .finish()
-    }
+    transport: Arc<Transport>,
+    retries: u32,
 }
 
 impl Pusher {
-    /// Reads the CA files and Docker config of `options` and sets up the HTTP client;
+    /// Reads the CA files and Docker config of `options` and sets up the client;
     /// `credentials`, when given, are sent to every registry instead of the Docker config's.
     pub fn new(
         options: RegistryOptions,
         credentials: Option<BasicCredentials>,
     ) -> Result<Pusher, RegistryError> {
-        Ok(Pusher {
-            registry: Registry::with_client_config(options, |config| {
-                config.use_monolithic_push = true;
-                // reqwest's read timeout runs from the start of a request until its answer,
-                // which for a streamed PUT includes the whole upload: a big layer on a slow
-                // link would never make it. Requests are bounded here instead.
-                config.read_timeout = None;
+        let transport = match credentials {
+            Some(explicit) => transport_for(&options, move |_| {
+                Ok(Credentials::Basic {
+                    username: explicit.username.clone(),
+                    password: explicit.password.clone(),
+                })
             })?,
-            credentials: credentials.map(|c| RegistryAuth::Basic(c.username, c.password)),
+            None => {
+                let docker_config = DockerConfig::load(options.docker_config.as_deref())?;
+                transport_for(&options, move |host| Ok(docker_config.lookup(host)?))?
+            }
+        };
+        Ok(Pusher {
+            transport: Arc::new(transport),
+            retries: options.retries,
         })
+    }
+
+    /// What the user should know about how registries were reached, each once.
+    pub fn warnings(&self) -> Vec<String> {
+        self.transport
+            .warnings()
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     /// Whether `repository` (`HOST[:PORT]/PATH`) holds blob `digest` (a HEAD request).
@@ -107,21 +105,16 @@ impl Pusher {
         repository: &str,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
-        let reference = blob_reference(repository, digest)?;
-        let session = self.session(repository, &reference).await?;
+        let target = repository_named(repository)?;
         let object = format!("blob {digest}");
-        let context = session.context(&object);
-        session
-            .retrying(&context, || async {
-                answered(
-                    self.registry
-                        .client
-                        .blob_exists(&reference, &digest.to_string()),
-                )
-                .await?
-                .map_err(|error| Failure::from_oci(error, &context))
-            })
-            .await
+        let context = context(&target, repository, &object);
+        self.retrying(&context, || async {
+            self.transport
+                .head_blob(&target, digest)
+                .await
+                .map_err(|error| Failure::from_transport(error, &context))
+        })
+        .await
     }
 
     /// Uploads `blob` to `repository`, reading it from `open()` (called again for each
@@ -142,34 +135,30 @@ impl Pusher {
     }
 
     /// Mounts blob `digest` into `repository` from `from_repository` (both
-    /// `HOST[:PORT]/PATH`). `Ok(false)` when the registry declined (it answered 202, or the
-    /// two are on different registries): then push the blob.
+    /// `HOST[:PORT]/PATH`), with one token covering both repositories. `Ok(false)` when the
+    /// registry declined (or the two are on different registries): then push the blob.
     pub async fn mount_blob(
         &self,
         repository: &str,
         from_repository: &str,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
-        let reference = blob_reference(repository, digest)?;
-        let from = blob_reference(from_repository, digest)?;
-        if from.resolve_registry() != reference.resolve_registry() {
-            return Ok(false);
-        }
-        let session = self.session(repository, &reference).await?;
-        let object = format!("mount of blob {digest} from {}", from.repository());
-        let context = session.context(&object);
-        session
+        let target = repository_named(repository)?;
+        let source = repository_named(from_repository)?;
+        let object = format!("mount of blob {digest} from {}", source.name);
+        let context = context(&target, repository, &object);
+        let outcome = self
             .retrying(&context, || async {
-                let digest = digest.to_string();
-                match answered(self.registry.client.mount_blob(&reference, &from, &digest)).await? {
-                    Ok(()) | Err(OciDistributionError::RegistryNoLocationError) => Ok(true),
-                    // oci-client wants 201; any other success (202: an upload was opened
-                    // instead) means the registry would not mount.
-                    Err(OciDistributionError::SpecViolationError(_)) => Ok(false),
-                    Err(error) => Err(Failure::from_oci(error, &context)),
-                }
+                self.transport
+                    .mount_blob(&target, &source, digest)
+                    .await
+                    .map_err(|error| Failure::from_transport(error, &context))
             })
-            .await
+            .await?;
+        if outcome == MountOutcome::NotMounted {
+            tracing::debug!("{repository}: the registry did not mount {digest}; uploading it");
+        }
+        Ok(outcome == MountOutcome::Mounted)
     }
 
     /// Whether `reference` (`HOST[:PORT]/PATH:TAG` or `…@DIGEST`) names manifest `digest`
@@ -179,27 +168,18 @@ impl Pusher {
         reference: &str,
         digest: &Digest,
     ) -> Result<bool, RegistryError> {
-        let parsed = parse_reference(reference)?;
-        let session = self.session(reference, &parsed).await?;
-        let object = manifest_object(&parsed);
-        let context = session.context(&object);
-        session
+        let (target, name) = manifest_target(reference)?;
+        let object = format!("manifest {name}");
+        let context = context(&target, reference, &object);
+        let head = self
             .retrying(&context, || async {
-                match answered(
-                    self.registry
-                        .client
-                        .fetch_manifest_digest(&parsed, &session.auth),
-                )
-                .await?
-                {
-                    Ok(found) => Ok(found == digest.to_string()),
-                    Err(error) => match Failure::from_oci(error, &context) {
-                        Failure::Final(RegistryError::NotFound { .. }) => Ok(false),
-                        failure => Err(failure),
-                    },
-                }
+                self.transport
+                    .head_manifest(&target, &name)
+                    .await
+                    .map_err(|error| Failure::from_transport(error, &context))
             })
-            .await
+            .await?;
+        Ok(head.is_some_and(|head| head.digest == *digest))
     }
 
     /// Pushes manifest `bytes` unchanged as `reference` (`HOST[:PORT]/PATH:TAG` or
@@ -211,42 +191,48 @@ impl Pusher {
         bytes: Bytes,
         media_type: &MediaType,
     ) -> Result<(), RegistryError> {
-        let parsed = parse_reference(reference)?;
-        let object = manifest_object(&parsed);
         check_manifest_type(reference, media_type)?;
-        if let Some(expected) = parsed.digest() {
-            let actual = Digest::of(&bytes).to_string();
+        let (target, name) = manifest_target(reference)?;
+        let object = format!("manifest {name}");
+        if let Ok(expected) = name.parse::<Digest>() {
+            let actual = Digest::of(&bytes);
             if actual != expected {
                 return Err(RegistryError::DigestMismatch {
                     reference: reference.to_string(),
                     object,
                     expected: expected.to_string(),
-                    actual,
+                    actual: actual.to_string(),
                 });
             }
         }
-        let session = self.session(reference, &parsed).await?;
-        let context = session.context(&object);
-        session
-            .retrying(&context, || async {
-                // The media type is one of four constants, so it is a valid header value;
-                // `parse` spares a direct dependency on `http` for its type.
-                let content_type = media_type.as_str().parse().map_err(|_| {
-                    Failure::Final(RegistryError::UnsupportedManifest {
-                        reference: reference.to_string(),
-                        reason: format!("media type {media_type:?} is not a header value"),
-                    })
-                })?;
-                answered(self.registry.client.push_manifest_raw(
-                    &parsed,
-                    bytes.clone(),
-                    content_type,
-                ))
-                .await?
+        let context = context(&target, reference, &object);
+        self.retrying(&context, || async {
+            self.transport
+                .put_manifest(&target, &name, bytes.clone(), media_type.as_str())
+                .await
                 .map(drop)
-                .map_err(|error| Failure::from_oci(error, &context))
-            })
-            .await
+                .map_err(|error| Failure::from_transport(error, &context))
+        })
+        .await
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent.
+    async fn retrying<T, F, Fut>(
+        &self,
+        context: &RequestContext<'_>,
+        mut attempt: F,
+    ) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let mut retry = Retry::new(self.retries);
+        loop {
+            match attempt().await {
+                Ok(value) => return Ok(value),
+                Err(failure) => retry.after(failure, context).await?,
+            }
+        }
     }
 
     /// Uploads one blob, retrying transient failures with a freshly opened source.
@@ -257,11 +243,10 @@ impl Pusher {
         open: &mut dyn FnMut() -> std::io::Result<R>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(), RegistryError> {
-        let reference = blob_reference(repository, &blob.digest)?;
-        let session = self.session(repository, &reference).await?;
+        let target = repository_named(repository)?;
         let object = format!("blob {}", blob.digest);
-        let context = session.context(&object);
-        let mut retry = Retry::new(self.registry.retries);
+        let context = context(&target, repository, &object);
+        let mut retry = Retry::new(self.retries);
         loop {
             let reader = open().map_err(|source| RegistryError::Source {
                 reference: repository.to_string(),
@@ -269,7 +254,7 @@ impl Pusher {
                 source,
             })?;
             match self
-                .upload_once(&reference, blob, reader, &context, progress)
+                .upload_once(&target, blob, reader, &context, progress)
                 .await
             {
                 Ok(()) => return Ok(()),
@@ -280,7 +265,7 @@ impl Pusher {
 
     async fn upload_once<R: Read + Send + 'static>(
         &self,
-        reference: &Reference,
+        target: &Repository,
         blob: &Descriptor,
         reader: R,
         context: &RequestContext<'_>,
@@ -295,16 +280,11 @@ impl Pusher {
         let body = futures::stream::unfold(receiver, |mut receiver| async move {
             receiver.recv().await.map(|item| (item, receiver))
         });
-        let uploaded = watched(
-            self.registry.client.push_blob_stream(
-                reference,
-                body,
-                &blob.digest.to_string(),
-                Some(blob.size),
-            ),
+        let uploaded = reporting(
+            self.transport
+                .upload_blob(target, &blob.digest, blob.size, body),
             &sent,
             progress,
-            STALL_TIMEOUT,
         )
         .await;
         // The source's verdict outranks the upload's: a failed check is what aborted it.
@@ -320,50 +300,34 @@ impl Pusher {
                 reference: context.reference.to_string(),
                 object: context.object.to_string(),
                 expected: blob.digest.to_string(),
-                actual,
+                actual: actual.to_string(),
             }),
             Ok(Err(PumpFailure::Read(source))) => Some(RegistryError::Source {
                 reference: context.reference.to_string(),
                 digest: blob.digest.to_string(),
                 source,
             }),
-            Err(_) => Some(RegistryError::Source {
-                reference: context.reference.to_string(),
-                digest: blob.digest.to_string(),
-                source: std::io::Error::other("the blob reader panicked"),
-            }),
+            Err(join) => match join.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(_) => Some(RegistryError::Source {
+                    reference: context.reference.to_string(),
+                    digest: blob.digest.to_string(),
+                    source: std::io::Error::other("the blob reader was cancelled"),
+                }),
+            },
         };
         if let Some(error) = failure {
             return Err(Failure::Final(error));
         }
-        uploaded
-            .ok_or_else(|| timed_out(STALL_TIMEOUT))?
-            .map(drop)
-            .map_err(|error| Failure::from_oci(error, context))
+        uploaded.map_err(|error| Failure::from_transport(error, context))
     }
+}
 
-    async fn session<'a>(
-        &'a self,
-        target: &'a str,
-        reference: &'a Reference,
-    ) -> Result<Session<'a>, RegistryError> {
-        let host = reference.resolve_registry();
-        let auth = match &self.credentials {
-            Some(explicit) => explicit.clone(),
-            None => self.registry.credentials_for(host).await?,
-        };
-        // Requests without stored credentials go anonymous with no extra round trip;
-        // with them, oci-client sends Basic or fetches a token per repository.
-        if auth != RegistryAuth::Anonymous {
-            self.registry.client.store_auth_if_needed(host, &auth).await;
-        }
-        Ok(Session {
-            registry: &self.registry,
-            canonical: target,
-            source: reference,
-            host,
-            auth,
-        })
+fn context<'a>(target: &'a Repository, reference: &'a str, object: &'a str) -> RequestContext<'a> {
+    RequestContext {
+        host: &target.host,
+        reference,
+        object,
     }
 }
 
@@ -375,12 +339,12 @@ enum PumpFailure {
     /// The source held this many bytes (or more), not the descriptor's size.
     Size(u64),
     /// The source's bytes hash to this digest.
-    Digest(String),
+    Digest(Digest),
     /// The upload stopped taking bytes (it failed on its own): not the source's fault.
     Cancelled,
 }
 
-type BodyChunk = Result<Bytes, OciDistributionError>;
+type BodyChunk = std::io::Result<Bytes>;
 
 /// Reads `reader` into `sender` chunk by chunk, checking size and digest before the last
 /// chunk is sent; on a failed check it sends an error instead, which aborts the upload.
@@ -395,9 +359,7 @@ fn pump(
         && !matches!(reason, PumpFailure::Cancelled)
     {
         // The receiver may be gone already; then the upload has failed anyway.
-        let _ = sender.blocking_send(Err(OciDistributionError::IoError(std::io::Error::other(
-            "blob source failed its check",
-        ))));
+        let _ = sender.blocking_send(Err(std::io::Error::other("blob source failed its check")));
     }
     result
 }
@@ -443,7 +405,7 @@ fn pump_checked(
     }
     let actual = Digest::from_hasher(hasher);
     if actual != blob.digest {
-        return Err(PumpFailure::Digest(actual.to_string()));
+        return Err(PumpFailure::Digest(actual));
     }
     match held {
         Some(last) => send(last),
@@ -452,20 +414,17 @@ fn pump_checked(
 }
 
 /// Runs `future`, reporting the growth of `sent` to `progress` every
-/// [`PROGRESS_INTERVAL`] and at the end. `None` when `sent` did not grow for `stall` (a
-/// registry that stopped reading, or that does not answer once it has every byte): the
-/// future is dropped, which aborts the request.
-async fn watched<F: Future>(
+/// [`PROGRESS_INTERVAL`] and at the end. (Stalls are the transport's to detect: an upload
+/// that takes no byte for its idle timeout fails there.)
+async fn reporting<F: Future>(
     future: F,
     sent: &AtomicU64,
     progress: &(dyn Fn(u64) + Sync),
-    stall: Duration,
-) -> Option<F::Output> {
+) -> F::Output {
     let mut future = pin!(future);
     let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut reported = 0;
-    let mut last_growth = tokio::time::Instant::now();
     loop {
         tokio::select! {
             output = &mut future => {
@@ -473,61 +432,47 @@ async fn watched<F: Future>(
                 if now > reported {
                     progress(now - reported);
                 }
-                return Some(output);
+                return output;
             }
             _ = ticker.tick() => {
                 let now = sent.load(Ordering::Relaxed);
                 if now > reported {
                     progress(now - reported);
                     reported = now;
-                    last_growth = tokio::time::Instant::now();
-                } else if last_growth.elapsed() >= stall {
-                    return None;
                 }
             }
         }
     }
 }
 
-/// Runs one request other than an upload; no answer within [`REQUEST_TIMEOUT`] is a
-/// connection failure (so it is retried).
-async fn answered<T>(request: impl Future<Output = T>) -> Result<T, Failure> {
-    tokio::time::timeout(REQUEST_TIMEOUT, request)
-        .await
-        .map_err(|_| timed_out(REQUEST_TIMEOUT))
-}
-
-fn timed_out(after: Duration) -> Failure {
-    Failure::Connection(Box::new(std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!("no progress for {} s", after.as_secs()),
-    )))
-}
-
-fn parse_reference(reference: &str) -> Result<Reference, RegistryError> {
-    Reference::try_from(reference).map_err(|source| RegistryError::InvalidReference {
-        reference: reference.to_string(),
-        source,
-    })
-}
-
-/// `repository@digest`, refusing a repository that carries a tag or digest of its own and
-/// a digest of the wrong form.
-fn blob_reference(repository: &str, digest: &Digest) -> Result<Reference, RegistryError> {
-    let parsed = parse_reference(repository)?;
-    // The parser adds `latest` to a bare repository, so look at the text itself.
+/// The repository named by `HOST[:PORT]/PATH`, refusing one that carries a tag or digest.
+fn repository_named(repository: &str) -> Result<Repository, RegistryError> {
+    let invalid = |reason: &str| RegistryError::InvalidReference {
+        reference: repository.to_string(),
+        reason: reason.to_string(),
+    };
+    // The reference parser reads a bare repository as one without a tag; look at the text
+    // itself so `repo:tag` and `repo@digest` are refused.
     let last_component = repository.rsplit('/').next().unwrap_or(repository);
     if repository.contains('@') || last_component.contains(':') {
-        return Err(RegistryError::InvalidReference {
-            reference: repository.to_string(),
-            source: oci_client::ParseError::ReferenceInvalidFormat,
-        });
+        return Err(invalid("a repository, without tag or digest, is expected"));
     }
-    Ok(Reference::with_digest(
-        parsed.registry().to_string(),
-        parsed.repository().to_string(),
-        digest.to_string(),
-    ))
+    let parsed = Reference::parse(repository).map_err(|error| invalid(&error.to_string()))?;
+    repository_of(&parsed)
+}
+
+/// The repository of `reference` (`…:TAG` or `…@DIGEST`) and the tag or digest.
+fn manifest_target(reference: &str) -> Result<(Repository, String), RegistryError> {
+    let parsed = Reference::parse(reference).map_err(|error| RegistryError::InvalidReference {
+        reference: reference.to_string(),
+        reason: error.to_string(),
+    })?;
+    let name = match (parsed.digest(), parsed.tag()) {
+        (Some(digest), _) => digest.to_string(),
+        (None, Some(tag)) => tag.to_string(),
+        (None, None) => "latest".to_string(),
+    };
+    Ok((repository_of(&parsed)?, name))
 }
 
 /// Refuses media types other than OCI and Docker v2 manifests and indexes.
@@ -539,13 +484,6 @@ fn check_manifest_type(reference: &str, media_type: &MediaType) -> Result<(), Re
             reference: reference.to_string(),
             reason: format!("cannot push media type {media_type:?}"),
         })
-    }
-}
-
-fn manifest_object(reference: &Reference) -> String {
-    match reference.digest() {
-        Some(digest) => format!("manifest {digest}"),
-        None => format!("manifest for tag {}", reference.tag().unwrap_or("latest")),
     }
 }
 
@@ -613,15 +551,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stalled_upload_is_given_up_and_a_moving_one_is_not() {
+    async fn progress_is_reported_as_bytes_go_out() {
         let sent = AtomicU64::new(0);
-        let stall = Duration::from_millis(300);
-        let stuck = watched(std::future::pending::<()>(), &sent, &|_| (), stall).await;
-        assert!(stuck.is_none());
-        // Bytes keep flowing for longer than `stall`: the upload is left alone.
         let moving = async {
             for _ in 0..8 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 sent.fetch_add(10, Ordering::Relaxed);
             }
         };
@@ -629,17 +563,24 @@ mod tests {
         let progress = |bytes| {
             reported.fetch_add(bytes, Ordering::Relaxed);
         };
-        assert!(watched(moving, &sent, &progress, stall).await.is_some());
+        reporting(moving, &sent, &progress).await;
         assert_eq!(reported.load(Ordering::Relaxed), 80);
     }
 
     #[test]
-    fn blob_references_reject_tags_and_bad_digests() {
-        let digest = Digest::of(b"x");
-        let reference = blob_reference("127.0.0.1:5000/acme/app", &digest).unwrap();
-        assert_eq!(reference.registry(), "127.0.0.1:5000");
-        assert_eq!(reference.repository(), "acme/app");
-        assert!(blob_reference("127.0.0.1:5000/acme/app:1.0", &digest).is_err());
+    fn repositories_reject_tags_and_digests() {
+        let repository = repository_named("127.0.0.1:5000/acme/app").unwrap();
+        assert_eq!(repository.host, "127.0.0.1:5000");
+        assert_eq!(repository.name, "acme/app");
+        assert!(repository_named("127.0.0.1:5000/acme/app:1.0").is_err());
+        assert!(
+            repository_named(&format!("127.0.0.1:5000/acme/app@{}", Digest::of(b"x"))).is_err()
+        );
+        let (repository, name) = manifest_target("docker.io/velero/velero:v1").unwrap();
+        assert_eq!(
+            (repository.host.as_str(), name.as_str()),
+            ("registry-1.docker.io", "v1")
+        );
     }
 
     #[test]

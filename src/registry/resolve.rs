@@ -41,14 +41,7 @@ pub(crate) async fn resolve(
             reason: "no platform requested".into(),
         }));
     }
-    let pinned = match session.source.digest() {
-        Some(text) => Some(
-            text.parse::<Digest>()
-                .map_err(|error| unsupported(session, &error.to_string()))?,
-        ),
-        None => None,
-    };
-    let bytes = session.manifest(session.source, pinned.as_ref()).await?;
+    let bytes = session.manifest(None).await?;
     let (media_type, parsed) = parse(session, &bytes)?;
     let top = Content::new(media_type, bytes);
     let mut collected = Collected::default();
@@ -153,12 +146,7 @@ async fn fetch_child(
     session: &Session<'_>,
     descriptor: &Descriptor,
 ) -> Result<(Content, Manifest), RegistryError> {
-    let reference = session
-        .source
-        .clone_with_digest(descriptor.digest.to_string());
-    let bytes = session
-        .manifest(&reference, Some(&descriptor.digest))
-        .await?;
+    let bytes = session.manifest(Some(&descriptor.digest)).await?;
     if bytes.len() as u64 != descriptor.size {
         return Err(RegistryError::SizeMismatch {
             reference: session.canonical.to_string(),

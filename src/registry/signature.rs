@@ -4,7 +4,6 @@
 use super::{Registry, RegistryError, ResolvedImage};
 use crate::oci::{Content, Descriptor, Digest, MediaType};
 use crate::sign;
-use oci_client::Reference;
 
 /// Payloads are a few hundred bytes; anything much larger is not one.
 const PAYLOAD_LIMIT: u64 = 1 << 20;
@@ -28,16 +27,8 @@ impl Registry {
         image: &ResolvedImage,
         digest: &Digest,
     ) -> Result<Option<StoredSignature>, RegistryError> {
-        let source = &image.source_reference;
-        let tag = sign::cosign_tag(digest);
-        let reference = Reference::with_tag(
-            source.registry().to_string(),
-            source.repository().to_string(),
-            tag,
-        );
-        let canonical = image.canonical.to_string();
-        let session = self.session(&canonical, source).await?;
-        let bytes = match session.manifest(&reference, None).await {
+        let session = self.session(&image.canonical, &image.source)?;
+        let bytes = match session.manifest_named(&sign::cosign_tag(digest)).await {
             Ok(bytes) => bytes,
             Err(RegistryError::NotFound { .. }) => return Ok(None),
             Err(other) => return Err(other),

@@ -598,6 +598,8 @@ async fn load(
 #[derive(Debug, Default)]
 pub(crate) struct Loaded {
     pub(crate) images: Vec<ImageAction>,
+    /// How the target was reached, when the user should know (an unverified registry).
+    pub(crate) warnings: Vec<String>,
     pub(crate) blobs_loaded: usize,
     pub(crate) blobs_skipped: usize,
     pub(crate) blobs_mounted: usize,
@@ -607,6 +609,7 @@ pub(crate) struct Loaded {
 impl UnpackSummary {
     fn record(&mut self, loaded: Loaded, signatures: Option<Vec<(String, SignatureStatus)>>) {
         self.images = loaded.images;
+        self.warnings.extend(loaded.warnings);
         if let Some(statuses) = signatures {
             for image in &mut self.images {
                 image.signature = statuses

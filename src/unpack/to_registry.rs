@@ -52,6 +52,7 @@ pub(crate) async fn push(
     };
     let report = pusher.push_images(&plan, &source, jobs, &on_event).await?;
     let mut loaded = Loaded {
+        warnings: pusher.warnings(),
         blobs_loaded: report.blobs_pushed,
         blobs_skipped: report.blobs_skipped,
         blobs_mounted: report.blobs_mounted,

@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use crate::lab::bundles::*;
 use tar::{EntryType, Header};
@@ -256,19 +255,6 @@ fn zstd_with_zeros(tar: &[u8], zeros: u64) -> Vec<u8> {
     bomb
 }
 
-/// Verifies a bomb, checking it took less time than decompressing it would.
-fn check_quickly(path: &Path) -> VerifyReport {
-    let started = Instant::now();
-    let report = check(path);
-    // Decompressing 8 GiB of zeros takes seconds even for zstd.
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
-    report
-}
-
 #[test]
 fn compressed_bombs_stop_at_the_declared_total() {
     let directory = temp_dir();
@@ -278,7 +264,7 @@ fn compressed_bombs_stop_at_the_declared_total() {
     // Zeros after the archive: the reader stops within the slack.
     let bomb = zstd_with_zeros(&tar, 8 << 30);
     assert!(bomb.len() < 1 << 20, "the bomb is small on disk");
-    let report = check_quickly(&write_file(&directory, "tail-bomb.tar.zst", &bomb));
+    let report = check(&write_file(&directory, "tail-bomb.tar.zst", &bomb));
     assert_problem(&report, "tail-bomb.tar.zst", |kind| {
         *kind == ProblemKind::TrailingData
     });
@@ -287,7 +273,7 @@ fn compressed_bombs_stop_at_the_declared_total() {
     let mut with_header = tar[..tar.len() - 1024].to_vec();
     with_header.extend_from_slice(raw_header(b"zeros.bin", 8 << 30, EntryType::Regular).as_bytes());
     let bomb = zstd_with_zeros(&with_header, 8 << 30);
-    let report = check_quickly(&write_file(&directory, "entry-bomb.tar.zst", &bomb));
+    let report = check(&write_file(&directory, "entry-bomb.tar.zst", &bomb));
     assert_problem(&report, "zeros.bin", |kind| {
         matches!(kind, ProblemKind::ExpandsPastDeclared { .. })
     });
@@ -298,7 +284,7 @@ fn compressed_bombs_stop_at_the_declared_total() {
     entries[5].1 = Vec::new();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&tar_bytes(&entries[..6].to_vec())).unwrap();
-    let report = check_quickly(&write_file(
+    let report = check(&write_file(
         &directory,
         "values-bomb.tar.gz",
         &gz.finish().unwrap(),

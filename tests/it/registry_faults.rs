@@ -61,6 +61,9 @@ async fn serve(faults: Vec<Fault>) -> Server {
             let counter = counter.clone();
             let faults = faults.clone();
             tokio::spawn(async move {
+                if crate::lab::refuse_tls(&mut socket).await {
+                    return;
+                }
                 let mut request = Vec::new();
                 let mut buffer = [0u8; 4096];
                 while !request.windows(4).any(|w| w == b"\r\n\r\n") {

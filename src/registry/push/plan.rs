@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use super::{Pusher, blob_reference, check_manifest_type};
+use super::{Pusher, check_manifest_type, repository_named};
 use crate::oci::{Content, Descriptor, Digest};
 use crate::registry::RegistryError;
 
@@ -127,8 +127,7 @@ impl Pusher {
         let jobs = jobs.max(1);
         // Bad input fails here, not after the blobs went up.
         for image in images {
-            let top = &image.top.descriptor;
-            blob_reference(&image.repository, &top.digest)?;
+            repository_named(&image.repository)?;
             for manifest in std::iter::once(&image.top).chain(&image.children) {
                 check_manifest_type(&image.repository, &manifest.descriptor.media_type)?;
             }

@@ -612,3 +612,20 @@ pub fn keypair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     }
     (private, public)
 }
+
+/// For the in-process fake registries: answers a TLS ClientHello the way Go's HTTP server
+/// does on a plain port (a 400 and a close), so a client treating the host as insecure
+/// falls back to plain HTTP as it would with a real registry. True when it answered.
+pub async fn refuse_tls(socket: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncWriteExt;
+    let mut first = [0u8; 1];
+    // 0x16 opens a TLS handshake record; no HTTP method starts with it.
+    if socket.peek(&mut first).await.ok() == Some(1) && first[0] == 0x16 {
+        let _ = socket
+            .write_all(b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+            .await;
+        let _ = socket.shutdown().await;
+        return true;
+    }
+    false
+}
