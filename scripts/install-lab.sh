@@ -9,8 +9,16 @@
 # forbids service starts, and puts back whatever policy the machine had.
 set -euo pipefail
 
+# The lab's services and tools; python3-cryptography signs the token server's JWTs.
+# gcc with libc6-dev (for `gcc -static`: libc.a; gcc only recommends it, and recommends are
+# not installed), golang-go and runc build and run the real plugin images
+# (scripts/mkplugins.sh, scripts/run-plugin.sh); python3-jsonschema and python3-rfc3987
+# validate the SBOM against the CycloneDX schema.
 readonly PACKAGES=(
     docker-registry skopeo containerd protobuf-compiler apache2-utils openssl time python3
+    python3-cryptography
+    gcc libc6-dev golang-go runc
+    python3-jsonschema python3-rfc3987
 )
 readonly POLICY=/usr/sbin/policy-rc.d
 
