@@ -123,7 +123,6 @@ pub struct InstallArgs {
 /// `validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// The config to check.
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Address of the cluster's local registry, for the collision check.
@@ -162,7 +161,6 @@ pub enum Mode {
 /// `render`.
 #[derive(Debug, Args)]
 pub struct RenderArgs {
-    /// The config to render.
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Install-time settings.
@@ -225,7 +223,6 @@ pub struct SignatureArgs {
 /// `build`.
 #[derive(Debug, Args)]
 pub struct BuildArgs {
-    /// The config to bundle.
     #[command(flatten)]
     pub config: ConfigArgs,
     /// Install-time settings recorded in the bundle's values.
@@ -263,7 +260,6 @@ pub struct BuildArgs {
 /// `verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The bundle to check.
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
     /// Public key (PEM) whose signature BUNDLE.sig must be (repeatable).
@@ -295,7 +291,6 @@ pub struct UnpackTarget {
 /// `unpack`.
 #[derive(Debug, Args)]
 pub struct UnpackArgs {
-    /// The bundle to load.
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
     /// Where to load the images.
@@ -361,7 +356,6 @@ pub struct UnpackArgs {
 /// `inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The bundle to read.
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
     /// Print as JSON.
@@ -383,7 +377,6 @@ pub enum Shell {
 /// `completions`.
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
-    /// The shell.
     #[arg(value_enum)]
     pub shell: Shell,
 }

@@ -146,7 +146,6 @@ pub enum PullPolicy {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown image pull policy {value:?} (expected Always, IfNotPresent or Never)")]
 pub struct UnknownPullPolicy {
-    /// The policy as written.
     pub value: String,
 }
 

@@ -44,7 +44,6 @@ pub enum FileError {
     /// The file could not be opened or read.
     #[error("cannot read {}", path.display())]
     Read {
-        /// The file.
         path: PathBuf,
         /// What the system said.
         #[source]
@@ -53,23 +52,19 @@ pub enum FileError {
     /// The file is larger than anything it may legitimately hold.
     #[error("{} is larger than {limit} bytes, more than a {what} can be", path.display())]
     TooLarge {
-        /// The file.
         path: PathBuf,
         /// What the file should be, e.g. `signature`.
         what: &'static str,
-        /// The cap.
         limit: u64,
     },
     /// A file found by convention is not a regular file.
     #[error("{} is not a regular file; remove or replace it", path.display())]
     NotRegular {
-        /// The file.
         path: PathBuf,
     },
     /// The file could not be written or put in place.
     #[error("cannot write {}", path.display())]
     Write {
-        /// The target file.
         path: PathBuf,
         /// What the system said.
         #[source]

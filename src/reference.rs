@@ -47,7 +47,6 @@ pub struct ReferenceError {
 /// The part of a reference that is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceErrorKind {
-    /// The input is empty.
     #[error("it is empty")]
     Empty,
     /// Only a tag and/or digest was given.
@@ -70,7 +69,6 @@ pub enum ReferenceErrorKind {
     /// The repository path has an empty component (`a//b`, a trailing `/`).
     #[error("repository path {path:?} has an empty component")]
     EmptyComponent {
-        /// The repository path.
         path: String,
     },
     /// A repository path component breaks the grammar.
@@ -79,13 +77,11 @@ pub enum ReferenceErrorKind {
          separated by '.', '_', '__' or dashes"
     )]
     InvalidComponent {
-        /// The offending component.
         component: String,
     },
     /// The repository path is longer than 255 characters.
     #[error("repository name is {length} characters long, the limit is 255")]
     NameTooLong {
-        /// Its length.
         length: usize,
     },
     /// A `:` is followed by nothing.
@@ -94,7 +90,6 @@ pub enum ReferenceErrorKind {
     /// The tag is longer than 128 characters.
     #[error("tag is longer than 128 characters ({length})")]
     TagTooLong {
-        /// Its length.
         length: usize,
     },
     /// The tag holds characters outside `[A-Za-z0-9_.-]` or starts with `.` or `-`.
@@ -103,7 +98,6 @@ pub enum ReferenceErrorKind {
          and must not start with '.' or '-'"
     )]
     InvalidTag {
-        /// The offending tag.
         tag: String,
     },
     /// The digest is malformed or uses an unsupported algorithm.
@@ -114,13 +108,11 @@ pub enum ReferenceErrorKind {
 /// Why a string is not a registry host (`host[:port]`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DomainError {
-    /// The string is empty.
     #[error("host is empty")]
     Empty,
     /// A URL was given instead of a host.
     #[error("give the host only, without {scheme}://")]
     Scheme {
-        /// The scheme found.
         scheme: String,
     },
     /// A path follows the host.
@@ -129,19 +121,16 @@ pub enum DomainError {
     /// The port is not a number from 1 to 65535.
     #[error("port {port:?} must be a number from 1 to 65535")]
     Port {
-        /// The port as written.
         port: String,
     },
     /// A bracketed IPv6 address is malformed, or an IPv6 address lacks brackets.
     #[error("IPv6 address {address:?} is not valid (write it in brackets, e.g. [fd00::1]:5000)")]
     Ipv6 {
-        /// The address as written.
         address: String,
     },
     /// A dot-separated host name component breaks `[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?`.
     #[error("host name component {component:?} must be letters, digits and inner dashes")]
     Component {
-        /// The offending component.
         component: String,
     },
 }

@@ -30,6 +30,6 @@ mod tests {
     #[tokio::test]
     #[should_panic(expected = "boom")]
     async fn resumes_a_panic() {
-        super::blocking(|| panic!("boom")).await
+        super::blocking(|| panic!("boom")).await;
     }
 }

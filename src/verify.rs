@@ -53,7 +53,6 @@ pub enum SignatureCheckError {
     /// `BUNDLE.sig` does not verify.
     #[error("{path} does not verify", path = .path.display())]
     BadBundleSignature {
-        /// The signature file.
         path: std::path::PathBuf,
         /// Why.
         #[source]
@@ -74,7 +73,6 @@ pub enum SignatureCheckError {
     /// An image's canonical reference in `bundle.json` does not parse.
     #[error("bundle.json names image {reference:?}, which is not a valid reference")]
     Reference {
-        /// The reference as recorded.
         reference: String,
     },
 }
@@ -110,7 +108,6 @@ pub fn check_bundle_signature(
 /// The full offline verification of one bundle.
 #[derive(Debug)]
 pub struct Verification {
-    /// The streaming pass.
     pub report: VerifyReport,
     /// What the pass read, when the bundle is good.
     pub content: Option<VerifiedContent>,
@@ -150,7 +147,6 @@ pub enum VerifyError {
     /// The bundle cannot be read.
     #[error(transparent)]
     Read(#[from] ReadError),
-    /// A signature check failed.
     #[error(transparent)]
     Signature(#[from] SignatureCheckError),
 }

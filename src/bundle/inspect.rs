@@ -16,7 +16,6 @@ use crate::values::Role as ImageRole;
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleSummary {
-    /// The bundle file.
     pub path: PathBuf,
     /// Bundle format version.
     pub format_version: u32,
@@ -35,7 +34,6 @@ pub struct BundleSummary {
     pub file_size: u64,
     /// Sum of the sizes of the files listed in `bundle.json`.
     pub content_size: u64,
-    /// The images.
     pub images: Vec<ImageSummary>,
     /// Problems seen in the leading entries (the rest is not read: use `verify`).
     pub problems: Vec<Problem>,
@@ -47,7 +45,6 @@ pub struct BundleSummary {
 pub struct ImageSummary {
     /// Why the bundle carries it.
     pub role: ImageRole,
-    /// Its canonical reference.
     pub canonical_reference: String,
     /// The digest `index.json` lists.
     pub digest: Digest,

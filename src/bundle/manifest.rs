@@ -126,7 +126,6 @@ pub enum ManifestError {
     /// A format version this crate does not read.
     #[error("format version {found} is not supported (this tool reads version {FORMAT_VERSION})")]
     UnsupportedVersion {
-        /// The version found.
         found: u64,
     },
 }

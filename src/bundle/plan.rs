@@ -21,7 +21,6 @@ use crate::oci::Digest;
 pub struct BundlePlan {
     /// The program writing the bundle.
     pub tool: Tool,
-    /// The Velero release carried.
     pub velero: VeleroInfo,
     /// Platforms the images were pinned to.
     pub platforms: Vec<String>,
@@ -58,17 +57,14 @@ pub enum PlanError {
     /// Two images with one canonical reference.
     #[error("image {reference} is listed twice")]
     DuplicateImage {
-        /// The repeated reference.
         reference: String,
     },
     /// One digest planned with two sizes.
     #[error("blob {digest} is planned with sizes {first} and {second}")]
     BlobSizeConflict {
-        /// The blob.
         digest: Digest,
         /// One size.
         first: u64,
-        /// The other size.
         second: u64,
     },
     /// The images' manifests do not match the planned blobs.
@@ -83,7 +79,6 @@ pub enum PlanError {
     /// `SOURCE_DATE_EPOCH` is set but not a number.
     #[error("SOURCE_DATE_EPOCH `{value}` is not a whole number of seconds")]
     SourceDateEpoch {
-        /// The value found.
         value: String,
     },
 }

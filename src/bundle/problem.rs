@@ -58,7 +58,6 @@ pub enum ProblemKind {
     /// Content does not hash to what `SHA256SUMS` (or the blob's name) says.
     #[error("sha256 mismatch: expected {expected}, content is {actual}")]
     Sha256Mismatch {
-        /// The recorded digest.
         expected: Digest,
         /// The digest of the content.
         actual: Digest,
@@ -80,7 +79,6 @@ pub enum ProblemKind {
     /// A name the layout does not allow.
     #[error("name outside the bundle layout")]
     OutsideLayout,
-    /// The same name twice.
     #[error("duplicate entry")]
     Duplicate,
     /// Entries out of their fixed order.
@@ -95,7 +93,6 @@ pub enum ProblemKind {
     /// Larger than the reader keeps in memory for this entry.
     #[error("larger than the {limit}-byte limit for this entry")]
     TooLarge {
-        /// The limit in bytes.
         limit: u64,
     },
     /// The archive ends inside this entry.
@@ -153,17 +150,12 @@ pub enum Refusal {
     AbsolutePath,
     /// A `..`, `.` or empty path component.
     DotComponent,
-    /// A symbolic link.
     Symlink,
-    /// A hard link.
     Hardlink,
     /// A character or block device.
     Device,
-    /// A FIFO.
     Fifo,
-    /// A directory.
     Directory,
-    /// A PAX extended header.
     PaxHeader,
     /// A GNU long name or long link record.
     GnuLongName,

@@ -34,16 +34,13 @@ pub enum ReadError {
     /// The file cannot be opened or read.
     #[error("cannot read {path}")]
     Open {
-        /// The bundle file.
         path: PathBuf,
-        /// The cause.
         #[source]
         source: io::Error,
     },
     /// The leading entries are missing or unusable, so nothing else can be checked.
     #[error("{path} is not a usable bundle: {}", super::problem::join(problems))]
     Unusable {
-        /// The bundle file.
         path: PathBuf,
         /// What is wrong with the leading entries.
         problems: Vec<Problem>,

@@ -50,7 +50,6 @@ pub enum SidecarStatus {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
-    /// The bundle file.
     pub path: PathBuf,
     /// How the archive is stored.
     pub compression: Compression,

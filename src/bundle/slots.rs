@@ -32,7 +32,6 @@ pub(crate) struct FillState {
 /// What the writer, its slots and the follower share.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    /// The laid-out archive.
     pub(crate) file: File,
     pub(crate) archive_size: u64,
     /// Slots in archive order.

@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 pub enum BlobStore {
     /// Windows of an uncompressed bundle file.
     InPlace {
-        /// The bundle.
         path: PathBuf,
         /// Digest → (offset of the data, size).
         entries: HashMap<Digest, (u64, u64)>,

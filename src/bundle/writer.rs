@@ -34,37 +34,30 @@ pub enum WriteError {
     /// The target name does not say how to store the archive.
     #[error("{path}: a bundle file name must end in .tar, .tar.zst or .tar.gz")]
     UnsupportedFileName {
-        /// The target.
         path: PathBuf,
     },
-    /// The plan is inconsistent.
     #[error(transparent)]
     Plan(#[from] PlanError),
-    /// A file operation failed.
     #[error(transparent)]
     File(#[from] FileError),
     /// No slot waits for this blob.
     #[error("blob {digest} has no slot: it is not in the plan, or was given inline")]
     NoSlot {
-        /// The blob.
         digest: Digest,
     },
     /// The slot is held by another writer.
     #[error("blob {digest} is already being written")]
     SlotBusy {
-        /// The blob.
         digest: Digest,
     },
     /// The slot was filled already.
     #[error("blob {digest} is already written")]
     SlotFilled {
-        /// The blob.
         digest: Digest,
     },
     /// More bytes than the plan declared.
     #[error("blob {digest} is longer than its declared {size} bytes")]
     BlobTooLong {
-        /// The blob.
         digest: Digest,
         /// Declared size.
         size: u64,
@@ -72,7 +65,6 @@ pub enum WriteError {
     /// Fewer bytes than the plan declared.
     #[error("blob {digest} ended after {written} of its {size} bytes")]
     BlobTooShort {
-        /// The blob.
         digest: Digest,
         /// Declared size.
         size: u64,
@@ -82,7 +74,6 @@ pub enum WriteError {
     /// The content does not hash to the blob's digest.
     #[error("blob {digest} received content with digest {actual}")]
     BlobDigestMismatch {
-        /// The blob.
         digest: Digest,
         /// Digest of what was written.
         actual: Digest,
@@ -90,7 +81,6 @@ pub enum WriteError {
     /// `finish` found blobs never written.
     #[error("{} blob(s) were never written: {}", digests.len(), list(digests))]
     Unfilled {
-        /// The blobs missing.
         digests: Vec<Digest>,
     },
     /// The writer was dropped while a slot was still being filled.
@@ -140,9 +130,7 @@ pub enum SlotCheck {
 /// A bundle file that was written.
 #[derive(Debug, Clone)]
 pub struct WrittenBundle {
-    /// The bundle file.
     pub path: PathBuf,
-    /// Its sidecar checksum file.
     pub sidecar: PathBuf,
     /// SHA-256 of the bundle file.
     pub sha256: Digest,

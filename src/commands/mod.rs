@@ -119,7 +119,10 @@ fn init_tracing(output: Output) {
 /// The exit code for an error: the class of the library error at the head of the chain
 /// (each error type's `kind()` looks through what it wraps).
 pub fn exit_code(err: &anyhow::Error) -> u8 {
-    if err.chain().any(|cause| cause.is::<Interrupted>()) {
+    if err
+        .chain()
+        .any(<dyn std::error::Error + 'static>::is::<Interrupted>)
+    {
         return 130;
     }
     let kind = err.chain().find_map(kind_of);

@@ -54,7 +54,7 @@ pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
             for (image, status) in &signatures.images {
                 match status {
                     SignatureStatus::Verified { key_fingerprint } => {
-                        eprintln!("signature of {image} verified with key {key_fingerprint}")
+                        eprintln!("signature of {image} verified with key {key_fingerprint}");
                     }
                     SignatureStatus::Unsigned => eprintln!("warning: {image} is unsigned"),
                 }

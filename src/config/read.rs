@@ -90,7 +90,7 @@ impl Reader {
                     format!("is {found:?}, expected {expected:?}"),
                 ),
                 None if value.is_none_or(|(_, node)| is_null(node)) => {
-                    self.problem_at(key, None, format!("is missing (expected {expected})"))
+                    self.problem_at(key, None, format!("is missing (expected {expected})"));
                 }
                 _ => {}
             }

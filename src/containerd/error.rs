@@ -16,11 +16,9 @@ pub enum ContainerdError {
     /// No gRPC connection could be made to the socket.
     #[error("cannot connect to containerd at {socket}: {hint}")]
     Connect {
-        /// The socket given.
         socket: PathBuf,
         /// What to check, chosen from the kind of failure.
         hint: &'static str,
-        /// The transport error.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -30,7 +28,6 @@ pub enum ContainerdError {
          socket? check --containerd SOCKET"
     )]
     Timeout {
-        /// The socket given.
         socket: PathBuf,
         /// How long we waited.
         seconds: u64,
@@ -41,7 +38,6 @@ pub enum ContainerdError {
          optionally joined by '.', '_' or '-' (at most 76 characters), e.g. k8s.io"
     )]
     InvalidNamespace {
-        /// The namespace given.
         namespace: String,
     },
     /// A call that is not about one blob or image failed (version, introspection, lease).
@@ -49,18 +45,15 @@ pub enum ContainerdError {
         "containerd at {socket} refused to {operation}: is containerd running? check --containerd SOCKET"
     )]
     Daemon {
-        /// The socket in use.
         socket: PathBuf,
         /// What was attempted, e.g. "create the import lease".
         operation: &'static str,
-        /// The gRPC status.
         #[source]
         source: tonic::Status,
     },
     /// A content call about one blob failed.
     #[error("containerd at {socket} failed to {operation} blob {digest}: {hint}")]
     Blob {
-        /// The socket in use.
         socket: PathBuf,
         /// The blob's digest.
         digest: String,
@@ -68,7 +61,6 @@ pub enum ContainerdError {
         operation: &'static str,
         /// What to check, chosen from the status code.
         hint: &'static str,
-        /// The gRPC status.
         #[source]
         source: tonic::Status,
     },
@@ -78,7 +70,6 @@ pub enum ContainerdError {
          wait for the other import to finish (or stop it) and run again"
     )]
     BlobLocked {
-        /// The socket in use.
         socket: PathBuf,
         /// The blob's digest.
         digest: String,
@@ -91,7 +82,6 @@ pub enum ContainerdError {
     DigestMismatch {
         /// The blob's digest.
         digest: String,
-        /// The gRPC status.
         #[source]
         source: tonic::Status,
     },
@@ -112,7 +102,6 @@ pub enum ContainerdError {
     Size {
         /// The blob's digest.
         digest: String,
-        /// The declared size.
         expected: u64,
         /// Bytes read (more than `expected` stops reading at the first excess chunk).
         actual: u64,
@@ -123,7 +112,6 @@ pub enum ContainerdError {
          ({detail}): run the import again"
     )]
     Unconfirmed {
-        /// The socket in use.
         socket: PathBuf,
         /// The blob's digest.
         digest: String,
@@ -144,15 +132,12 @@ pub enum ContainerdError {
     /// Creating or updating an image name failed.
     #[error("containerd at {socket} failed to {operation} image {name}: {hint}")]
     Image {
-        /// The socket in use.
         socket: PathBuf,
-        /// The image name.
         name: String,
         /// What was attempted, e.g. "create".
         operation: &'static str,
         /// What to check, chosen from the status code.
         hint: &'static str,
-        /// The gRPC status.
         #[source]
         source: tonic::Status,
     },

@@ -13,9 +13,7 @@ use super::{Digest, MediaType, Platform};
 pub struct Descriptor {
     /// What the content is.
     pub media_type: MediaType,
-    /// Its digest.
     pub digest: Digest,
-    /// Its size in bytes.
     pub size: u64,
     /// The platform of an index entry.
     #[serde(default, skip_serializing_if = "Option::is_none")]

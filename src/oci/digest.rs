@@ -23,19 +23,16 @@ pub enum DigestError {
     /// No `:` between algorithm and hex.
     #[error("digest {digest:?} must be algorithm:hex, e.g. sha256:<64 hex characters>")]
     Format {
-        /// The digest as written.
         digest: String,
     },
     /// An algorithm other than sha256 (or not an algorithm name at all).
     #[error("digest algorithm {algorithm:?} is not supported (only sha256 is)")]
     UnsupportedAlgorithm {
-        /// The algorithm as written.
         algorithm: String,
     },
     /// The hex part is not 64 characters long.
     #[error("digest sha256 needs 64 hex characters, got {actual}")]
     Length {
-        /// The length given.
         actual: usize,
     },
     /// The hex part holds characters other than `0-9a-f`.

@@ -16,7 +16,6 @@ pub enum Manifest {
     Index(Vec<Descriptor>),
     /// An image manifest: its config and layers.
     Image {
-        /// The config blob.
         config: Descriptor,
         /// The layer blobs, bottom first.
         layers: Vec<Descriptor>,

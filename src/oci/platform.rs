@@ -12,7 +12,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid platform {spec:?}: {reason}")]
 pub struct PlatformError {
-    /// The platform as given.
     pub spec: String,
     /// What is wrong with it.
     pub reason: String,

@@ -88,7 +88,9 @@ pub(super) async fn fill_blobs(
                 let from_cache =
                     fill_one(writer, registry, &resolved[i].image, &desc, cache, events).await?;
                 {
-                    let mut counts = counts.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut counts = counts
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     counts.bytes += desc.size;
                     if from_cache {
                         counts.cached += 1;
@@ -96,7 +98,9 @@ pub(super) async fn fill_blobs(
                         counts.fetched += 1;
                     }
                 }
-                let mut remaining = remaining.lock().unwrap_or_else(|e| e.into_inner());
+                let mut remaining = remaining
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 for &user in users.get(&blob.digest).into_iter().flatten() {
                     remaining[user] -= 1;
                     if remaining[user] == 0 {
@@ -111,7 +115,9 @@ pub(super) async fn fill_blobs(
         .buffer_unordered(request.jobs)
         .try_collect::<Vec<()>>()
         .await?;
-    Ok(counts.into_inner().unwrap_or_else(|e| e.into_inner()))
+    Ok(counts
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
 fn cache_path(dir: &Path, digest: &Digest) -> PathBuf {

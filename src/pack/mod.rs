@@ -33,7 +33,6 @@ use crate::values::{self, ProxySettings, RenderInput, Role};
 pub struct PackRequest {
     /// The Embedded Cluster config file.
     pub config: PathBuf,
-    /// The Velero release.
     pub release: Release,
     /// Install-time proxy settings rendered into the values.
     pub proxy: ProxySettings,
@@ -70,7 +69,6 @@ pub enum Event {
         digest: String,
         /// Config and layer blobs.
         blobs: usize,
-        /// Their total size.
         bytes: u64,
     },
     /// The bundle is laid out; blobs are about to be fetched.
@@ -79,7 +77,6 @@ pub enum Event {
         images: usize,
         /// Distinct blobs to fill.
         blobs: usize,
-        /// Their total size.
         bytes: u64,
         /// How many come from the cache.
         cached: usize,
@@ -104,9 +101,7 @@ pub enum Event {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PackSummary {
-    /// The bundle file.
     pub bundle: PathBuf,
-    /// Its sidecar checksum file.
     pub sidecar: PathBuf,
     /// SHA-256 of the bundle file.
     pub sha256: String,
@@ -157,9 +152,7 @@ pub enum PackError {
     /// The config has validation errors.
     #[error("{file}: {first}{more}; run `velero-airgap validate -c {file}` for all findings")]
     Invalid {
-        /// The config file.
         file: String,
-        /// The first error.
         first: String,
         /// ` (and N more)` or empty.
         more: String,
@@ -169,7 +162,6 @@ pub enum PackError {
         "{file}: {path} carries a literal secret that would be copied into the bundle; remove it (create the secret on the cluster) or pass --allow-secrets"
     )]
     Secrets {
-        /// The config file.
         file: String,
         /// Where the secret is.
         path: String,

@@ -22,7 +22,6 @@ use crate::values::{self, ProxySettings, RenderInput, Role};
 pub struct OnlineRequest {
     /// The Embedded Cluster config file.
     pub config: PathBuf,
-    /// The Velero release.
     pub release: Release,
     /// Platforms every image must have.
     pub platforms: PlatformSelection,

@@ -14,7 +14,6 @@ pub enum RegistryError {
     /// The image reference or repository cannot be used with a registry.
     #[error("invalid image reference {reference:?}: {reason}")]
     InvalidReference {
-        /// The reference as given.
         reference: String,
         /// Why it was rejected.
         reason: String,
@@ -22,7 +21,6 @@ pub enum RegistryError {
     /// A `--mirror FROM=TO` specification is malformed or cannot be applied.
     #[error("invalid mirror {spec:?}: {reason}")]
     InvalidMirror {
-        /// The mirror as given.
         spec: String,
         /// What is wrong with it.
         reason: String,
@@ -33,7 +31,6 @@ pub enum RegistryError {
     /// A CA file could not be read or holds no PEM certificate.
     #[error("cannot use CA file {path}: {reason}")]
     CaFile {
-        /// The file.
         path: PathBuf,
         /// What went wrong.
         reason: String,
@@ -41,14 +38,12 @@ pub enum RegistryError {
     /// The HTTP client could not be set up (TLS roots, proxy settings).
     #[error("cannot set up the registry client")]
     Setup {
-        /// The underlying failure.
         #[source]
         source: Box<TransportError>,
     },
     /// The Docker config file could not be read or parsed.
     #[error("cannot use Docker config {path}: {reason}")]
     DockerConfig {
-        /// The config file.
         path: PathBuf,
         /// What went wrong (never the file's content).
         reason: String,
@@ -64,9 +59,7 @@ pub enum RegistryError {
     /// The registry answered 401/403.
     #[error("registry {host} refused access to {reference}: {}", auth_hint(*.had_credentials))]
     AuthRefused {
-        /// The registry host contacted.
         host: String,
-        /// The canonical image reference.
         reference: String,
         /// Whether credentials (from the Docker config or given explicitly) were sent.
         had_credentials: bool,
@@ -74,9 +67,7 @@ pub enum RegistryError {
     /// The registry does not have the manifest or blob.
     #[error("{reference}: {object} not found on registry {host}")]
     NotFound {
-        /// The registry host contacted.
         host: String,
-        /// The canonical image reference.
         reference: String,
         /// What was asked for: `manifest for tag <tag>`, `manifest <digest>` or `blob <digest>`.
         object: String,
@@ -86,13 +77,10 @@ pub enum RegistryError {
         "cannot reach registry {host} (for {reference}, {attempts} attempt(s)); check that it runs and that the address (or --mirror) is right"
     )]
     Network {
-        /// The registry host contacted.
         host: String,
-        /// The canonical image reference.
         reference: String,
         /// How many attempts were made.
         attempts: u32,
-        /// The last connection failure.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -101,9 +89,7 @@ pub enum RegistryError {
         "TLS handshake with registry {host} failed (add its CA with --ca-file, or mark a plain-HTTP registry with --insecure-registry)"
     )]
     Tls {
-        /// The registry host contacted.
         host: String,
-        /// The TLS failure.
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -112,13 +98,10 @@ pub enum RegistryError {
         "registry {host} answered HTTP {status} for {object} of {reference} ({attempts} attempt(s))"
     )]
     Server {
-        /// The registry host contacted.
         host: String,
-        /// The canonical image reference.
         reference: String,
         /// What was asked for.
         object: String,
-        /// The last HTTP status.
         status: u16,
         /// How many attempts were made.
         attempts: u32,
@@ -127,24 +110,19 @@ pub enum RegistryError {
     /// more than a manifest, token or error can be.
     #[error("unexpected answer from registry {host} for {object} of {reference}")]
     Protocol {
-        /// The registry host contacted.
         host: String,
-        /// The canonical image reference.
         reference: String,
         /// What was asked for.
         object: String,
-        /// The underlying failure.
         #[source]
         source: Box<TransportError>,
     },
     /// Content did not hash to the digest it was asked by.
     #[error("digest mismatch for {object} of {reference}: expected {expected}, got {actual}")]
     DigestMismatch {
-        /// The canonical image reference.
         reference: String,
         /// What was fetched.
         object: String,
-        /// The digest asked for.
         expected: String,
         /// The digest of the bytes received.
         actual: String,
@@ -152,7 +130,6 @@ pub enum RegistryError {
     /// Content did not have the size its descriptor announced.
     #[error("size mismatch for {object} of {reference}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
-        /// The canonical image reference.
         reference: String,
         /// What was fetched.
         object: String,
@@ -168,7 +145,6 @@ pub enum RegistryError {
         if .available.is_empty() { "none".to_string() } else { .available.join(", ") }
     )]
     MissingPlatform {
-        /// The canonical image reference.
         reference: String,
         /// Requested platforms the image lacks.
         missing: Vec<String>,
@@ -178,7 +154,6 @@ pub enum RegistryError {
     /// The manifest is of a kind this tool refuses (schema 1, unknown media type, malformed).
     #[error("cannot use the manifest of {reference}: {reason}")]
     UnsupportedManifest {
-        /// The canonical image reference.
         reference: String,
         /// Why it is refused.
         reason: String,
@@ -186,9 +161,7 @@ pub enum RegistryError {
     /// A blob to push could not be read from its source.
     #[error("cannot read blob {digest} to push to {reference}")]
     Source {
-        /// The target reference.
         reference: String,
-        /// The blob being read.
         digest: String,
         /// The source's failure.
         #[source]
@@ -197,9 +170,7 @@ pub enum RegistryError {
     /// The blob sink refused bytes or could not be reset.
     #[error("cannot store blob {digest} of {reference}")]
     Sink {
-        /// The canonical image reference.
         reference: String,
-        /// The blob being stored.
         digest: String,
         /// The sink's failure.
         #[source]

@@ -295,34 +295,14 @@ impl Session<'_> {
             format!("manifest for tag {reference}")
         };
         let context = self.context(&object);
-        let manifest = self
-            .retrying(&context, || async {
-                self.transport
-                    .get_manifest(&self.repository, reference)
-                    .await
-                    .map_err(|error| Failure::from_transport(error, &context))
-            })
-            .await?;
+        let manifest = retrying(self.retries, &context, || async {
+            self.transport
+                .get_manifest(&self.repository, reference)
+                .await
+                .map_err(|error| Failure::from_transport(error, &context))
+        })
+        .await?;
         Ok(manifest.bytes)
-    }
-
-    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent.
-    async fn retrying<T, F, Fut>(
-        &self,
-        context: &RequestContext<'_>,
-        mut attempt: F,
-    ) -> Result<T, RegistryError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, Failure>>,
-    {
-        let mut retry = Retry::new(self.retries);
-        loop {
-            match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(failure) => retry.after(failure, context).await?,
-            }
-        }
     }
 
     /// Streams one blob into `sink`, restarting it on transient failures.
@@ -403,6 +383,25 @@ impl Session<'_> {
             reference: self.canonical.clone(),
             digest: blob.digest.to_string(),
             source,
+        }
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails for good, or the `retries` are spent.
+async fn retrying<T, F, Fut>(
+    retries: u32,
+    context: &RequestContext<'_>,
+    mut attempt: F,
+) -> Result<T, RegistryError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let mut retry = Retry::new(retries);
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(failure) => retry.after(failure, context).await?,
         }
     }
 }

@@ -24,7 +24,9 @@ use sha2::Digest as _;
 
 use super::error::{Failure, RequestContext};
 use super::transport::{Credentials, MountOutcome, Repository, Transport};
-use super::{DockerConfig, RegistryError, RegistryOptions, Retry, repository_of, transport_for};
+use super::{
+    DockerConfig, RegistryError, RegistryOptions, Retry, repository_of, retrying, transport_for,
+};
 use crate::oci::{Descriptor, Digest, MediaType};
 use crate::reference::Reference;
 
@@ -42,9 +44,7 @@ const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 /// precedence over the Docker config. `Debug` hides the password.
 #[derive(Clone)]
 pub struct BasicCredentials {
-    /// The user name.
     pub username: String,
-    /// The password or token.
     pub password: String,
 }
 
@@ -108,7 +108,7 @@ impl Pusher {
         let target = repository_named(repository)?;
         let object = format!("blob {digest}");
         let context = context(&target, repository, &object);
-        self.retrying(&context, || async {
+        retrying(self.retries, &context, || async {
             self.transport
                 .head_blob(&target, digest)
                 .await
@@ -147,14 +147,13 @@ impl Pusher {
         let source = repository_named(from_repository)?;
         let object = format!("mount of blob {digest} from {}", source.name);
         let context = context(&target, repository, &object);
-        let outcome = self
-            .retrying(&context, || async {
-                self.transport
-                    .mount_blob(&target, &source, digest)
-                    .await
-                    .map_err(|error| Failure::from_transport(error, &context))
-            })
-            .await?;
+        let outcome = retrying(self.retries, &context, || async {
+            self.transport
+                .mount_blob(&target, &source, digest)
+                .await
+                .map_err(|error| Failure::from_transport(error, &context))
+        })
+        .await?;
         if outcome == MountOutcome::NotMounted {
             tracing::debug!("{repository}: the registry did not mount {digest}; uploading it");
         }
@@ -171,14 +170,13 @@ impl Pusher {
         let (target, name) = manifest_target(reference)?;
         let object = format!("manifest {name}");
         let context = context(&target, reference, &object);
-        let head = self
-            .retrying(&context, || async {
-                self.transport
-                    .head_manifest(&target, &name)
-                    .await
-                    .map_err(|error| Failure::from_transport(error, &context))
-            })
-            .await?;
+        let head = retrying(self.retries, &context, || async {
+            self.transport
+                .head_manifest(&target, &name)
+                .await
+                .map_err(|error| Failure::from_transport(error, &context))
+        })
+        .await?;
         Ok(head.is_some_and(|head| head.digest == *digest))
     }
 
@@ -206,7 +204,7 @@ impl Pusher {
             }
         }
         let context = context(&target, reference, &object);
-        self.retrying(&context, || async {
+        retrying(self.retries, &context, || async {
             self.transport
                 .put_manifest(&target, &name, bytes.clone(), media_type.as_str())
                 .await
@@ -214,25 +212,6 @@ impl Pusher {
                 .map_err(|error| Failure::from_transport(error, &context))
         })
         .await
-    }
-
-    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent.
-    async fn retrying<T, F, Fut>(
-        &self,
-        context: &RequestContext<'_>,
-        mut attempt: F,
-    ) -> Result<T, RegistryError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, Failure>>,
-    {
-        let mut retry = Retry::new(self.retries);
-        loop {
-            match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(failure) => retry.after(failure, context).await?,
-            }
-        }
     }
 
     /// Uploads one blob, retrying transient failures with a freshly opened source.

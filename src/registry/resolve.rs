@@ -277,7 +277,7 @@ impl Collected {
             let (content, parsed) = fetch_child(session, &descriptor).await?;
             match parsed {
                 Manifest::Image { config, layers } => {
-                    self.image(session, content, config, layers)?
+                    self.image(session, content, config, layers)?;
                 }
                 Manifest::Index(children) => {
                     self.first_sighting(session, &content.descriptor)?;

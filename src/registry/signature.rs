@@ -11,7 +11,6 @@ const PAYLOAD_LIMIT: u64 = 1 << 20;
 /// A signature as the registry stores it.
 #[derive(Debug, Clone)]
 pub struct StoredSignature {
-    /// The digest it signs.
     pub signed_digest: Digest,
     /// The signature manifest, byte for byte.
     pub manifest: Content,

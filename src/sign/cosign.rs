@@ -42,7 +42,6 @@ pub struct SignatureRecord {
     pub signed_digest: Digest,
     /// The signature manifest (tag `sha256-<hex>.sig`), byte for byte.
     pub manifest: Descriptor,
-    /// Its simple-signing payload layers.
     pub payloads: Vec<Descriptor>,
 }
 
@@ -122,7 +121,6 @@ pub enum SignatureFailure {
     /// The index bytes kept in the bundle do not have the signed index digest.
     #[error("source index has digest {found}, but the signature is for {expected}")]
     IndexDigestMismatch {
-        /// The signed index digest.
         expected: Digest,
         /// The digest of the index bytes.
         found: Digest,
@@ -130,7 +128,6 @@ pub enum SignatureFailure {
     /// The index bytes are not an image index.
     #[error("source index {digest} is not an image index")]
     MalformedIndex {
-        /// The index digest.
         digest: Digest,
         /// Why not, when it is not a manifest at all.
         #[source]
@@ -139,7 +136,6 @@ pub enum SignatureFailure {
     /// The signed index does not list the bundled manifest.
     #[error("signed index {index} does not list manifest {manifest}")]
     NotAChild {
-        /// The signed index digest.
         index: Digest,
         /// The bundled platform manifest digest.
         manifest: Digest,

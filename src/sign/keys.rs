@@ -53,7 +53,6 @@ pub enum KeyError {
     /// The bytes hold no PEM block at all (a DER file, or not a key).
     #[error("is not a PEM file (expected a {expected} block)")]
     NotPem {
-        /// The block expected.
         expected: &'static str,
     },
     /// A PEM block is broken (bad base64, missing end line, ...).
@@ -458,10 +457,7 @@ fn from_sec1(der: &[u8]) -> Result<p256::ecdsa::SigningKey, KeyError> {
     };
     let key = sec1::EcPrivateKey::try_from(der).map_err(malformed)?;
     // The curve is optional in SEC1; when named it must be P-256.
-    match key
-        .parameters
-        .and_then(|parameters| parameters.named_curve())
-    {
+    match key.parameters.and_then(sec1::EcParameters::named_curve) {
         Some(curve) if curve != PRIME256V1 => {
             return Err(KeyError::UnsupportedAlgorithm {
                 algorithm: algorithm_name(curve),

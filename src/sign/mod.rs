@@ -40,7 +40,6 @@ pub enum SignError {
     /// A key, bundle or signature file could not be read.
     #[error("cannot read {}", path.display())]
     Read {
-        /// The file.
         path: PathBuf,
         /// What the system said.
         #[source]
@@ -49,7 +48,6 @@ pub enum SignError {
     /// A key file is not a key this tool can use.
     #[error("key file {}", path.display())]
     Key {
-        /// The key file.
         path: PathBuf,
         /// What is wrong with it.
         #[source]
@@ -114,7 +112,6 @@ pub struct Fingerprint(String);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("key fingerprint {value:?} must be sha256: followed by 64 lowercase hex characters")]
 pub struct FingerprintError {
-    /// The string given.
     pub value: String,
 }
 

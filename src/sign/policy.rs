@@ -30,7 +30,6 @@ pub struct SignaturePolicy {
 pub struct FoundSignature<'a> {
     /// The digest the signature is for.
     pub signed_digest: &'a Digest,
-    /// The signature manifest.
     pub manifest: &'a [u8],
     /// Payload blobs by digest.
     pub payloads: Vec<(&'a Digest, &'a [u8])>,
@@ -60,7 +59,6 @@ pub enum PolicyError {
         "{image} must be signed, but has no cosign signature (looked for tags {looked_for}; keys {keys})"
     )]
     Missing {
-        /// The image.
         image: String,
         /// The signature tags looked for.
         looked_for: String,
@@ -71,7 +69,6 @@ pub enum PolicyError {
     /// or without a policy.
     #[error("{image}: signature {signed_digest} does not verify: {reason} (keys tried: {keys})")]
     Invalid {
-        /// The image.
         image: String,
         /// What it signs.
         signed_digest: String,
@@ -83,7 +80,6 @@ pub enum PolicyError {
     /// `--require-signature` names no plugin the images have.
     #[error("--require-signature {name}: no plugin of that name ({known})")]
     UnknownPlugin {
-        /// The name given.
         name: String,
         /// The plugin names there are.
         known: String,
@@ -91,7 +87,6 @@ pub enum PolicyError {
     /// A policy requires signatures but no key was given.
     #[error("{image} must be signed, but no --verify-key was given to check it with")]
     NoKeys {
-        /// The image.
         image: String,
     },
 }

@@ -73,7 +73,6 @@ impl Target {
 /// What to unpack, where.
 #[derive(Debug, Clone)]
 pub struct UnpackRequest {
-    /// The bundle file.
     pub bundle: PathBuf,
     /// Where the images go.
     pub target: Target,
@@ -101,9 +100,7 @@ pub struct UnpackRequest {
 /// Progress, for the caller to draw.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// The verification pass starts.
     Verifying,
-    /// The bundle verified.
     Verified {
         /// SHA-256 of the bundle file.
         sha256: String,
@@ -177,7 +174,6 @@ pub struct ImageAction {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UnpackSummary {
-    /// The bundle.
     pub bundle: PathBuf,
     /// SHA-256 of the bundle file.
     pub bundle_sha256: String,
@@ -195,7 +191,6 @@ pub struct UnpackSummary {
     pub bytes: u64,
     /// Whether nothing was loaded because the target had everything.
     pub nothing_to_do: bool,
-    /// The values file written.
     pub values_out: Option<PathBuf>,
     /// The address the values point at.
     pub values_address: String,
@@ -220,7 +215,6 @@ pub enum UnpackError {
         bundle::join(problems)
     )]
     Verification {
-        /// The bundle.
         bundle: String,
         /// What is wrong.
         problems: Vec<Problem>,
@@ -254,7 +248,6 @@ pub enum UnpackError {
         images_dir.display()
     )]
     StateDir {
-        /// The state directory.
         state_dir: PathBuf,
         /// k0s's images directory.
         images_dir: PathBuf,
@@ -262,10 +255,8 @@ pub enum UnpackError {
     /// A signature check failed; nothing was loaded.
     #[error(transparent)]
     Signature(#[from] SignatureCheckError),
-    /// The registry target failed.
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
-    /// The containerd target failed.
     #[error(transparent)]
     Containerd(#[from] crate::containerd::ContainerdError),
     /// The values could not be re-targeted.
@@ -274,7 +265,6 @@ pub enum UnpackError {
     /// A registry address is not valid.
     #[error("{address:?} is not a registry address")]
     Address {
-        /// The address.
         address: String,
         /// Why.
         #[source]
@@ -283,7 +273,6 @@ pub enum UnpackError {
     /// The bundle's content does not describe images we can load.
     #[error("{bundle}: {reason}")]
     Content {
-        /// The bundle.
         bundle: String,
         /// What is wrong.
         reason: String,
@@ -358,22 +347,7 @@ pub async fn unpack(
         Target::Registry { address, .. } => address.clone(),
         _ => values_address.clone(),
     };
-    let mut summary = UnpackSummary {
-        bundle: request.bundle.clone(),
-        bundle_sha256: verified.sha256.clone(),
-        target: request.target.describe(),
-        images: vec![],
-        blobs_loaded: 0,
-        blobs_skipped: 0,
-        blobs_mounted: 0,
-        bytes: 0,
-        nothing_to_do: false,
-        values_out: request.values_out.clone(),
-        values_address,
-        warnings,
-        dry_run: request.dry_run,
-        bundle_key_fingerprint: verified.bundle_key_fingerprint.clone(),
-    };
+    let mut summary = UnpackSummary::new(&request, &verified, values_address, warnings);
     let Some(store) = store.filter(|_| !request.dry_run) else {
         summary.images = dry_run(&images, &target_address)?;
         return Ok(summary);
@@ -401,14 +375,8 @@ pub async fn unpack(
     )
     .await
     .and_then(|loaded| {
-        if let Some(mut file) = values_file {
-            std::io::Write::write_all(&mut file, &values_bytes).map_err(|source| {
-                FileError::Write {
-                    path: file.target().to_path_buf(),
-                    source,
-                }
-            })?;
-            file.commit()?;
+        if let Some(file) = values_file {
+            write_values(file, &values_bytes)?;
         }
         Ok(loaded)
     });
@@ -426,6 +394,15 @@ pub async fn unpack(
         audit::success(log, &summary)?;
     }
     Ok(summary)
+}
+
+/// Puts the values file in place, once the images it names are loaded.
+fn write_values(mut file: AtomicFile, bytes: &[u8]) -> Result<(), UnpackError> {
+    std::io::Write::write_all(&mut file, bytes).map_err(|source| FileError::Write {
+        path: file.target().to_path_buf(),
+        source,
+    })?;
+    Ok(file.commit()?)
 }
 
 /// Runs the verification pass (and signature checks) off the async runtime.
@@ -607,6 +584,31 @@ pub(crate) struct Loaded {
 }
 
 impl UnpackSummary {
+    /// The summary before anything is loaded.
+    fn new(
+        request: &UnpackRequest,
+        verified: &Verified,
+        values_address: String,
+        warnings: Vec<String>,
+    ) -> UnpackSummary {
+        UnpackSummary {
+            bundle: request.bundle.clone(),
+            bundle_sha256: verified.sha256.clone(),
+            target: request.target.describe(),
+            images: vec![],
+            blobs_loaded: 0,
+            blobs_skipped: 0,
+            blobs_mounted: 0,
+            bytes: 0,
+            nothing_to_do: false,
+            values_out: request.values_out.clone(),
+            values_address,
+            warnings,
+            dry_run: request.dry_run,
+            bundle_key_fingerprint: verified.bundle_key_fingerprint.clone(),
+        }
+    }
+
     fn record(&mut self, loaded: Loaded, signatures: Option<Vec<(String, SignatureStatus)>>) {
         self.images = loaded.images;
         self.warnings.extend(loaded.warnings);

@@ -8,13 +8,13 @@
 use super::images::LoadImage;
 use super::{Event, ImageAction, LoadAction, Loaded, UnpackError};
 use crate::bundle::BlobStore;
-use crate::containerd::{BlobOutcome, Containerd, ImageOutcome, gc_labels};
+use crate::containerd::{BlobOutcome, Containerd, ImageOutcome, Import, gc_labels};
 use crate::oci::Descriptor;
 use futures::{StreamExt, TryStreamExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 /// Imports `images` into containerd at `socket`, named under `address`.
@@ -29,11 +29,31 @@ pub(crate) async fn import(
 ) -> Result<Loaded, UnpackError> {
     let daemon = Containerd::connect(socket, namespace).await?;
     let import = daemon.begin().await?;
+    let (blobs, manifests) = write_order(images)?;
+    let mut loaded = Loaded::default();
+    for batch in [blobs, manifests] {
+        let counts = write_batch(&import, batch, store, jobs, events).await?;
+        loaded.blobs_loaded += counts.written;
+        loaded.blobs_skipped += counts.present;
+        loaded.bytes += counts.bytes;
+    }
+    for image in images {
+        let action = name_image(&import, image, address, loaded.blobs_loaded > 0).await?;
+        events(Event::Image(action.clone()));
+        loaded.images.push(action);
+    }
+    import.finish().await?;
+    Ok(loaded)
+}
 
-    // Layers and configs first, then manifests (children before the index that
-    // names them), each once.
+/// A blob to write with the labels it must carry.
+type Labelled = (Descriptor, BTreeMap<String, String>);
+
+/// Layers and configs first, then manifests (children before the index that names them),
+/// each once; manifests carry their GC labels.
+fn write_order(images: &[LoadImage]) -> Result<(Vec<Labelled>, Vec<Labelled>), UnpackError> {
     let mut seen = BTreeSet::new();
-    let mut blobs: Vec<(Descriptor, BTreeMap<String, String>)> = Vec::new();
+    let mut blobs = Vec::new();
     for image in images {
         for blob in &image.blobs {
             if seen.insert(blob.digest) {
@@ -52,76 +72,94 @@ pub(crate) async fn import(
             }
         }
     }
+    Ok((blobs, manifests))
+}
+
+/// What one batch of writes did.
+#[derive(Default)]
+struct Counts {
+    written: usize,
+    present: usize,
+    bytes: u64,
+}
+
+/// Writes `batch`, `jobs` blobs at a time, skipping those containerd has.
+async fn write_batch(
+    import: &Import,
+    batch: Vec<Labelled>,
+    store: &BlobStore,
+    jobs: usize,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<Counts, UnpackError> {
     let written = AtomicUsize::new(0);
     let present = AtomicUsize::new(0);
-    let bytes = std::sync::atomic::AtomicU64::new(0);
-    for batch in [blobs, manifests] {
-        futures::stream::iter(batch)
-            .map(|(blob, labels)| {
-                let (import, written, present, bytes) = (&import, &written, &present, &bytes);
-                async move {
-                    let digest = blob.digest;
-                    let file = store.open_blob(&digest).map_err(|source| {
-                        crate::files::FileError::Read {
-                            path: crate::bundle::blob_entry_name(&digest).into(),
-                            source,
-                        }
-                    })?;
-                    let reader = Progress {
-                        inner: tokio::fs::File::from_std(file.into_inner()),
-                        events,
-                    };
-                    let reader = tokio::io::AsyncReadExt::take(reader, blob.size);
-                    match import
-                        .write_blob(&blob.digest, blob.size, &labels, reader)
-                        .await?
-                    {
-                        BlobOutcome::Written => {
-                            written.fetch_add(1, Ordering::Relaxed);
-                            bytes.fetch_add(blob.size, Ordering::Relaxed);
-                        }
-                        BlobOutcome::Present => {
-                            present.fetch_add(1, Ordering::Relaxed);
-                        }
+    let bytes = AtomicU64::new(0);
+    futures::stream::iter(batch)
+        .map(|(blob, labels)| {
+            let (written, present, bytes) = (&written, &present, &bytes);
+            async move {
+                let file = store.open_blob(&blob.digest).map_err(|source| {
+                    crate::files::FileError::Read {
+                        path: crate::bundle::blob_entry_name(&blob.digest).into(),
+                        source,
                     }
-                    Ok::<_, UnpackError>(())
+                })?;
+                let reader = Progress {
+                    inner: tokio::fs::File::from_std(file.into_inner()),
+                    events,
+                };
+                let reader = tokio::io::AsyncReadExt::take(reader, blob.size);
+                match import
+                    .write_blob(&blob.digest, blob.size, &labels, reader)
+                    .await?
+                {
+                    BlobOutcome::Written => {
+                        written.fetch_add(1, Ordering::Relaxed);
+                        bytes.fetch_add(blob.size, Ordering::Relaxed);
+                    }
+                    BlobOutcome::Present => {
+                        present.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-            })
-            .buffer_unordered(jobs.max(1))
-            .try_collect::<Vec<()>>()
-            .await?;
-    }
+                Ok::<_, UnpackError>(())
+            }
+        })
+        .buffer_unordered(jobs.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(Counts {
+        written: written.into_inner(),
+        present: present.into_inner(),
+        bytes: bytes.into_inner(),
+    })
+}
 
-    let mut loaded = Loaded {
-        blobs_loaded: written.load(Ordering::Relaxed),
-        blobs_skipped: present.load(Ordering::Relaxed),
-        bytes: bytes.load(Ordering::Relaxed),
-        ..Loaded::default()
-    };
-    for image in images {
-        let names = image.names(address)?;
-        let target = &image.top;
-        let mut changed = false;
-        for name in names.all() {
-            let outcome = import.set_image(&name, target, &BTreeMap::new()).await?;
-            changed |= outcome != ImageOutcome::Unchanged;
-        }
-        let action = ImageAction {
-            canonical: image.canonical.to_string(),
-            target_references: names.all(),
-            digest: image.top.digest,
-            signature: None,
-            action: if changed || loaded.blobs_loaded > 0 {
-                LoadAction::Imported
-            } else {
-                LoadAction::Skipped
-            },
-        };
-        events(Event::Image(action.clone()));
-        loaded.images.push(action);
+/// Points the three names of `image` at its manifest, once all its content is in.
+async fn name_image(
+    import: &Import,
+    image: &LoadImage,
+    address: &str,
+    blobs_written: bool,
+) -> Result<ImageAction, UnpackError> {
+    let names = image.names(address)?;
+    let mut changed = false;
+    for name in names.all() {
+        let outcome = import
+            .set_image(&name, &image.top, &BTreeMap::new())
+            .await?;
+        changed |= outcome != ImageOutcome::Unchanged;
     }
-    import.finish().await?;
-    Ok(loaded)
+    Ok(ImageAction {
+        canonical: image.canonical.to_string(),
+        target_references: names.all(),
+        digest: image.top.digest,
+        signature: None,
+        action: if changed || blobs_written {
+            LoadAction::Imported
+        } else {
+            LoadAction::Skipped
+        },
+    })
 }
 
 /// Counts bytes read, for progress.

@@ -185,7 +185,7 @@ fn is_unchanged(record_path: &Path, expected: &Record, archive: &Path) -> bool {
     };
     let size = std::fs::symlink_metadata(archive)
         .ok()
-        .filter(|m| m.is_file())
+        .filter(std::fs::Metadata::is_file)
         .map(|m| m.len());
     found.images_dir == expected.images_dir
         && found.bundle_sha256 == expected.bundle_sha256

@@ -34,7 +34,6 @@ pub enum RetargetError {
     /// A listed field does not hold an image reference.
     #[error("values.yaml field {path}: {reason}")]
     Field {
-        /// The field.
         path: String,
         /// What is wrong.
         reason: String,

@@ -78,7 +78,7 @@ mod tests {
             .as_mapping()
             .unwrap()
             .keys()
-            .map(|k| k.to_string())
+            .map(std::string::ToString::to_string)
             .collect();
         assert_eq!(keys, ["b", "a", "c"]);
     }

@@ -47,9 +47,7 @@ pub enum NodeValue {
     /// A plain float, or an integer too large for i64, with its text as written, so that
     /// writing it back gives the same text (`1.10` stays `1.10`, not `1.1`).
     Float {
-        /// The value.
         value: f64,
-        /// The text as written.
         text: String,
     },
     /// Any quoted or block scalar, a plain scalar that is no other type, or `!!str`.

@@ -17,9 +17,7 @@ pub enum Value {
     Bool(bool),
     /// An integer or a float.
     Number(Number),
-    /// A string.
     String(String),
-    /// A list.
     Sequence(Vec<Value>),
     /// A mapping with string keys, in insertion order.
     Mapping(Mapping),

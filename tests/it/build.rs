@@ -42,7 +42,7 @@ fn inspect_json(bundle: &Path) -> Value {
 fn leftovers(dir: &Path, stem: &str) -> Vec<String> {
     std::fs::read_dir(dir)
         .unwrap()
-        .filter_map(|e| e.ok())
+        .filter_map(std::result::Result::ok)
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|name| name.contains(stem))
         .collect()

@@ -1,16 +1,12 @@
 //! Docker config credential sources against a basic-auth registry: `auths` with plain
-//! fields, `credHelpers`, `credsStore`, and helpers that find nothing or fail.
-//!
-//! The helpers are scripts put first on PATH, so this binary holds a single test: changing
-//! the environment is only sound while no other thread reads it.
+//! fields, `credHelpers`, `credsStore`, and helpers that find nothing or fail. Each
+//! case runs `validate --online`, which must authenticate to resolve the manifests.
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
-use crate::lab::layout::Layout;
-use crate::lab::{Registry as LabRegistry, RegistryKind};
-use velero_airgap::oci::PlatformSelection;
-use velero_airgap::registry::{Registry, RegistryError, RegistryOptions};
+use crate::lab::sources::Sources;
+use crate::lab::{Registry as LabRegistry, RegistryKind, velero_airgap};
 
 fn write_helper(dir: &Path, name: &str, script: &str) {
     let path = dir.join(format!("docker-credential-{name}"));
@@ -18,40 +14,49 @@ fn write_helper(dir: &Path, name: &str, script: &str) {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
-async fn resolve_with(lab: &LabRegistry, config: serde_json::Value) -> Result<(), RegistryError> {
+/// Runs `validate --online` with `config` as the Docker config and the helpers
+/// in `bin` first on PATH; returns (exit code, stdout and stderr).
+fn validate_with(sources: &Sources, bin: &Path, config: serde_json::Value) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
-    let registry = Registry::new(RegistryOptions {
-        insecure: vec![lab.addr.clone()],
-        docker_config: Some(dir.path().to_path_buf()),
-        retries: 0,
-        ..RegistryOptions::default()
-    })?;
-    let image = registry
-        .resolve(
-            &format!("{}/acme/app:1", lab.addr).parse().unwrap(),
-            &PlatformSelection::default(),
-        )
-        .await?;
-    registry
-        .fetch_blob(&image, &image.blobs[1], &mut Vec::new())
-        .await
+    let addr = &sources.registry.addr;
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = velero_airgap()
+        .args(["validate", "--online", "--retries", "0", "-c"])
+        .arg(&sources.config)
+        .arg(format!("--mirror=proxy.replicated.com={addr}"))
+        .arg(format!("--mirror=registry.example.com={addr}"))
+        .arg(format!("--insecure-registry={addr}"))
+        .arg(format!("--docker-config={}", dir.path().display()))
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }
 
-#[tokio::test]
-async fn credentials_come_from_auths_helpers_and_stores() {
-    // Every helper script is written before any process is started: a fork
-    // while a script is still open for writing makes exec fail with ETXTBSY.
+#[test]
+fn credentials_come_from_auths_helpers_and_stores() {
+    let sources = Sources::start(RegistryKind::BasicAuth, 16);
+    let host = sources.registry.addr.clone();
     let bin = tempfile::tempdir().unwrap();
-    let host_file = bin.path().join("host");
-    let host_file = host_file.display();
     write_helper(
         bin.path(),
         "lab",
         &format!(
             r#"[ "$1" = get ] || exit 2
 read -r server
-if [ "$server" = "$(cat "{host_file}")" ]; then
+if [ "$server" = "{host}" ]; then
   printf '{{"ServerURL":"%s","Username":"{user}","Secret":"{password}"}}' "$server"
 else
   echo "credentials not found in native keychain"; exit 1
@@ -70,60 +75,35 @@ fi"#,
         "broken",
         "echo 'token=leaked-helper-secret'; exit 1",
     );
-    let lab = LabRegistry::start(RegistryKind::BasicAuth);
-    let mut layout = Layout::new();
-    layout.add_image("app", &["amd64"]);
-    lab.seed_layout(&layout, "app", "acme/app:1", false);
 
-    let host = &lab.addr;
-    std::fs::write(bin.path().join("host"), host).unwrap();
+    for config in [
+        serde_json::json!({"auths": {&host: {"username": LabRegistry::USERNAME, "password": LabRegistry::PASSWORD}}}),
+        serde_json::json!({"credHelpers": {&host: "lab"}}),
+        serde_json::json!({"credsStore": "lab"}),
+    ] {
+        let (code, output) = validate_with(&sources, bin.path(), config.clone());
+        assert_eq!(code, 0, "{config}: {output}");
+    }
 
-    let path = format!(
-        "{}:{}",
-        bin.path().display(),
-        std::env::var("PATH").unwrap_or_default()
+    // A store that knows nothing: the registry refuses us, and we say we had no credentials.
+    let (code, output) = validate_with(
+        &sources,
+        bin.path(),
+        serde_json::json!({"credsStore": "empty"}),
     );
-    // SAFETY: the only test of this binary, and nothing else runs while PATH changes.
-    unsafe { std::env::set_var("PATH", path) };
+    assert_ne!(code, 0, "{output}");
+    assert!(output.contains(&host), "{output}");
+    assert!(output.contains("no credentials"), "{output}");
 
-    resolve_with(
-        &lab,
-        serde_json::json!({"auths": {host: {"username": LabRegistry::USERNAME, "password": LabRegistry::PASSWORD}}}),
-    )
-    .await
-    .expect("auths with username/password");
-    resolve_with(&lab, serde_json::json!({"credHelpers": {host: "lab"}}))
-        .await
-        .expect("credHelpers");
-    resolve_with(&lab, serde_json::json!({"credsStore": "lab"}))
-        .await
-        .expect("credsStore");
-
-    let error = resolve_with(&lab, serde_json::json!({"credsStore": "empty"}))
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(
-            error,
-            RegistryError::AuthRefused {
-                had_credentials: false,
-                ..
-            }
-        ),
-        "{error:?}"
+    let (code, output) = validate_with(
+        &sources,
+        bin.path(),
+        serde_json::json!({"credHelpers": {&host: "broken"}}),
     );
-
-    let error = resolve_with(&lab, serde_json::json!({"credHelpers": {host: "broken"}}))
-        .await
-        .unwrap_err();
-    let shown = format!("{error} {error:?}");
+    assert_ne!(code, 0, "{output}");
+    assert!(output.contains("docker-credential-broken"), "{output}");
     assert!(
-        matches!(error, RegistryError::Credentials { .. }),
-        "{shown}"
-    );
-    assert!(shown.contains("docker-credential-broken"), "{shown}");
-    assert!(
-        !shown.contains("leaked-helper-secret"),
-        "secret printed: {shown}"
+        !output.contains("leaked-helper-secret"),
+        "secret printed: {output}"
     );
 }

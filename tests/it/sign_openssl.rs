@@ -288,7 +288,7 @@ fn encrypted_openssl_keys_need_the_right_passphrase() {
                 path: named,
                 source: KeyError::PassphraseRequired,
             }) => {
-                assert_eq!(named, path)
+                assert_eq!(named, path);
             }
             other => panic!("{name}: {other:?}"),
         }

@@ -49,7 +49,6 @@ pub enum PushAction {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PushedImage {
-    /// The target repository.
     pub repository: String,
     /// The tag set, if any.
     pub tag: Option<String>,
@@ -96,9 +95,7 @@ pub enum PushEvent {
     },
     /// A blob is in a repository.
     Blob {
-        /// The repository.
         repository: String,
-        /// The blob.
         blob: Descriptor,
         /// Pushed, mounted or skipped.
         action: PushAction,

@@ -1,7 +1,6 @@
-//! Credentials, scopes and bearer tokens.
+//! Scopes and bearer tokens.
 //!
-//! Credentials come from the caller per registry host ([`Credentials`]); the same ones go to
-//! that registry's token server. A token is requested for a set of scopes in one GET
+//! The caller's [`Credentials`] for a registry host go to that registry's token server. A token is requested for a set of scopes in one GET
 //! (`realm?service=S&scope=A&scope=B`, one parameter per scope), or one POST with an identity
 //! (OAuth refresh) token, and cached per (registry host, sorted scope set) until 10 s before it
 //! expires. The expiry is counted from the moment we sent the token request, not from the
@@ -10,12 +9,13 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, HeaderValue};
 
 use super::body::{TOKEN_LIMIT, read_response};
+use super::credentials::{Credentials, sensitive_header};
 use super::error::TransportError;
 use super::host::loggable;
+use super::response::status_error;
 
 /// A token counts as expired this long before its stated end, so it does not die in flight.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
@@ -24,62 +24,6 @@ const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 /// The `client_id` sent with an identity-token (OAuth) request.
 const CLIENT_ID: &str = "velero-airgap";
-
-/// What to present to one registry host (and its token server). `Debug` redacts secrets.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub enum Credentials {
-    /// Nothing: anonymous access (an anonymous token where the registry uses tokens).
-    #[default]
-    Anonymous,
-    /// A user name and password (or personal access token).
-    Basic {
-        /// The user name.
-        username: String,
-        /// The password.
-        password: String,
-    },
-    /// An OAuth refresh token (`identitytoken` in a Docker config), exchanged at the realm.
-    IdentityToken(String),
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Credentials::Anonymous => f.write_str("Anonymous"),
-            Credentials::Basic { username, .. } => f
-                .debug_struct("Basic")
-                .field("username", username)
-                .field("password", &"<redacted>")
-                .finish(),
-            Credentials::IdentityToken(_) => f.write_str("IdentityToken(<redacted>)"),
-        }
-    }
-}
-
-impl Credentials {
-    /// Whether there is anything to present.
-    pub fn is_anonymous(&self) -> bool {
-        matches!(self, Credentials::Anonymous)
-    }
-
-    /// The `Authorization: Basic` value, for Basic credentials.
-    pub(crate) fn basic_header(&self) -> Option<HeaderValue> {
-        let Credentials::Basic { username, password } = self else {
-            return None;
-        };
-        let encoded =
-            base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
-        sensitive_header(&format!("Basic {encoded}"))
-    }
-}
-
-/// A header value marked sensitive (hyper keeps it out of its debug output); `None` for a
-/// value that is not a valid header (a token with a newline).
-pub(crate) fn sensitive_header(value: &str) -> Option<HeaderValue> {
-    let mut header = HeaderValue::from_str(value).ok()?;
-    header.set_sensitive(true);
-    Some(header)
-}
 
 /// A bearer token. `Debug` redacts it.
 #[derive(Clone, PartialEq, Eq)]
@@ -263,7 +207,7 @@ pub(crate) async fn fetch_token(
         });
     }
     if !status.is_success() {
-        return Err(super::request::status_error(response, host, &what, false).await);
+        return Err(status_error(response, host, &what, false).await);
     }
     let body = read_response(response, TOKEN_LIMIT, host, &what).await?;
     let answer = parse_token_answer(&body).map_err(|reason| TransportError::Protocol {

@@ -24,7 +24,7 @@ use url::Url;
 use super::auth::Scopes;
 use super::body::idle_limited;
 use super::error::SourceFailure;
-use super::manifest::announced_digest;
+use super::manifest::check_announced;
 use super::request::{Exchange, Outgoing};
 use super::{Digest, Repository, Transport, TransportError};
 
@@ -230,17 +230,7 @@ impl Transport {
         if response.status() != StatusCode::CREATED {
             return Err(self.unexpected(&exchange, response).await);
         }
-        if let Some(announced) = announced_digest(&response)
-            && announced != digest.to_string()
-        {
-            return Err(TransportError::DigestMismatch {
-                host: repository.host.clone(),
-                what: exchange.what,
-                expected: digest.to_string(),
-                actual: announced,
-            });
-        }
-        Ok(())
+        check_announced(&response, &repository.host, exchange.what, digest)
     }
 }
 

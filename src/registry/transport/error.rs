@@ -13,7 +13,6 @@ pub enum TransportError {
     /// The connection could not be made or broke (reset, refused, closed mid-body).
     #[error("cannot reach registry {host} for {what}")]
     Connect {
-        /// The host contacted.
         host: String,
         /// What was asked for.
         what: String,
@@ -24,7 +23,6 @@ pub enum TransportError {
     /// No answer, or no progress, within the configured time.
     #[error("registry {host} timed out for {what}")]
     Timeout {
-        /// The host contacted.
         host: String,
         /// What was asked for.
         what: String,
@@ -32,7 +30,6 @@ pub enum TransportError {
     /// The TLS handshake failed (certificate not trusted, wrong name, expired...).
     #[error("TLS with {host} failed")]
     Tls {
-        /// The host contacted.
         host: String,
         /// The underlying failure; a `rustls::Error` sits in its chain.
         #[source]
@@ -41,7 +38,6 @@ pub enum TransportError {
     /// The registry (or its token server) refused access.
     #[error("registry {host} refused access to {what}: {}", auth_hint(*.had_credentials))]
     AuthRefused {
-        /// The registry host.
         host: String,
         /// What was asked for.
         what: String,
@@ -51,7 +47,6 @@ pub enum TransportError {
     /// The registry does not have it.
     #[error("registry {host} has no {what}{}", code_suffix(.code))]
     NotFound {
-        /// The registry host.
         host: String,
         /// What was asked for.
         what: String,
@@ -61,11 +56,9 @@ pub enum TransportError {
     /// 429 or 5xx: the registry is overloaded or broken for now.
     #[error("registry {host} answered HTTP {status} for {what}{}", code_suffix(.code))]
     Server {
-        /// The registry host.
         host: String,
         /// What was asked for.
         what: String,
-        /// The HTTP status.
         status: u16,
         /// The distribution error code, if the body named one.
         code: Option<String>,
@@ -74,7 +67,6 @@ pub enum TransportError {
     /// so the caller must reopen it and call again. Transient.
     #[error("registry {host} wants fresh credentials for {what}; reopen the body and retry")]
     ReauthRequired {
-        /// The registry host.
         host: String,
         /// What was asked for.
         what: String,
@@ -82,11 +74,9 @@ pub enum TransportError {
     /// Content did not hash to the digest it was asked by.
     #[error("digest mismatch for {what} from {host}: expected {expected}, got {actual}")]
     DigestMismatch {
-        /// The registry host.
         host: String,
         /// What was fetched.
         what: String,
-        /// The digest asked for.
         expected: String,
         /// The digest of what arrived (or what the registry reported).
         actual: String,
@@ -94,30 +84,24 @@ pub enum TransportError {
     /// Content did not have the announced size.
     #[error("size mismatch for {what} from {host}: expected {expected} bytes, got {actual}")]
     SizeMismatch {
-        /// The registry host.
         host: String,
         /// What was fetched.
         what: String,
-        /// The size announced.
         expected: u64,
-        /// The size found.
         actual: u64,
     },
     /// A body was larger than we accept for its kind.
     #[error("registry {host} sent more than {limit} bytes for {what}")]
     TooLarge {
-        /// The host contacted.
         host: String,
         /// What was being read.
         what: String,
-        /// The limit in bytes.
         limit: u64,
     },
     /// The answer breaks the distribution protocol (unexpected status, missing header,
     /// malformed JSON or challenge).
     #[error("unexpected answer from registry {host} for {what}: {reason}")]
     Protocol {
-        /// The host contacted.
         host: String,
         /// What was asked for.
         what: String,
@@ -127,7 +111,6 @@ pub enum TransportError {
     /// The caller's upload body failed while it was being sent.
     #[error("the body of {what} for {host} failed")]
     Source {
-        /// The registry host.
         host: String,
         /// What was being uploaded.
         what: String,
@@ -138,7 +121,6 @@ pub enum TransportError {
     /// The caller's credential source failed for this host.
     #[error("cannot get credentials for registry {host}")]
     Credentials {
-        /// The registry host.
         host: String,
         /// The source's error.
         #[source]

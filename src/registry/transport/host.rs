@@ -8,11 +8,11 @@ use std::sync::{Arc, PoisonError};
 use reqwest::{Response, StatusCode};
 use url::Url;
 
-use super::auth::Credentials;
 use super::body::{ERROR_LIMIT, read_response};
 use super::challenge::RegistryChallenge;
+use super::credentials::Credentials;
 use super::error::{TransportError, find_rustls_error};
-use super::request::{challenge_of, status_error};
+use super::response::{challenge_of, status_error};
 use super::tls::RegistryPolicy;
 use super::{Transport, Warning};
 

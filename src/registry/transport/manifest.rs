@@ -14,7 +14,6 @@ use crate::oci::MediaType;
 /// A manifest as served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
-    /// The exact bytes.
     pub bytes: Bytes,
     /// The Content-Type, without parameters.
     pub media_type: Option<String>,
@@ -25,9 +24,7 @@ pub struct Manifest {
 /// What a HEAD tells about a manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestHead {
-    /// Its digest.
     pub digest: Digest,
-    /// Its size in bytes.
     pub size: u64,
     /// Its media type, without parameters.
     pub media_type: Option<String>,
@@ -209,16 +206,7 @@ impl Transport {
         if !response.status().is_success() {
             return Err(self.unexpected(&exchange, response).await);
         }
-        if let Some(announced) = announced_digest(&response)
-            && announced != digest.to_string()
-        {
-            return Err(TransportError::DigestMismatch {
-                host: repository.host.clone(),
-                what: exchange.what,
-                expected: digest.to_string(),
-                actual: announced,
-            });
-        }
+        check_announced(&response, &repository.host, exchange.what, &digest)?;
         Ok(digest)
     }
 }
@@ -246,6 +234,25 @@ fn media_type(response: &Response) -> Option<String> {
 }
 
 /// A sha256 `Docker-Content-Digest` (other algorithms cannot be compared with ours).
+/// Fails when the registry announces a digest other than `digest` for what we uploaded:
+/// it stored other bytes than we sent.
+pub(crate) fn check_announced(
+    response: &Response,
+    host: &str,
+    what: String,
+    digest: &Digest,
+) -> Result<(), TransportError> {
+    match announced_digest(response) {
+        Some(announced) if announced != digest.to_string() => Err(TransportError::DigestMismatch {
+            host: host.to_string(),
+            what,
+            expected: digest.to_string(),
+            actual: announced,
+        }),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) fn announced_digest(response: &Response) -> Option<String> {
     let value = response
         .headers()

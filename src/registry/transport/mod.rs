@@ -23,11 +23,13 @@ mod blob;
 mod body;
 mod certificate;
 mod challenge;
+mod credentials;
 mod error;
 mod host;
 mod manifest;
 mod proxy;
 mod request;
+mod response;
 mod tls;
 
 use std::collections::HashMap;
@@ -38,8 +40,8 @@ use rustls_pki_types::CertificateDer;
 
 use crate::oci::Digest;
 
-pub use auth::Credentials;
 pub use blob::{BlobDownload, MountOutcome};
+pub use credentials::Credentials;
 pub use error::{BoxError, TransportError};
 pub use manifest::{Manifest, ManifestHead};
 pub use proxy::{ProxyConfig, redact};
@@ -88,12 +90,10 @@ pub type CredentialSource = dyn Fn(&str) -> Result<Credentials, BoxError> + Send
 pub enum Warning {
     /// An insecure host speaks TLS, but its certificate is not verified.
     UnverifiedTls {
-        /// The host.
         host: String,
     },
     /// An insecure host does not speak TLS: plain HTTP is used.
     PlainHttp {
-        /// The host.
         host: String,
     },
 }

@@ -11,16 +11,17 @@ use std::sync::PoisonError;
 use std::time::Instant;
 
 use bytes::Bytes;
-use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue, LOCATION};
 use reqwest::{Method, Response, StatusCode};
 use url::Url;
 
 use super::Transport;
 use super::auth::{Scopes, TokenRequest, fetch_token};
 use super::body::read_error_code;
-use super::challenge::{RegistryChallenge, registry_challenge};
+use super::challenge::RegistryChallenge;
 use super::error::TransportError;
 use super::host::{HostState, host_key, loggable};
+use super::response::{challenge_of, status_error};
 use super::tls::RegistryPolicy;
 
 /// Redirect hops followed for one GET or HEAD.
@@ -289,24 +290,6 @@ impl Transport {
     }
 }
 
-/// The registry's challenge in a 401's `WWW-Authenticate` headers.
-pub(crate) fn challenge_of(
-    response: &Response,
-    host: &str,
-    what: &str,
-) -> Result<Option<RegistryChallenge>, TransportError> {
-    let values = response
-        .headers()
-        .get_all(WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|value| value.to_str().ok());
-    registry_challenge(values).map_err(|reason| TransportError::Protocol {
-        host: host.to_string(),
-        what: what.to_string(),
-        reason: format!("malformed WWW-Authenticate: {reason}"),
-    })
-}
-
 fn join(base: &Url, path: &str, exchange: &Exchange<'_>) -> Result<Url, TransportError> {
     base.join(path)
         .map_err(|_| protocol(exchange, "cannot build the request URL"))
@@ -317,40 +300,5 @@ fn protocol(exchange: &Exchange<'_>, reason: &str) -> TransportError {
         host: exchange.host.to_string(),
         what: exchange.what.clone(),
         reason: reason.to_string(),
-    }
-}
-
-/// The error for an unexpected status, with the distribution error code if the body has
-/// one (read within the error-body limit).
-pub(crate) async fn status_error(
-    response: Response,
-    host: &str,
-    what: &str,
-    had_credentials: bool,
-) -> TransportError {
-    let status = response.status().as_u16();
-    let code = read_error_code(response, host).await;
-    let (host, what) = (host.to_string(), what.to_string());
-    match status {
-        401 | 403 => TransportError::AuthRefused {
-            host,
-            what,
-            had_credentials,
-        },
-        404 => TransportError::NotFound { host, what, code },
-        429 | 500..=599 => TransportError::Server {
-            host,
-            what,
-            status,
-            code,
-        },
-        _ => TransportError::Protocol {
-            host,
-            what,
-            reason: match code {
-                Some(code) => format!("HTTP {status} ({code})"),
-                None => format!("HTTP {status}"),
-            },
-        },
     }
 }

@@ -173,20 +173,17 @@ pub(crate) fn client_config(
 ) -> Result<rustls::ClientConfig, TransportError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let setup = |reason: String| TransportError::Setup { reason };
-    let verifier: Arc<dyn ServerCertVerifier> = match policy {
-        RegistryPolicy::Insecure => Arc::new(Unverified {
-            algorithms: provider.signature_verification_algorithms,
-        }),
+    let trust = match policy {
+        RegistryPolicy::Insecure => Trust::Anything,
         RegistryPolicy::Verified {
             extra_roots,
             pinned,
-        } => Arc::new(PinningVerifier::new(
-            system_roots,
-            extra_roots,
-            pinned,
-            &provider,
-        )?),
+        } => Trust::verified(system_roots, extra_roots, pinned, &provider)?,
     };
+    let verifier = Arc::new(Verifier {
+        trust,
+        algorithms: provider.signature_verification_algorithms,
+    });
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|error| setup(format!("TLS protocol versions: {error}")))?
@@ -207,13 +204,25 @@ pub(crate) fn system_roots() -> Vec<CertificateDer<'static>> {
     loaded.certs
 }
 
-/// Webpki verification, then the pins for what webpki refused.
+/// Checks a server's certificate as its registry's policy says; always checks that the
+/// server holds the presented key.
 #[derive(Debug)]
-struct PinningVerifier {
-    /// `None` when there is no root at all (a scratch container): only pins can match.
-    webpki: Option<Arc<WebPkiServerVerifier>>,
-    pins: Vec<Pin>,
+struct Verifier {
+    trust: Trust,
     algorithms: WebPkiSupportedAlgorithms,
+}
+
+/// Which certificates a registry may present.
+#[derive(Debug)]
+enum Trust {
+    /// Any (`--insecure-registry` on an HTTPS registry).
+    Anything,
+    /// What webpki accepts, then the pins for what webpki refused.
+    Verified {
+        /// `None` when there is no root at all (a scratch container): only pins can match.
+        webpki: Option<Arc<WebPkiServerVerifier>>,
+        pins: Vec<Pin>,
+    },
 }
 
 #[derive(Debug)]
@@ -222,13 +231,13 @@ struct Pin {
     facts: CertificateFacts,
 }
 
-impl PinningVerifier {
-    fn new(
+impl Trust {
+    fn verified(
         system_roots: &[CertificateDer<'static>],
         extra_roots: &[CertificateDer<'static>],
         pinned: &[CertificateDer<'static>],
         provider: &Arc<CryptoProvider>,
-    ) -> Result<PinningVerifier, TransportError> {
+    ) -> Result<Trust, TransportError> {
         let mut roots = rustls::RootCertStore::empty();
         roots.add_parsable_certificates(system_roots.iter().cloned());
         let (_, unusable) = roots.add_parsable_certificates(extra_roots.iter().cloned());
@@ -267,11 +276,7 @@ impl PinningVerifier {
                 })
             })
             .collect::<Result<_, TransportError>>()?;
-        Ok(PinningVerifier {
-            webpki,
-            pins,
-            algorithms: provider.signature_verification_algorithms,
-        })
+        Ok(Trust::Verified { webpki, pins })
     }
 }
 
@@ -308,7 +313,7 @@ impl Pin {
     }
 }
 
-impl ServerCertVerifier for PinningVerifier {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -317,7 +322,10 @@ impl ServerCertVerifier for PinningVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = match &self.webpki {
+        let Trust::Verified { webpki, pins } = &self.trust else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        let verified = match webpki {
             Some(webpki) => webpki.verify_server_cert(
                 end_entity,
                 intermediates,
@@ -331,8 +339,7 @@ impl ServerCertVerifier for PinningVerifier {
             Ok(verified) => return Ok(verified),
             Err(refusal) => refusal,
         };
-        let Some(pin) = self
-            .pins
+        let Some(pin) = pins
             .iter()
             .find(|pin| pin.certificate.as_ref() == end_entity.as_ref())
         else {
@@ -340,47 +347,6 @@ impl ServerCertVerifier for PinningVerifier {
         };
         pin.accepts(server_name, now)?;
         tracing::debug!(server = ?server_name, %refusal, "accepted a pinned certificate that webpki refused");
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, certificate, signature, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        certificate: &CertificateDer<'_>,
-        signature: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, certificate, signature, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// Accepts any certificate; still checks that the server holds the presented key.
-#[derive(Debug)]
-struct Unverified {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
         Ok(ServerCertVerified::assertion())
     }
 

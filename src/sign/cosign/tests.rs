@@ -146,7 +146,7 @@ fn signed_payload_of_another_kind() {
     let signature = sign_cosign_payload(&key(), payload).unwrap();
     match check(payload, &signature) {
         Err(SignatureFailure::PayloadType { found }) => {
-            assert_eq!(found, "atomic container signature")
+            assert_eq!(found, "atomic container signature");
         }
         other => panic!("{other:?}"),
     }
