@@ -2,7 +2,13 @@
 //! step of `unpack`: the streaming pass (every checksum and digest, the layout), the
 //! detached bundle signature `BUNDLE.sig` (`--bundle-key`), and the cosign image
 //! signatures the build stored in the bundle (`--verify-key`, `--require-signatures`),
-//! judged by the same policy as at build ([`crate::sign::SignaturePolicy`]).
+//! judged by the same policy as at build ([`crate::sign::SignaturePolicy`]), and, on
+//! request, the plugin checks and the SBOM derived again from the bundled layers
+//! ([`check_plugins`]).
+
+mod plugins;
+
+pub use plugins::{PluginCheckError, check_plugins};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -31,6 +37,9 @@ pub struct VerifyOptions {
     pub bundle_keys: Option<KeySet>,
     /// Image signatures to re-check against the signatures stored in the bundle.
     pub signatures: SignaturePolicy,
+    /// Derive the plugin reports and the SBOM from the bundled layers again and compare
+    /// (`--plugins`): a second pass over the bundle.
+    pub plugins: bool,
 }
 
 /// The signatures a verification proved.
@@ -123,7 +132,15 @@ pub fn verify(path: &Path, options: &VerifyOptions) -> Result<Verification, Veri
         Some(_) => Some(read_bundle_signature(path)?),
         None => None,
     };
-    let (report, content) = bundle::verify_keeping(path)?;
+    let (mut report, mut content) = bundle::verify_keeping(path)?;
+    if options.plugins
+        && let Some(verified) = &content
+    {
+        report.problems.extend(check_plugins(path, verified)?);
+        if !report.is_ok() {
+            content = None;
+        }
+    }
     let mut signatures = SignatureReport::default();
     if let (Some(keys), Some(signature), Some(sha256), true) = (
         &options.bundle_keys,
@@ -149,6 +166,8 @@ pub enum VerifyError {
     Read(#[from] ReadError),
     #[error(transparent)]
     Signature(#[from] SignatureCheckError),
+    #[error(transparent)]
+    Plugins(#[from] PluginCheckError),
 }
 
 impl VerifyError {
@@ -157,6 +176,7 @@ impl VerifyError {
         match self {
             VerifyError::Read(error) => error.kind(),
             VerifyError::Signature(error) => error.kind(),
+            VerifyError::Plugins(error) => error.kind(),
         }
     }
 }

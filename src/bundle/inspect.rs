@@ -1,5 +1,6 @@
 //! `inspect`: what a bundle holds, at a glance, from its leading entries only.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -9,6 +10,7 @@ use super::manifest::{Tool, VeleroInfo};
 use super::problem::Problem;
 use super::reader::{BundleReader, ReadError};
 use crate::oci::Digest;
+use crate::plugin::PluginReport;
 use crate::sign::SignatureStatus as Signature;
 use crate::values::Role as ImageRole;
 
@@ -37,6 +39,9 @@ pub struct BundleSummary {
     pub images: Vec<ImageSummary>,
     /// Problems seen in the leading entries (the rest is not read: use `verify`).
     pub problems: Vec<Problem>,
+    /// `sbom.cdx.json`, for `inspect --sbom`; `None` in a format 1 bundle.
+    #[serde(skip)]
+    pub sbom_json: Option<Vec<u8>>,
 }
 
 /// One image of a bundle.
@@ -54,6 +59,9 @@ pub struct ImageSummary {
     pub size: u64,
     /// Signature status.
     pub signature: Signature,
+    /// For a plugin image, the plugin checks' report of each platform manifest.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugin: BTreeMap<Digest, PluginReport>,
 }
 
 /// Summarises a bundle from its leading entries, without reading the blobs.
@@ -80,8 +88,10 @@ pub fn inspect(path: &Path) -> Result<BundleSummary, ReadError> {
                 media_type: bundled.image.media_type.clone(),
                 size: bundled.total_size,
                 signature: bundled.image.signature.clone(),
+                plugin: bundled.image.plugin.clone(),
             })
             .collect(),
         problems: reader.problems().to_vec(),
+        sbom_json: reader.sbom_json().map(<[u8]>::to_vec),
     })
 }

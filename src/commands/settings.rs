@@ -63,6 +63,10 @@ pub fn proxy_settings(install: &InstallArgs) -> ProxySettings {
     }
 }
 
+/// For `scripts/bench.sh` only: set, `build` skips reading the images' layers, so the
+/// benchmark can measure what the plugin checks cost.
+const SKIP_PLUGIN_CHECKS: &str = "VELERO_AIRGAP_BENCH_SKIP_PLUGIN_CHECKS";
+
 /// `build`.
 pub fn pack_request(args: &BuildArgs) -> anyhow::Result<PackRequest> {
     Ok(PackRequest {
@@ -75,6 +79,8 @@ pub fn pack_request(args: &BuildArgs) -> anyhow::Result<PackRequest> {
         jobs: args.registry.jobs.max(1),
         cache_dir: args.cache_dir.clone(),
         allow_secrets: args.allow_secrets,
+        allow_unrecognised: args.allow_unrecognised_plugin.clone(),
+        inspect_layers: std::env::var_os(SKIP_PLUGIN_CHECKS).is_none(),
         output: args.output.clone(),
         cancel: Default::default(),
         signatures: signature_policy(&args.signatures)?,
@@ -102,6 +108,7 @@ pub fn online_request(args: &ValidateArgs) -> anyhow::Result<OnlineRequest> {
         registry: registry_options(&args.registry)?,
         jobs: args.registry.jobs.max(1),
         signatures: signature_policy(&args.signatures)?,
+        allow_unrecognised: args.allow_unrecognised_plugin.clone(),
     })
 }
 
@@ -110,6 +117,7 @@ pub fn verify_options(args: &VerifyArgs) -> anyhow::Result<VerifyOptions> {
     Ok(VerifyOptions {
         bundle_keys: key_set(&args.bundle_key)?,
         signatures: signature_policy(&args.signatures)?,
+        plugins: args.plugins,
     })
 }
 
@@ -131,6 +139,7 @@ pub fn unpack_request(args: &UnpackArgs) -> anyhow::Result<UnpackRequest> {
         verify: VerifyOptions {
             bundle_keys: key_set(&args.bundle_key)?,
             signatures: signature_policy(&args.signatures)?,
+            plugins: args.plugins,
         },
         cancel: Default::default(),
     })

@@ -48,6 +48,11 @@ pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
             if let Some(sha256) = &report.sha256 {
                 eprintln!("sha256 {}", sha256.hex());
             }
+            if options.plugins {
+                eprintln!(
+                    "plugin reports and SBOM derived again from the bundled layers: identical"
+                );
+            }
             if let Some(fingerprint) = &signatures.bundle_key_fingerprint {
                 eprintln!("bundle signature verified with key {fingerprint}");
             }
