@@ -16,9 +16,11 @@ use crate::oci::{Digest, Manifest};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
-/// Most bytes kept in memory for each leading entry, in [`LEADING_ENTRIES`] order.
-pub(crate) const LEADING_LIMITS: [u64; 6] =
-    [4 * KIB, 16 * MIB, 64 * MIB, 16 * MIB, 16 * MIB, 16 * MIB];
+/// Most bytes kept in memory for each leading entry, in [`LEADING_ENTRIES`] order
+/// (`oci-layout`, `SHA256SUMS`, `bundle.json`, `index.json`, `config.yaml`,
+/// `values.yaml`). A 100-image bundle needs well under 1 MiB for any of them; the config
+/// has the cap of every config file, and the values are rendered from it.
+pub(crate) const LEADING_LIMITS: [u64; 6] = [4 * KIB, 4 * MIB, 4 * MIB, 4 * MIB, MIB, 4 * MIB];
 
 /// A blob `bundle.json` promises, and whether the archive has shown it yet.
 #[derive(Debug)]

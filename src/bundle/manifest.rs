@@ -22,8 +22,9 @@ pub struct BundleManifest {
     pub velero: VeleroInfo,
     /// Platforms the images were pinned to (`linux/amd64`, …), or `["all"]`.
     pub platforms: Vec<String>,
-    /// What the values were rendered from; free-form, filled by the builder.
-    pub render_inputs: serde_json::Map<String, serde_json::Value>,
+    /// What the values were rendered from besides `config.yaml`, `velero.release` and the
+    /// image digests.
+    pub render_inputs: crate::values::RenderInputs,
     /// RFC 3339 UTC time taken from `SOURCE_DATE_EPOCH`; absent when that is not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_time: Option<String>,
@@ -125,9 +126,7 @@ pub enum ManifestError {
     Json(#[source] serde_json::Error),
     /// A format version this crate does not read.
     #[error("format version {found} is not supported (this tool reads version {FORMAT_VERSION})")]
-    UnsupportedVersion {
-        found: u64,
-    },
+    UnsupportedVersion { found: u64 },
 }
 
 impl BundleManifest {
@@ -206,7 +205,7 @@ mod tests {
                 aws_plugin_image: "docker.io/velero/velero-plugin-for-aws:v1.14.0".into(),
             },
             platforms: vec!["linux/amd64".into()],
-            render_inputs: serde_json::Map::new(),
+            render_inputs: crate::values::RenderInputs::default(),
             build_time: None,
             images: vec![BundledImage {
                 image: ImageRecord {

@@ -21,7 +21,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, ReadError> {
 pub struct VerifiedContent {
     /// `bundle.json`.
     pub manifest: BundleManifest,
-    /// `values.yaml`.
+    pub config_yaml: Vec<u8>,
     pub values_yaml: Vec<u8>,
     /// Every manifest, index and signature manifest blob, by digest.
     pub manifests: HashMap<Digest, Vec<u8>>,
@@ -35,6 +35,7 @@ pub fn verify_keeping(path: &Path) -> Result<(VerifyReport, Option<VerifiedConte
             while reader.next_blob().is_some() {}
             let content = VerifiedContent {
                 manifest: reader.bundle().clone(),
+                config_yaml: reader.config_yaml().to_vec(),
                 values_yaml: reader.values_yaml().to_vec(),
                 manifests: reader.captured_manifests().clone(),
             };

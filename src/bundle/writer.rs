@@ -33,28 +33,20 @@ use crate::oci::Digest;
 pub enum WriteError {
     /// The target name does not say how to store the archive.
     #[error("{path}: a bundle file name must end in .tar, .tar.zst or .tar.gz")]
-    UnsupportedFileName {
-        path: PathBuf,
-    },
+    UnsupportedFileName { path: PathBuf },
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
     File(#[from] FileError),
     /// No slot waits for this blob.
     #[error("blob {digest} has no slot: it is not in the plan, or was given inline")]
-    NoSlot {
-        digest: Digest,
-    },
+    NoSlot { digest: Digest },
     /// The slot is held by another writer.
     #[error("blob {digest} is already being written")]
-    SlotBusy {
-        digest: Digest,
-    },
+    SlotBusy { digest: Digest },
     /// The slot was filled already.
     #[error("blob {digest} is already written")]
-    SlotFilled {
-        digest: Digest,
-    },
+    SlotFilled { digest: Digest },
     /// More bytes than the plan declared.
     #[error("blob {digest} is longer than its declared {size} bytes")]
     BlobTooLong {
@@ -80,9 +72,7 @@ pub enum WriteError {
     },
     /// `finish` found blobs never written.
     #[error("{} blob(s) were never written: {}", digests.len(), list(digests))]
-    Unfilled {
-        digests: Vec<Digest>,
-    },
+    Unfilled { digests: Vec<Digest> },
     /// The writer was dropped while a slot was still being filled.
     #[error("the bundle writer was abandoned")]
     Abandoned,

@@ -13,11 +13,12 @@ use velero_airgap::registry::{BasicCredentials, Mirror, RegistryOptions};
 use velero_airgap::release;
 use velero_airgap::sign::{KeySet, SignaturePolicy, SigningKey};
 use velero_airgap::unpack::{InstallSettings, K0sTarget, Target, UnpackRequest};
-use velero_airgap::values::ProxySettings;
+use velero_airgap::values::{self, ProxySettings, RenderInputs};
 use velero_airgap::verify::VerifyOptions;
 
 use crate::cli::{
-    BuildArgs, InstallArgs, RegistryArgs, SignatureArgs, UnpackArgs, ValidateArgs, VerifyArgs,
+    BuildArgs, HardeningArgs, InstallArgs, RegistryArgs, SignatureArgs, Switch, UnpackArgs,
+    ValidateArgs, VerifyArgs,
 };
 
 /// The signature flags as a policy (keys loaded now, so a bad key fails first).
@@ -63,13 +64,31 @@ pub fn proxy_settings(install: &InstallArgs) -> ProxySettings {
     }
 }
 
+/// What `render` and `build` render from besides the config.
+pub fn render_inputs(
+    install: &InstallArgs,
+    hardening: &HardeningArgs,
+    local_registry: &str,
+) -> RenderInputs {
+    RenderInputs {
+        local_registry: local_registry.to_string(),
+        proxy: proxy_settings(install),
+        host_ca_bundle: install.host_ca_bundle.clone(),
+        plugin_hardening: hardening.plugin_hardening == Switch::On,
+        ..RenderInputs::default()
+    }
+}
+
 /// `build`.
 pub fn pack_request(args: &BuildArgs) -> anyhow::Result<PackRequest> {
     Ok(PackRequest {
         config: args.config.config.clone(),
         release: release::select(args.config.velero_version.as_deref())?,
-        proxy: proxy_settings(&args.install),
-        host_ca_bundle: args.install.host_ca_bundle.clone(),
+        render_inputs: render_inputs(
+            &args.install,
+            &args.hardening,
+            values::DEFAULT_LOCAL_REGISTRY,
+        ),
         platforms: PlatformSelection::parse(&args.platform)?,
         registry: registry_options(&args.registry)?,
         jobs: args.registry.jobs.max(1),

@@ -12,6 +12,7 @@ pub mod online;
 mod plan;
 mod signatures;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
@@ -20,13 +21,13 @@ use serde::Serialize;
 use crate::bundle::{self, BundleWriter, WrittenBundle};
 use crate::config::{ClusterConfig, ConfigError};
 use crate::files::{self, FileError, Privacy};
-use crate::oci::PlatformSelection;
+use crate::oci::{ImageConfig, PlatformSelection};
 use crate::reference::Reference;
 use crate::registry::{self, Registry, RegistryError, RegistryOptions};
 use crate::release::Release;
 use crate::sign::{Fingerprint, SignaturePolicy, SignatureStatus, SigningKey};
 use crate::validate::{self, Severity};
-use crate::values::{self, ProxySettings, RenderInput, Role};
+use crate::values::{self, Recipe, RenderInputs, Role};
 
 /// What to pack.
 #[derive(Debug, Clone)]
@@ -34,10 +35,9 @@ pub struct PackRequest {
     /// The Embedded Cluster config file.
     pub config: PathBuf,
     pub release: Release,
-    /// Install-time proxy settings rendered into the values.
-    pub proxy: ProxySettings,
-    /// Host CA bundle path rendered into the values.
-    pub host_ca_bundle: Option<String>,
+    /// What the values are rendered from besides the config (the image users are
+    /// filled in once the images are resolved).
+    pub render_inputs: RenderInputs,
     /// Platforms to keep.
     pub platforms: PlatformSelection,
     /// How to reach registries.
@@ -234,12 +234,12 @@ pub async fn pack(
     }
     let config = ClusterConfig::load(&request.config)?;
     check_config(&config, &request)?;
-    let rendered = values::render(&RenderInput::from_config(
+    let recipe = Recipe::from_config(
         &config,
         request.release.clone(),
-        request.proxy.clone(),
-        request.host_ca_bundle.clone(),
-    ))?;
+        request.render_inputs.clone(),
+    );
+    let rendered = values::render(&recipe)?;
     request
         .signatures
         .check_names(rendered.images.iter().map(|u| &u.field.role))?;
@@ -259,13 +259,22 @@ pub async fn pack(
         .iter()
         .map(|r| (r.image.canonical.clone(), r.image.top.digest))
         .collect();
-    let values = values::to_airgap(&rendered, values::DEFAULT_LOCAL_REGISTRY, &pins)?;
+    // The images' users decide runAsNonRoot: render again now that they are known.
+    let recipe = Recipe {
+        inputs: RenderInputs {
+            plugin_users: plugin_users(&resolved),
+            ..recipe.inputs
+        },
+        ..recipe
+    };
+    let values_yaml = values::airgap_values(&recipe, &pins)?;
     let plan = plan::plan(
         &request,
         &config,
         &rendered,
         &resolved,
-        values::to_yaml(&values),
+        recipe.inputs,
+        values_yaml,
     )?;
     let writer = BundleWriter::create(&request.output, plan)?;
     let counts = fill::fill_blobs(&writer, &registry, &resolved, &request, events).await?;
@@ -295,6 +304,30 @@ pub async fn pack(
         bundle_signature,
         bundle_key_fingerprint,
     })
+}
+
+/// The `User` of each plugin image by initContainer name, where every bundled platform's
+/// config names the same one.
+fn plugin_users(resolved: &[Resolved]) -> BTreeMap<String, String> {
+    resolved
+        .iter()
+        .filter_map(|r| {
+            let container = match &r.role {
+                Role::AwsPlugin => values::images::AWS_PLUGIN_CONTAINER.to_string(),
+                Role::Plugin(name) => name.clone(),
+                Role::Velero | Role::Other => return None,
+            };
+            let mut users = r.image.configs.iter().map(|config| {
+                ImageConfig::parse(&config.bytes)
+                    .ok()
+                    .and_then(|config| config.user)
+            });
+            let first = users.next()??;
+            users
+                .all(|user| user.as_ref() == Some(&first))
+                .then_some((container, first))
+        })
+        .collect()
 }
 
 /// Refuses configs with validation errors, and literal secrets unless allowed.

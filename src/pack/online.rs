@@ -15,7 +15,7 @@ use crate::reference::Reference;
 use crate::registry::{Registry, RegistryOptions};
 use crate::release::Release;
 use crate::sign::{SignaturePolicy, SignatureStatus};
-use crate::values::{self, ProxySettings, RenderInput, Role};
+use crate::values::{self, Recipe, RenderInputs, Role};
 
 /// What to check online.
 #[derive(Debug, Clone)]
@@ -72,11 +72,10 @@ pub struct OnlineReport {
 pub async fn check_online(request: &OnlineRequest) -> Result<OnlineReport, PackError> {
     let config = ClusterConfig::load(&request.config)?;
     // Proxy and CA settings change no image: the defaults render the same images.
-    let rendered = values::render(&RenderInput::from_config(
+    let rendered = values::render(&Recipe::from_config(
         &config,
         request.release.clone(),
-        ProxySettings::default(),
-        None,
+        RenderInputs::default(),
     ))?;
     let registry = Registry::new(request.registry.clone())?;
     let registry = &registry;

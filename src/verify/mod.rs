@@ -1,8 +1,11 @@
 //! Everything that can be proven about a bundle offline, for `verify` and as the first
 //! step of `unpack`: the streaming pass (every checksum and digest, the layout), the
+//! agreement of its files with each other (values re-derived from the config), the
 //! detached bundle signature `BUNDLE.sig` (`--bundle-key`), and the cosign image
 //! signatures the build stored in the bundle (`--verify-key`, `--require-signatures`),
 //! judged by the same policy as at build ([`crate::sign::SignaturePolicy`]).
+
+mod consistency;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -72,9 +75,7 @@ pub enum SignatureCheckError {
     },
     /// An image's canonical reference in `bundle.json` does not parse.
     #[error("bundle.json names image {reference:?}, which is not a valid reference")]
-    Reference {
-        reference: String,
-    },
+    Reference { reference: String },
 }
 
 /// Reads `BUNDLE.sig` before the long pass: with `--bundle-key`, a missing or unreadable
@@ -123,7 +124,15 @@ pub fn verify(path: &Path, options: &VerifyOptions) -> Result<Verification, Veri
         Some(_) => Some(read_bundle_signature(path)?),
         None => None,
     };
-    let (report, content) = bundle::verify_keeping(path)?;
+    let (mut report, mut content) = bundle::verify_keeping(path)?;
+    if let Some(verified) = &content {
+        let findings = consistency::check(verified);
+        report.warnings.extend(findings.warnings);
+        if !findings.problems.is_empty() {
+            report.problems.extend(findings.problems);
+            content = None;
+        }
+    }
     let mut signatures = SignatureReport::default();
     if let (Some(keys), Some(signature), Some(sha256), true) = (
         &options.bundle_keys,
