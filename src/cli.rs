@@ -120,6 +120,23 @@ pub struct InstallArgs {
     pub host_ca_bundle: Option<String>,
 }
 
+/// Rendering steps that can be turned off.
+#[derive(Debug, Args, Clone)]
+pub struct HardeningArgs {
+    /// Give plugin initContainers a restricted securityContext (no privilege escalation,
+    /// read-only root, no capabilities, RuntimeDefault seccomp, non-root when the image
+    /// says so) and small resources.
+    #[arg(long, value_enum, value_name = "on|off", default_value = "on")]
+    pub plugin_hardening: Switch,
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
 /// `validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -170,6 +187,8 @@ pub struct RenderArgs {
     /// Install-time settings.
     #[command(flatten)]
     pub install: InstallArgs,
+    #[command(flatten)]
+    pub hardening: HardeningArgs,
     /// online keeps image references; airgap points them at the local registry.
     #[arg(long, value_enum, default_value = "online")]
     pub mode: Mode,
@@ -232,6 +251,8 @@ pub struct BuildArgs {
     /// Install-time settings recorded in the bundle's values.
     #[command(flatten)]
     pub install: InstallArgs,
+    #[command(flatten)]
+    pub hardening: HardeningArgs,
     /// Registry access.
     #[command(flatten)]
     pub registry: RegistryArgs,

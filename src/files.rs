@@ -59,9 +59,7 @@ pub enum FileError {
     },
     /// A file found by convention is not a regular file.
     #[error("{} is not a regular file; remove or replace it", path.display())]
-    NotRegular {
-        path: PathBuf,
-    },
+    NotRegular { path: PathBuf },
     /// The file could not be written or put in place.
     #[error("cannot write {}", path.display())]
     Write {

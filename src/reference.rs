@@ -68,38 +68,28 @@ pub enum ReferenceErrorKind {
     Uppercase,
     /// The repository path has an empty component (`a//b`, a trailing `/`).
     #[error("repository path {path:?} has an empty component")]
-    EmptyComponent {
-        path: String,
-    },
+    EmptyComponent { path: String },
     /// A repository path component breaks the grammar.
     #[error(
         "path component {component:?} may only hold lowercase letters and digits, \
          separated by '.', '_', '__' or dashes"
     )]
-    InvalidComponent {
-        component: String,
-    },
+    InvalidComponent { component: String },
     /// The repository path is longer than 255 characters.
     #[error("repository name is {length} characters long, the limit is 255")]
-    NameTooLong {
-        length: usize,
-    },
+    NameTooLong { length: usize },
     /// A `:` is followed by nothing.
     #[error("tag is empty")]
     EmptyTag,
     /// The tag is longer than 128 characters.
     #[error("tag is longer than 128 characters ({length})")]
-    TagTooLong {
-        length: usize,
-    },
+    TagTooLong { length: usize },
     /// The tag holds characters outside `[A-Za-z0-9_.-]` or starts with `.` or `-`.
     #[error(
         "tag {tag:?} may only hold letters, digits, '_', '.' and '-', \
          and must not start with '.' or '-'"
     )]
-    InvalidTag {
-        tag: String,
-    },
+    InvalidTag { tag: String },
     /// The digest is malformed or uses an unsupported algorithm.
     #[error(transparent)]
     Digest(#[from] DigestError),
@@ -112,27 +102,19 @@ pub enum DomainError {
     Empty,
     /// A URL was given instead of a host.
     #[error("give the host only, without {scheme}://")]
-    Scheme {
-        scheme: String,
-    },
+    Scheme { scheme: String },
     /// A path follows the host.
     #[error("give the host only, without a path")]
     Path,
     /// The port is not a number from 1 to 65535.
     #[error("port {port:?} must be a number from 1 to 65535")]
-    Port {
-        port: String,
-    },
+    Port { port: String },
     /// A bracketed IPv6 address is malformed, or an IPv6 address lacks brackets.
     #[error("IPv6 address {address:?} is not valid (write it in brackets, e.g. [fd00::1]:5000)")]
-    Ipv6 {
-        address: String,
-    },
+    Ipv6 { address: String },
     /// A dot-separated host name component breaks `[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?`.
     #[error("host name component {component:?} must be letters, digits and inner dashes")]
-    Component {
-        component: String,
-    },
+    Component { component: String },
 }
 
 impl Reference {

@@ -8,7 +8,7 @@
 use crate::config::{ClusterConfig, Plugin, ProblemLevel, VeleroOverride};
 use crate::reference::{self, Reference};
 use crate::release::{self, Release};
-use crate::values::{self, ImageUse, ProxySettings, RenderInput, Role};
+use crate::values::{self, ImageUse, Recipe, RenderInputs, Role};
 use crate::yaml::Value;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -392,14 +392,9 @@ fn walk_secrets(value: &Value, path: String, found: &mut Vec<(String, String)>) 
 /// Checks that need the final values: image fields from overrides, the
 /// Velero/AWS plugin pair, and airgap name collisions.
 fn check_rendered(config: &ClusterConfig, options: &Options, findings: &mut Vec<Finding>) {
-    let input = RenderInput::from_config(
-        config,
-        options.release.clone(),
-        ProxySettings::default(),
-        None,
-    );
+    let recipe = Recipe::from_config(config, options.release.clone(), RenderInputs::default());
     let overrides_path = crate::config::OVERRIDES_PATH;
-    let rendered = match values::render(&input) {
+    let rendered = match values::render(&recipe) {
         Ok(rendered) => rendered,
         Err(err) => {
             findings.push(error(

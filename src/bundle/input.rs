@@ -194,7 +194,9 @@ impl Stream {
         let stream = match compression {
             Compression::None => Self::Plain(raw),
             Compression::Zstd => {
-                let mut decoder = zstd::stream::read::Decoder::with_buffer(raw)?;
+                // One frame: the format allows nothing after it, and a second frame would be data no
+                // listing accounts for.
+                let mut decoder = zstd::stream::read::Decoder::with_buffer(raw)?.single_frame();
                 decoder.window_log_max(ZSTD_WINDOW_LOG_MAX)?;
                 Self::Zstd(BufReader::with_capacity(DECODED_BUFFER, decoder))
             }

@@ -16,18 +16,14 @@ use crate::oci::{Digest, Manifest};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
-/// Most bytes kept in memory for each leading entry, in [`LEADING_ENTRIES`] order. The
-/// SBOM of a real bundle (a few Go programs, a few hundred modules each) is far below its
-/// limit, which the writer enforces too.
-pub(crate) const LEADING_LIMITS: [u64; 7] = [
-    4 * KIB,
-    16 * MIB,
-    64 * MIB,
-    16 * MIB,
-    16 * MIB,
-    16 * MIB,
-    SBOM_LIMIT,
-];
+/// Most bytes kept in memory for each leading entry, in [`LEADING_ENTRIES`] order
+/// (`oci-layout`, `SHA256SUMS`, `bundle.json`, `index.json`, `config.yaml`,
+/// `values.yaml`, `sbom.cdx.json`). A 100-image bundle needs well under 1 MiB for any of
+/// the first six; the config has the cap of every config file, and the values are
+/// rendered from it. The SBOM of a real bundle (a few Go programs, a few hundred modules
+/// each) is far below its limit, which the writer enforces too.
+pub(crate) const LEADING_LIMITS: [u64; 7] =
+    [4 * KIB, 4 * MIB, 4 * MIB, 4 * MIB, MIB, 4 * MIB, SBOM_LIMIT];
 /// Largest `sbom.cdx.json` written or read.
 pub(crate) const SBOM_LIMIT: u64 = 8 * MIB;
 

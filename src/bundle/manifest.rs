@@ -15,10 +15,6 @@ use crate::values::Role as ImageRole;
 pub const FORMAT_VERSION: u32 = 2;
 /// The format versions this crate reads.
 pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
-/// The `renderInputs` key listing, sorted, the plugins `--allow-unrecognised-plugin`
-/// allowed, so that an offline re-check judges the same way.
-pub const ALLOW_UNRECOGNISED_PLUGINS: &str = "allowUnrecognisedPlugins";
-
 /// The content of `bundle.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -31,8 +27,9 @@ pub struct BundleManifest {
     pub velero: VeleroInfo,
     /// Platforms the images were pinned to (`linux/amd64`, …), or `["all"]`.
     pub platforms: Vec<String>,
-    /// What the values were rendered from; free-form, filled by the builder.
-    pub render_inputs: serde_json::Map<String, serde_json::Value>,
+    /// What the values were rendered from besides `config.yaml`, `velero.release` and the
+    /// image digests.
+    pub render_inputs: crate::values::RenderInputs,
     /// RFC 3339 UTC time taken from `SOURCE_DATE_EPOCH`; absent when that is not set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_time: Option<String>,
@@ -140,9 +137,7 @@ pub enum ManifestError {
     #[error(
         "format version {found} is not supported (this tool reads versions 1 and 2): use a newer velero-airgap"
     )]
-    UnsupportedVersion {
-        found: u64,
-    },
+    UnsupportedVersion { found: u64 },
 }
 
 impl BundleManifest {
@@ -161,14 +156,6 @@ impl BundleManifest {
             return Err(ManifestError::UnsupportedVersion { found });
         }
         serde_json::from_slice(bytes).map_err(ManifestError::Json)
-    }
-
-    /// The plugins `--allow-unrecognised-plugin` allowed at build.
-    pub fn allowed_unrecognised_plugins(&self) -> Vec<String> {
-        self.render_inputs
-            .get(ALLOW_UNRECOGNISED_PLUGINS)
-            .and_then(|value| serde_json::from_value(value.clone()).ok())
-            .unwrap_or_default()
     }
 
     /// Sum of the sizes of every file listed.
@@ -239,7 +226,7 @@ mod tests {
                 aws_plugin_image: "docker.io/velero/velero-plugin-for-aws:v1.14.0".into(),
             },
             platforms: vec!["linux/amd64".into()],
-            render_inputs: serde_json::Map::new(),
+            render_inputs: crate::values::RenderInputs::default(),
             build_time: None,
             images: vec![BundledImage {
                 image: ImageRecord {

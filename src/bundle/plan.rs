@@ -26,7 +26,7 @@ pub struct BundlePlan {
     /// Platforms the images were pinned to.
     pub platforms: Vec<String>,
     /// Free-form record of the render inputs (mode, local registry, proxies set, …).
-    pub render_inputs: serde_json::Map<String, serde_json::Value>,
+    pub render_inputs: crate::values::RenderInputs,
     /// The images, in the order `index.json` will list them.
     pub images: Vec<ImageRecord>,
     /// The input config, stored as `config.yaml`.
@@ -59,9 +59,7 @@ pub struct BlobRef {
 pub enum PlanError {
     /// Two images with one canonical reference.
     #[error("image {reference} is listed twice")]
-    DuplicateImage {
-        reference: String,
-    },
+    DuplicateImage { reference: String },
     /// One digest planned with two sizes.
     #[error("blob {digest} is planned with sizes {first} and {second}")]
     BlobSizeConflict {
@@ -81,15 +79,10 @@ pub enum PlanError {
     },
     /// The SBOM is larger than readers accept.
     #[error("the SBOM is {size} bytes, more than the {limit} bundle readers accept")]
-    SbomTooLarge {
-        size: u64,
-        limit: u64,
-    },
+    SbomTooLarge { size: u64, limit: u64 },
     /// `SOURCE_DATE_EPOCH` is set but not a number.
     #[error("SOURCE_DATE_EPOCH `{value}` is not a whole number of seconds")]
-    SourceDateEpoch {
-        value: String,
-    },
+    SourceDateEpoch { value: String },
 }
 
 /// Reads `SOURCE_DATE_EPOCH` from the environment: `None` when unset or empty.
@@ -358,7 +351,7 @@ mod tests {
                 aws_plugin_image: "docker.io/velero/velero-plugin-for-aws:v1.14.0".into(),
             },
             platforms: vec!["linux/amd64".into()],
-            render_inputs: serde_json::Map::new(),
+            render_inputs: crate::values::RenderInputs::default(),
             images: vec![ImageRecord {
                 role: ImageRole::Velero,
                 canonical_reference: "docker.io/velero/velero:v1.18.1".into(),

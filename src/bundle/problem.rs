@@ -92,9 +92,7 @@ pub enum ProblemKind {
     Refused(Refusal),
     /// Larger than the reader keeps in memory for this entry.
     #[error("larger than the {limit}-byte limit for this entry")]
-    TooLarge {
-        limit: u64,
-    },
+    TooLarge { limit: u64 },
     /// The archive ends inside this entry.
     #[error("truncated: {read} of {expected} bytes present")]
     Truncated {

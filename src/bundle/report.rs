@@ -65,6 +65,8 @@ pub struct VerifyReport {
     pub blobs: u64,
     /// Every problem found; empty for a good bundle.
     pub problems: Vec<Problem>,
+    /// What could not be proven, or deserves a look, without making the bundle bad.
+    pub warnings: Vec<String>,
 }
 
 impl VerifyReport {
@@ -114,6 +116,7 @@ pub(crate) fn conclude(
         images,
         blobs,
         problems,
+        warnings: Vec::new(),
     }
 }
 

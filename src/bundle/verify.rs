@@ -21,7 +21,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport, ReadError> {
 pub struct VerifiedContent {
     /// `bundle.json`.
     pub manifest: BundleManifest,
-    /// `values.yaml`.
+    pub config_yaml: Vec<u8>,
     pub values_yaml: Vec<u8>,
     /// `sbom.cdx.json`; `None` for a format 1 bundle.
     pub sbom_json: Option<Vec<u8>>,
@@ -37,6 +37,7 @@ pub fn verify_keeping(path: &Path) -> Result<(VerifyReport, Option<VerifiedConte
             while reader.next_blob().is_some() {}
             let content = VerifiedContent {
                 manifest: reader.bundle().clone(),
+                config_yaml: reader.config_yaml().to_vec(),
                 values_yaml: reader.values_yaml().to_vec(),
                 sbom_json: reader.sbom_json().map(<[u8]>::to_vec),
                 manifests: reader.captured_manifests().clone(),

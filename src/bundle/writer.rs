@@ -33,28 +33,20 @@ use crate::oci::Digest;
 pub enum WriteError {
     /// The target name does not say how to store the archive.
     #[error("{path}: a bundle file name must end in .tar, .tar.zst or .tar.gz")]
-    UnsupportedFileName {
-        path: PathBuf,
-    },
+    UnsupportedFileName { path: PathBuf },
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
     File(#[from] FileError),
     /// No slot waits for this blob.
     #[error("blob {digest} has no slot: it is not in the plan, or was given inline")]
-    NoSlot {
-        digest: Digest,
-    },
+    NoSlot { digest: Digest },
     /// The slot is held by another writer.
     #[error("blob {digest} is already being written")]
-    SlotBusy {
-        digest: Digest,
-    },
+    SlotBusy { digest: Digest },
     /// The slot was filled already.
     #[error("blob {digest} is already written")]
-    SlotFilled {
-        digest: Digest,
-    },
+    SlotFilled { digest: Digest },
     /// More bytes than the plan declared.
     #[error("blob {digest} is longer than its declared {size} bytes")]
     BlobTooLong {
@@ -80,9 +72,7 @@ pub enum WriteError {
     },
     /// `finish` found blobs never written.
     #[error("{} blob(s) were never written: {}", digests.len(), list(digests))]
-    Unfilled {
-        digests: Vec<Digest>,
-    },
+    Unfilled { digests: Vec<Digest> },
     /// The writer was dropped while a slot was still being filled.
     #[error("the bundle writer was abandoned")]
     Abandoned,
@@ -394,7 +384,13 @@ impl BlobSlot {
         let (mut from, mut to) = (offset, data_offset + self.written);
         while self.written < self.size() && self.hasher.is_none() {
             let left = usize::try_from(self.size() - self.written).unwrap_or(usize::MAX);
-            match rustix::fs::copy_file_range(file, Some(&mut from), &self.shared.file, Some(&mut to), left) {
+            match rustix::fs::copy_file_range(
+                file,
+                Some(&mut from),
+                &self.shared.file,
+                Some(&mut to),
+                left,
+            ) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Ok(copied) => self.written += copied as u64,
                 // Another filesystem, or a kernel without it: copy through a buffer.

@@ -5,12 +5,13 @@ use super::{ExitStatus, Output};
 use crate::cli::{Mode, RenderArgs};
 use anyhow::Context;
 use std::collections::BTreeMap;
+use std::path::Path;
 use velero_airgap::config::ClusterConfig;
 use velero_airgap::oci::Digest;
 use velero_airgap::reference::Reference;
 use velero_airgap::release;
 use velero_airgap::validate::{self, Severity};
-use velero_airgap::values::{self, RenderInput};
+use velero_airgap::values::{self, Recipe};
 
 /// Runs `render`. A config with validation errors is refused: values rendered
 /// from it would be wrong in ways the chart would not notice.
@@ -43,33 +44,55 @@ pub fn run(args: RenderArgs, output: Output) -> anyhow::Result<ExitStatus> {
             eprintln!("{}: {finding}", path.display());
         }
     }
-    let input = RenderInput::from_config(
-        &config,
-        release,
-        settings::proxy_settings(&args.install),
-        args.install.host_ca_bundle.clone(),
-    );
+    let mut inputs = settings::render_inputs(&args.install, &args.hardening, &args.local_registry);
+    let lock = match &args.lock {
+        Some(bundle) => Some(read_lock(bundle)?),
+        None => None,
+    };
+    if let Some(lock) = &lock {
+        // The images' users are facts of the bundle: with them the values come out as
+        // the bundle's own.
+        inputs.plugin_users = lock.plugin_users.clone();
+    }
+    let recipe = Recipe::from_config(&config, release, inputs);
     let rendered =
-        values::render(&input).with_context(|| format!("cannot render {}", path.display()))?;
-    let pins = match &args.lock {
-        Some(bundle) => lock_pins(bundle)?,
-        None => BTreeMap::new(),
+        values::render(&recipe).with_context(|| format!("cannot render {}", path.display()))?;
+    let pins = match (&lock, &args.lock) {
+        (Some(lock), Some(bundle)) => {
+            check_locked(&rendered, &lock.pins, bundle)?;
+            lock.pins.clone()
+        }
+        _ => BTreeMap::new(),
     };
     let values = match args.mode {
-        Mode::Online => values::pin(&rendered, &pins)?,
-        Mode::Airgap => values::to_airgap(&rendered, &args.local_registry, &pins)?,
+        Mode::Online => values::to_yaml(&values::pin(&rendered, &pins)?),
+        Mode::Airgap => values::airgap_values(&recipe, &pins)?,
     };
-    super::write_output(args.output.as_deref(), values::to_yaml(&values).as_bytes())?;
+    super::write_output(args.output.as_deref(), values.as_bytes())?;
     Ok(ExitStatus::Success)
 }
 
-/// Canonical reference → digest, from a bundle's image lock (its leading
-/// entries only).
-fn lock_pins(bundle: &std::path::Path) -> anyhow::Result<BTreeMap<Reference, Digest>> {
+/// What `--lock` takes from a bundle.
+struct Lock {
+    /// Canonical reference → digest.
+    pins: BTreeMap<Reference, Digest>,
+    plugin_users: BTreeMap<String, String>,
+}
+
+/// The image lock of a bundle, from its leading entries only, which must agree with
+/// their checksums.
+fn read_lock(bundle: &Path) -> anyhow::Result<Lock> {
     let reader = velero_airgap::bundle::BundleReader::open(bundle)
         .with_context(|| format!("cannot read the image lock of {}", bundle.display()))?;
-    reader
-        .bundle()
+    if let Some(problem) = reader.problems().first() {
+        anyhow::bail!(
+            "{}: {problem}; the image lock cannot be trusted (run `velero-airgap verify {}`)",
+            bundle.display(),
+            bundle.display()
+        );
+    }
+    let manifest = reader.bundle();
+    let pins = manifest
         .images
         .iter()
         .map(|image| {
@@ -78,5 +101,32 @@ fn lock_pins(bundle: &std::path::Path) -> anyhow::Result<BTreeMap<Reference, Dig
                 image.image.digest,
             ))
         })
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Lock {
+        pins,
+        plugin_users: manifest.render_inputs.plugin_users.clone(),
+    })
+}
+
+/// Refuses values that need an image the bundle does not carry: pinning only the others
+/// would give values that fail on the offline cluster.
+fn check_locked(
+    rendered: &values::Rendered,
+    pins: &BTreeMap<Reference, Digest>,
+    bundle: &Path,
+) -> anyhow::Result<()> {
+    let missing: Vec<String> = rendered
+        .distinct_images()
+        .into_iter()
+        .filter(|(reference, _)| !pins.contains_key(reference))
+        .map(|(reference, _)| reference.to_string())
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "{}: not in {}: build the bundle from this config, or render without --lock",
+            missing.join(", "),
+            bundle.display()
+        );
+    }
+    Ok(())
 }

@@ -13,11 +13,12 @@ use velero_airgap::registry::{BasicCredentials, Mirror, RegistryOptions};
 use velero_airgap::release;
 use velero_airgap::sign::{KeySet, SignaturePolicy, SigningKey};
 use velero_airgap::unpack::{InstallSettings, K0sTarget, Target, UnpackRequest};
-use velero_airgap::values::ProxySettings;
+use velero_airgap::values::{self, ProxySettings, RenderInputs};
 use velero_airgap::verify::VerifyOptions;
 
 use crate::cli::{
-    BuildArgs, InstallArgs, RegistryArgs, SignatureArgs, UnpackArgs, ValidateArgs, VerifyArgs,
+    BuildArgs, HardeningArgs, InstallArgs, RegistryArgs, SignatureArgs, Switch, UnpackArgs,
+    ValidateArgs, VerifyArgs,
 };
 
 /// The signature flags as a policy (keys loaded now, so a bad key fails first).
@@ -67,19 +68,39 @@ pub fn proxy_settings(install: &InstallArgs) -> ProxySettings {
 /// benchmark can measure what the plugin checks cost.
 const SKIP_PLUGIN_CHECKS: &str = "VELERO_AIRGAP_BENCH_SKIP_PLUGIN_CHECKS";
 
+/// What `render` and `build` render from besides the config.
+pub fn render_inputs(
+    install: &InstallArgs,
+    hardening: &HardeningArgs,
+    local_registry: &str,
+) -> RenderInputs {
+    RenderInputs {
+        local_registry: local_registry.to_string(),
+        proxy: proxy_settings(install),
+        host_ca_bundle: install.host_ca_bundle.clone(),
+        plugin_hardening: hardening.plugin_hardening == Switch::On,
+        ..RenderInputs::default()
+    }
+}
+
 /// `build`.
 pub fn pack_request(args: &BuildArgs) -> anyhow::Result<PackRequest> {
     Ok(PackRequest {
         config: args.config.config.clone(),
         release: release::select(args.config.velero_version.as_deref())?,
-        proxy: proxy_settings(&args.install),
-        host_ca_bundle: args.install.host_ca_bundle.clone(),
+        render_inputs: RenderInputs {
+            allow_unrecognised_plugins: args.allow_unrecognised_plugin.iter().cloned().collect(),
+            ..render_inputs(
+                &args.install,
+                &args.hardening,
+                values::DEFAULT_LOCAL_REGISTRY,
+            )
+        },
         platforms: PlatformSelection::parse(&args.platform)?,
         registry: registry_options(&args.registry)?,
         jobs: args.registry.jobs.max(1),
         cache_dir: args.cache_dir.clone(),
         allow_secrets: args.allow_secrets,
-        allow_unrecognised: args.allow_unrecognised_plugin.clone(),
         inspect_layers: std::env::var_os(SKIP_PLUGIN_CHECKS).is_none(),
         output: args.output.clone(),
         cancel: Default::default(),
@@ -108,7 +129,7 @@ pub fn online_request(args: &ValidateArgs) -> anyhow::Result<OnlineRequest> {
         registry: registry_options(&args.registry)?,
         jobs: args.registry.jobs.max(1),
         signatures: signature_policy(&args.signatures)?,
-        allow_unrecognised: args.allow_unrecognised_plugin.clone(),
+        allow_unrecognised: args.allow_unrecognised_plugin.iter().cloned().collect(),
     })
 }
 

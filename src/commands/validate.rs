@@ -21,7 +21,10 @@ fn online(args: &ValidateArgs, output: Output) -> anyhow::Result<Vec<OnlineResul
             && !args.json
             && (!output.quiet || finding.severity == FindingSeverity::Error)
         {
-            eprintln!("{file}: {}: {subject}: {}", finding.severity, finding.message);
+            eprintln!(
+                "{file}: {}: {subject}: {}",
+                finding.severity, finding.message
+            );
         }
     };
     let report = super::run_async(Default::default(), async {

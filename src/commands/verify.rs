@@ -35,6 +35,11 @@ pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
         for problem in &report.problems {
             eprintln!("{name}: {problem}");
         }
+        if !output.quiet {
+            for warning in &report.warnings {
+                eprintln!("{name}: warning: {warning}");
+            }
+        }
         if !output.quiet && report.is_ok() {
             let sidecar = match report.sidecar {
                 SidecarStatus::Matched => "sidecar checksum matched",

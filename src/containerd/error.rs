@@ -37,9 +37,7 @@ pub enum ContainerdError {
         "containerd namespace {namespace:?} is not valid: use letters and digits, \
          optionally joined by '.', '_' or '-' (at most 76 characters), e.g. k8s.io"
     )]
-    InvalidNamespace {
-        namespace: String,
-    },
+    InvalidNamespace { namespace: String },
     /// A call that is not about one blob or image failed (version, introspection, lease).
     #[error(
         "containerd at {socket} refused to {operation}: is containerd running? check --containerd SOCKET"

@@ -22,19 +22,13 @@ pub struct Digest([u8; 32]);
 pub enum DigestError {
     /// No `:` between algorithm and hex.
     #[error("digest {digest:?} must be algorithm:hex, e.g. sha256:<64 hex characters>")]
-    Format {
-        digest: String,
-    },
+    Format { digest: String },
     /// An algorithm other than sha256 (or not an algorithm name at all).
     #[error("digest algorithm {algorithm:?} is not supported (only sha256 is)")]
-    UnsupportedAlgorithm {
-        algorithm: String,
-    },
+    UnsupportedAlgorithm { algorithm: String },
     /// The hex part is not 64 characters long.
     #[error("digest sha256 needs 64 hex characters, got {actual}")]
-    Length {
-        actual: usize,
-    },
+    Length { actual: usize },
     /// The hex part holds characters other than `0-9a-f`.
     #[error("digest sha256 must be lowercase hex (0-9, a-f)")]
     NotLowercaseHex,

@@ -1,5 +1,6 @@
 //! The one model of OCI data the crate uses: digests, media types, descriptors, content
-//! with its exact bytes, the parsed view of manifests and indexes, and platforms.
+//! with its exact bytes, the parsed view of manifests and indexes, image configs and
+//! platforms.
 //!
 //! Why our own types rather than `oci-spec`'s: a manifest's bytes are its identity (its
 //! digest, and the signatures over it), so they are kept exactly as served and parsed only
@@ -9,6 +10,7 @@
 //! `oci-spec`'s accepts any algorithm. And the registry transport is our own (see
 //! [`crate::registry`]), so `oci-spec` would be a dependency for five small types.
 
+mod config;
 mod content;
 mod descriptor;
 mod digest;
@@ -16,6 +18,7 @@ mod manifest;
 mod media_type;
 mod platform;
 
+pub use config::{ConfigError, ImageConfig, MAX_CONFIG_BYTES, numeric_non_root, runs_as_root};
 pub use content::Content;
 pub use descriptor::Descriptor;
 pub(crate) use digest::bare_hex;

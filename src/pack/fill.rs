@@ -157,10 +157,11 @@ async fn fill_one(
     let cache = sources.cache;
     if let Some((file, offset)) = sources.spool.and_then(|spool| spool.filled(&digest)) {
         let mut slot = writer.slot(&digest, SlotCheck::SizeOnly)?;
-        slot.copy_from(file, offset).map_err(|source| FileError::Write {
-            path: writer.target().to_path_buf(),
-            source,
-        })?;
+        slot.copy_from(file, offset)
+            .map_err(|source| FileError::Write {
+                path: writer.target().to_path_buf(),
+                source,
+            })?;
         slot.finish()?;
         events(Event::BlobProgress { bytes: blob.size });
         return Ok(false);

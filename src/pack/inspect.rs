@@ -35,10 +35,10 @@ use tokio_util::sync::CancellationToken;
 use super::fill::{Fetching, cache_path};
 use super::spool::Spool;
 use super::{Event, PackError, Resolved};
-use crate::oci::{Content, Descriptor, Digest};
+use crate::oci::{ConfigError, Content, Descriptor, Digest, MAX_CONFIG_BYTES};
 use crate::plugin::{
-    ConfigError, DeploymentImage, InspectError, LayerChanges, LayerError, MAX_CONFIG_BYTES,
-    PlatformManifest, ReadBlobs, scan_layer,
+    DeploymentImage, InspectError, LayerChanges, LayerError, PlatformManifest, ReadBlobs,
+    scan_layer,
 };
 use crate::registry::{Registry, RegistryError};
 use crate::values::Rendered;
@@ -113,7 +113,9 @@ pub(super) async fn read_blobs(
         }
         for manifest in &image.manifests {
             if !read.configs.contains_key(&manifest.config.digest)
-                && !configs.iter().any(|(_, c)| c.digest == manifest.config.digest)
+                && !configs
+                    .iter()
+                    .any(|(_, c)| c.digest == manifest.config.digest)
             {
                 configs.push((index, manifest.config.clone()));
             }
@@ -212,8 +214,11 @@ async fn read_layer(
         .map(|dir| cache_path(dir, &layer.digest))
         .filter(|path| path.is_file())
     {
-        let (media_type, digest, cancel) =
-            (layer.media_type.clone(), layer.digest, reader.cancel.clone());
+        let (media_type, digest, cancel) = (
+            layer.media_type.clone(),
+            layer.digest,
+            reader.cancel.clone(),
+        );
         let read = crate::task::blocking({
             let path = path.clone();
             move || -> Result<Option<LayerChanges>, LayerError> {
@@ -237,16 +242,28 @@ async fn read_layer(
         }
         let _ = std::fs::remove_file(&path);
     }
-    let mut sink = Fetching::new(spool.sink(&layer.digest), &layer.digest, reader.cache, reader.events)?;
+    let mut sink = Fetching::new(
+        spool.sink(&layer.digest),
+        &layer.digest,
+        reader.cache,
+        reader.events,
+    )?;
     reader
         .registry
         .fetch_blob(&resolved.image, layer, &mut sink)
         .await?;
     sink.finish()?;
     spool.mark_filled(&layer.digest);
-    let (media_type, digest, cancel) = (layer.media_type.clone(), layer.digest, reader.cancel.clone());
+    let (media_type, digest, cancel) = (
+        layer.media_type.clone(),
+        layer.digest,
+        reader.cancel.clone(),
+    );
     crate::task::blocking(move || {
-        scan_layer(&media_type, Watched::new(spool.reader(&digest), None, cancel))
+        scan_layer(
+            &media_type,
+            Watched::new(spool.reader(&digest), None, cancel),
+        )
     })
     .await
     .map_err(|source| failed(source).into())

@@ -15,6 +15,7 @@ mod plan;
 mod signatures;
 mod spool;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -24,7 +25,7 @@ use serde::Serialize;
 use crate::bundle::{self, BundleWriter, WrittenBundle};
 use crate::config::{ClusterConfig, ConfigError};
 use crate::files::{self, FileError, Privacy};
-use crate::oci::{Digest, PlatformSelection};
+use crate::oci::{Digest, ImageConfig, PlatformSelection};
 use crate::plugin::{
     DeploymentImage, ImageFacts, InspectError, Judgement, PluginReport, ReadBlobs,
     Severity as FindingSeverity, check_deployment, codes,
@@ -34,7 +35,7 @@ use crate::registry::{self, Registry, RegistryError, RegistryOptions};
 use crate::release::Release;
 use crate::sign::{Fingerprint, SignaturePolicy, SignatureStatus, SigningKey};
 use crate::validate::{self, Severity};
-use crate::values::{self, ProxySettings, RenderInput, Role};
+use crate::values::{self, Recipe, RenderInputs, Role};
 
 /// What to pack.
 #[derive(Debug, Clone)]
@@ -42,10 +43,9 @@ pub struct PackRequest {
     /// The Embedded Cluster config file.
     pub config: PathBuf,
     pub release: Release,
-    /// Install-time proxy settings rendered into the values.
-    pub proxy: ProxySettings,
-    /// Host CA bundle path rendered into the values.
-    pub host_ca_bundle: Option<String>,
+    /// What the values are rendered from besides the config (the image users are
+    /// filled in once the images are resolved).
+    pub render_inputs: RenderInputs,
     /// Platforms to keep.
     pub platforms: PlatformSelection,
     /// How to reach registries.
@@ -62,8 +62,6 @@ pub struct PackRequest {
     pub signatures: SignaturePolicy,
     /// Sign the bundle file with this key (`BUNDLE.sig`).
     pub sign_key: Option<SigningKey>,
-    /// Plugins (by name) whose unrecognised entrypoint is only a warning.
-    pub allow_unrecognised: Vec<String>,
     /// Whether the plugin checks read the images' layers. Only the benchmark turns this
     /// off, to measure what the checks cost; the bundle then has no plugin reports and
     /// an SBOM without programs.
@@ -231,10 +229,7 @@ pub enum PackError {
     },
     /// `--allow-unrecognised-plugin` names no plugin of the config.
     #[error("--allow-unrecognised-plugin {name}: {file} has no plugin of that name")]
-    UnknownAllowedPlugin {
-        name: String,
-        file: String,
-    },
+    UnknownAllowedPlugin { name: String, file: String },
     /// Some images lack requested platforms.
     #[error("missing platforms: {}", .0.join("; "))]
     MissingPlatforms(Vec<String>),
@@ -294,12 +289,12 @@ pub async fn pack(
     }
     let config = ClusterConfig::load(&request.config)?;
     check_config(&config, &request)?;
-    let rendered = values::render(&RenderInput::from_config(
+    let recipe = Recipe::from_config(
         &config,
         request.release.clone(),
-        request.proxy.clone(),
-        request.host_ca_bundle.clone(),
-    ))?;
+        request.render_inputs.clone(),
+    );
+    let rendered = values::render(&recipe)?;
     request
         .signatures
         .check_names(rendered.images.iter().map(|u| &u.field.role))?;
@@ -314,20 +309,30 @@ pub async fn pack(
     )
     .await?;
     signatures::check_signatures(&registry, &mut resolved, &request, events).await?;
-    let (facts, spool) = check_plugins(&registry, &mut resolved, &rendered, &request, events).await?;
+    let (facts, spool) =
+        check_plugins(&registry, &mut resolved, &rendered, &request, events).await?;
 
     let pins = resolved
         .iter()
         .map(|r| (r.image.canonical.clone(), r.image.top.digest))
         .collect();
-    let values = values::to_airgap(&rendered, values::DEFAULT_LOCAL_REGISTRY, &pins)?;
+    // The images' users decide runAsNonRoot: render again now that they are known.
+    let recipe = Recipe {
+        inputs: RenderInputs {
+            plugin_users: plugin_users(&resolved),
+            ..recipe.inputs
+        },
+        ..recipe
+    };
+    let values_yaml = values::airgap_values(&recipe, &pins)?;
     let plan = plan::plan(
         &request,
         &config,
         &rendered,
         &resolved,
         &facts,
-        values::to_yaml(&values),
+        recipe.inputs,
+        values_yaml,
     )?;
     let writer = BundleWriter::create(&request.output, plan)?;
     let counts = fill::fill_blobs(
@@ -387,11 +392,14 @@ async fn check_plugins(
     request: &PackRequest,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<(Vec<ImageFacts>, Option<Arc<spool::Spool>>), PackError> {
-    check_allowed(&request.allow_unrecognised, rendered, &request.config)?;
+    check_allowed(
+        &request.render_inputs.allow_unrecognised_plugins,
+        rendered,
+        &request.config,
+    )?;
     if !request.inspect_layers {
         events(Event::Warning(
-            "the plugin checks are off (benchmark switch): the bundle has no plugin reports"
-                .into(),
+            "the plugin checks are off (benchmark switch): the bundle has no plugin reports".into(),
         ));
         return Ok((vec![ImageFacts::default(); resolved.len()], None));
     }
@@ -408,7 +416,7 @@ async fn check_plugins(
     let spool = inspect::read_blobs(&reader, resolved, &images, true, &mut read).await?;
     let judgement = Judgement {
         velero_version: &request.release.version,
-        allow_unrecognised: &request.allow_unrecognised,
+        allow_unrecognised: &request.render_inputs.allow_unrecognised_plugins,
     };
     let facts = check_deployment(&images, &read, judgement)?;
     report_findings(&images, &facts, events)?;
@@ -417,7 +425,7 @@ async fn check_plugins(
 
 /// `--allow-unrecognised-plugin` must name plugins of the config.
 pub(crate) fn check_allowed(
-    allowed: &[String],
+    allowed: &BTreeSet<String>,
     rendered: &values::Rendered,
     config: &Path,
 ) -> Result<(), PackError> {
@@ -490,6 +498,30 @@ pub(crate) fn plugin_subject(image: &DeploymentImage, platform: &str) -> String 
         })
         .collect();
     format!("{} ({}, {platform})", names.join(" and "), image.reference)
+}
+
+/// The `User` of each plugin image by initContainer name, where every bundled platform's
+/// config names the same one.
+fn plugin_users(resolved: &[Resolved]) -> BTreeMap<String, String> {
+    resolved
+        .iter()
+        .filter_map(|r| {
+            let container = match &r.role {
+                Role::AwsPlugin => values::images::AWS_PLUGIN_CONTAINER.to_string(),
+                Role::Plugin(name) => name.clone(),
+                Role::Velero | Role::Other => return None,
+            };
+            let mut users = r.image.configs.iter().map(|config| {
+                ImageConfig::parse(&config.bytes)
+                    .ok()
+                    .and_then(|config| config.user)
+            });
+            let first = users.next()??;
+            users
+                .all(|user| user.as_ref() == Some(&first))
+                .then_some((container, first))
+        })
+        .collect()
 }
 
 /// Refuses configs with validation errors, and literal secrets unless allowed.

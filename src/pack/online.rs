@@ -4,7 +4,7 @@
 //! Velero image's layers are read only when a plugin binary is dynamically linked: only
 //! then do the checks need them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use futures::StreamExt;
@@ -19,7 +19,7 @@ use crate::reference::Reference;
 use crate::registry::{Registry, RegistryOptions, ResolvedImage};
 use crate::release::Release;
 use crate::sign::{SignaturePolicy, SignatureStatus};
-use crate::values::{self, ProxySettings, RenderInput, Role};
+use crate::values::{self, Recipe, RenderInputs, Role};
 
 /// What to check online.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ pub struct OnlineRequest {
     /// Which image signatures to check, with which keys.
     pub signatures: SignaturePolicy,
     /// Plugins (by name) whose unrecognised entrypoint is only a warning.
-    pub allow_unrecognised: Vec<String>,
+    pub allow_unrecognised: BTreeSet<String>,
 }
 
 /// One image as `validate --online` saw it.
@@ -84,11 +84,10 @@ pub async fn check_online(
 ) -> Result<OnlineReport, PackError> {
     let config = ClusterConfig::load(&request.config)?;
     // Proxy and CA settings change no image: the defaults render the same images.
-    let rendered = values::render(&RenderInput::from_config(
+    let rendered = values::render(&Recipe::from_config(
         &config,
         request.release.clone(),
-        ProxySettings::default(),
-        None,
+        RenderInputs::default(),
     ))?;
     super::check_allowed(&request.allow_unrecognised, &rendered, &request.config)?;
     let registry = Registry::new(request.registry.clone())?;

@@ -9,7 +9,7 @@ use crate::oci::Digest;
 use crate::plugin::ImageFacts;
 use crate::sbom::{SbomImage, SbomInput, write_sbom};
 use crate::sign::SignatureRecord;
-use crate::values::{self, Role};
+use crate::values::{self, RenderInputs, Role};
 
 /// The bundle's plan: records, inline manifests and configs, blobs to fill.
 pub(super) fn plan(
@@ -18,6 +18,7 @@ pub(super) fn plan(
     rendered: &values::Rendered,
     resolved: &[Resolved],
     facts: &[ImageFacts],
+    render_inputs: RenderInputs,
     values_yaml: String,
 ) -> Result<BundlePlan, PackError> {
     let velero = |role: Role| {
@@ -61,7 +62,7 @@ pub(super) fn plan(
             .split(',')
             .map(str::to_string)
             .collect(),
-        render_inputs: render_inputs(request, config),
+        render_inputs,
         images: resolved
             .iter()
             .zip(facts)
@@ -149,36 +150,4 @@ fn blobs_to_fetch(resolved: &[Resolved]) -> Vec<bundle::BlobRef> {
         );
     }
     blobs
-}
-
-/// What the values were rendered from, beyond the config itself.
-fn render_inputs(
-    request: &PackRequest,
-    config: &ClusterConfig,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut inputs = serde_json::Map::new();
-    let mut put = |key: &str, value: serde_json::Value| {
-        inputs.insert(key.to_string(), value);
-    };
-    put("mode", "airgap".into());
-    put("localRegistry", values::DEFAULT_LOCAL_REGISTRY.into());
-    put("veleroVersion", request.release.version.clone().into());
-    put(
-        "configSha256",
-        Digest::of(config.text().as_bytes()).hex().into(),
-    );
-    put(
-        "proxyRegistryDomain",
-        config.domains().proxy_registry_domain.clone().into(),
-    );
-    put("httpProxy", request.proxy.http_proxy.is_some().into());
-    put("httpsProxy", request.proxy.https_proxy.is_some().into());
-    put("noProxy", request.proxy.no_proxy.is_some().into());
-    put("hostCaBundle", request.host_ca_bundle.clone().into());
-    // An offline re-check (`verify --plugins`) judges with the same allowances.
-    let mut allowed = request.allow_unrecognised.clone();
-    allowed.sort();
-    allowed.dedup();
-    put(bundle::ALLOW_UNRECOGNISED_PLUGINS, allowed.into());
-    inputs
 }

@@ -67,9 +67,7 @@ impl Spool {
     /// The file and offset of a blob that is in the spool.
     pub(super) fn filled(&self, digest: &Digest) -> Option<(&File, u64)> {
         let (start, _) = self.regions.get(digest)?;
-        self.lock()
-            .contains(digest)
-            .then_some((&self.file, *start))
+        self.lock().contains(digest).then_some((&self.file, *start))
     }
 
     /// Reads a blob back from its region.
@@ -146,7 +144,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let spool = Spool::create(dir.path(), [&a, &b, &a]).unwrap();
         let mut sink = spool.sink(&b.digest);
-        sink.write_all(b"garbage").unwrap();
+        sink.write_all(b"junk").unwrap();
         sink.reset().unwrap();
         sink.write_all(b"second").unwrap();
         assert!(sink.write_all(b"!").is_err(), "past the region");

@@ -50,8 +50,13 @@ pub fn check_plugin_set(velero_version: &str, plugins: &[PluginEntry]) -> Vec<(u
     let aws = plugins.iter().find(|entry| entry.is_aws);
     for (index, entry) in plugins.iter().enumerate() {
         if let Some(server) = server {
-            findings.extend(check_built_in_conflict(entry, server, velero_version).map(|f| (index, f)));
-            findings.extend(check_newer_plugin_api(entry, server, velero_version).into_iter().map(|f| (index, f)));
+            findings
+                .extend(check_built_in_conflict(entry, server, velero_version).map(|f| (index, f)));
+            findings.extend(
+                check_newer_plugin_api(entry, server, velero_version)
+                    .into_iter()
+                    .map(|f| (index, f)),
+            );
         }
         findings.extend(check_duplicate_aws(entry, aws).map(|f| (index, f)));
     }
@@ -114,10 +119,7 @@ fn is_aws_duplicate_pair(first: &PluginEntry, second: &PluginEntry) -> bool {
     (first.is_aws && repeats_aws(second, first)) || (second.is_aws && repeats_aws(first, second))
 }
 
-fn check_duplicate_aws(
-    entry: &PluginEntry,
-    aws: Option<&PluginEntry>,
-) -> Option<Finding> {
+fn check_duplicate_aws(entry: &PluginEntry, aws: Option<&PluginEntry>) -> Option<Finding> {
     let aws = aws?;
     repeats_aws(entry, aws).then(|| {
         let message = format!(

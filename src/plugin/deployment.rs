@@ -4,18 +4,18 @@
 //! `validate --online` and `verify --plugins` differ only in where the bytes come from
 //! (a registry, a bundle); they all end here, so they judge the same way.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bytes::Bytes;
 
+use super::InspectError;
 use super::checks::{PluginEntry, check_plugin_set};
-use super::config::ImageConfig;
 use super::filesystem::Filesystem;
 use super::gobuild::GoBuildInfo;
 use super::inspect::inspect_plugin;
 use super::layer::LayerChanges;
 use super::report::PluginReport;
-use super::InspectError;
+use crate::oci::ImageConfig;
 use crate::oci::{Descriptor, Digest, Manifest, ManifestError};
 use crate::values::Role;
 
@@ -129,7 +129,7 @@ pub struct Judgement<'a> {
     /// The Velero release the plugins run with, e.g. `1.18.2`.
     pub velero_version: &'a str,
     /// Plugins (by config name) whose unrecognised entrypoint is a warning, not an error.
-    pub allow_unrecognised: &'a [String],
+    pub allow_unrecognised: &'a BTreeSet<String>,
 }
 
 /// Runs the checks over `images` (in bundle order) with what was read. The Velero image
@@ -162,7 +162,7 @@ pub fn check_deployment(
         .zip(&opened)
         .filter(|(image, _)| image.is_velero())
         .flat_map(|(_, manifests)| manifests.iter().flatten())
-        .map(|(config, filesystem)| (config.platform(), filesystem))
+        .map(|(config, filesystem)| (config.platform.to_string(), filesystem))
         .collect();
 
     for ((image, manifests), facts) in images.iter().zip(&opened).zip(&mut facts) {
@@ -173,7 +173,7 @@ pub fn check_deployment(
             let Some((config, filesystem)) = opened else {
                 continue;
             };
-            let platform = config.platform();
+            let platform = config.platform.to_string();
             facts.programs.push(ManifestPrograms {
                 manifest: manifest.digest,
                 platform: platform.clone(),
@@ -215,7 +215,11 @@ fn open(
     let layers = manifest
         .layers
         .iter()
-        .map(|layer| read.layers.get(&layer.digest).ok_or_else(|| not_read(&layer.digest)))
+        .map(|layer| {
+            read.layers
+                .get(&layer.digest)
+                .ok_or_else(|| not_read(&layer.digest))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let filesystem = Filesystem::from_layers(layers).map_err(|source| InspectError::Apply {
         reference: image.reference.clone(),
@@ -268,6 +272,3 @@ fn check_sets(images: &[DeploymentImage], facts: &mut [ImageFacts], velero_versi
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

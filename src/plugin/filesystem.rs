@@ -186,7 +186,11 @@ impl Filesystem {
                         continue;
                     };
                     let parent = self.prepare_parent(parents, layer)?;
-                    self.hard_link(join(&parent, name), &format!("/{}", target.join("/")), layer)?;
+                    self.hard_link(
+                        join(&parent, name),
+                        &format!("/{}", target.join("/")),
+                        layer,
+                    )?;
                 }
             }
         }
@@ -194,7 +198,12 @@ impl Filesystem {
     }
 
     /// Stores a hard link as a copy of the entry it links to.
-    fn hard_link(&mut self, canonical: String, target: &str, layer: usize) -> Result<(), ApplyError> {
+    fn hard_link(
+        &mut self,
+        canonical: String,
+        target: &str,
+        layer: usize,
+    ) -> Result<(), ApplyError> {
         let source = self
             .resolve(target, false)
             .and_then(|resolved| Some((self.node(&resolved)?, resolved)))
@@ -263,12 +272,6 @@ impl Filesystem {
         self.nodes.len()
     }
 
-    /// Whether nothing is tracked.
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     /// The entry at `path`, following symbolic links (also the last component).
     pub fn lookup(&self, path: &str) -> Option<&Entry> {
         self.entry_at(&self.resolve(path, true)?)
@@ -299,14 +302,16 @@ impl Filesystem {
     /// Every executable regular file with Go build information, by canonical path in
     /// path order: the Go programs of the image, for the SBOM.
     pub fn go_binaries(&self) -> impl Iterator<Item = (&str, &GoBuildInfo)> {
-        self.nodes.iter().filter_map(|(path, node)| match &node.entry.kind {
-            EntryKind::File { mode, .. } if mode & 0o111 != 0 => node
-                .analysis
-                .as_deref()
-                .and_then(|analysis| analysis.go.as_ref())
-                .map(|go| (path.as_str(), go)),
-            _ => None,
-        })
+        self.nodes
+            .iter()
+            .filter_map(|(path, node)| match &node.entry.kind {
+                EntryKind::File { mode, .. } if mode & 0o111 != 0 => node
+                    .analysis
+                    .as_deref()
+                    .and_then(|analysis| analysis.go.as_ref())
+                    .map(|go| (path.as_str(), go)),
+                _ => None,
+            })
     }
 
     /// Where `program` is found as a container runtime would: as written when it has a

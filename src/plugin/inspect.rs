@@ -2,11 +2,11 @@
 //! recognise the copy into `/target`, check the copy program and every binary it
 //! installs, and read their Go build information.
 
-use super::config::ImageConfig;
 use super::entrypoint::{CopyCommand, CopyPlan, SymlinkHandling, TARGET_DIR, recognise};
 use super::filesystem::{EntryKind, Filesystem};
 use super::glob;
 use super::report::{BinaryReport, Finding, PluginReport, codes};
+use crate::oci::ImageConfig;
 
 /// The exact message of the `not-a-plugin` finding.
 pub const NOT_A_PLUGIN_MESSAGE: &str =
@@ -48,7 +48,7 @@ pub fn inspect_plugin(
     }
     findings.extend(check_user(config));
     PluginReport {
-        platform: config.platform(),
+        platform: config.platform.to_string(),
         entrypoint: config.entrypoint.clone(),
         cmd: config.cmd.clone(),
         user: config.user.clone(),
@@ -153,11 +153,7 @@ fn check_copy_programs(
 
 /// The dynamic loader and libraries from `needed` that `filesystem` lacks: the interpreter at its
 /// path, each library by its path when it has a `/`, else in one of [`LIBRARY_DIRS`].
-fn missing_libraries(
-    filesystem: &Filesystem,
-    interpreter: &str,
-    needed: &[String],
-) -> Vec<String> {
+fn missing_libraries(filesystem: &Filesystem, interpreter: &str, needed: &[String]) -> Vec<String> {
     let is_file = |path: &str| {
         matches!(
             filesystem.lookup(path).map(|entry| &entry.kind),
@@ -411,12 +407,15 @@ fn dynamic_binary(
     } else {
         "libraries that could not be read".to_string()
     };
-    let linked = format!("`{path}` is dynamically linked (interpreter {interpreter}; needs {libraries})");
+    let linked =
+        format!("`{path}` is dynamically linked (interpreter {interpreter}; needs {libraries})");
     let missing = velero.map(|velero| missing_libraries(velero, interpreter, &elf.needed));
     match missing {
         Some(missing) if missing.is_empty() && elf.needed_known => Finding::warning(
             codes::DYNAMIC_BINARY,
-            format!("{linked}; the Velero image has all of them, but a static build (CGO_ENABLED=0) would not depend on it"),
+            format!(
+                "{linked}; the Velero image has all of them, but a static build (CGO_ENABLED=0) would not depend on it"
+            ),
         ),
         Some(missing) if !missing.is_empty() => Finding::error(
             codes::DYNAMIC_BINARY,
@@ -427,7 +426,9 @@ fn dynamic_binary(
         ),
         _ => Finding::error(
             codes::DYNAMIC_BINARY,
-            format!("{linked}; Velero runs plugins inside its own container, so they must be static (CGO_ENABLED=0)"),
+            format!(
+                "{linked}; Velero runs plugins inside its own container, so they must be static (CGO_ENABLED=0)"
+            ),
         ),
     }
 }
@@ -439,7 +440,7 @@ fn architecture_mismatch(
     machine: u16,
     config: &ImageConfig,
 ) -> Option<Finding> {
-    let expected = config.normalized_architecture();
+    let expected = config.platform.normalized_architecture();
     if architecture == Some(expected) {
         return None;
     }
@@ -447,8 +448,8 @@ fn architecture_mismatch(
     Some(Finding::error(
         codes::WRONG_ARCHITECTURE,
         format!(
-            "`{path}` is built for {actual} but the image is for {}/{}",
-            config.os, config.architecture
+            "`{path}` is built for {actual} but the image is for {}",
+            config.platform
         ),
     ))
 }

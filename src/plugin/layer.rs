@@ -275,7 +275,9 @@ impl Scanner {
     /// Keeps a change, within the layer's caps.
     fn record(&mut self, change: Change, extra: usize) -> Result<(), LayerError> {
         let path_bytes: usize = match &change {
-            Change::Whiteout { parent, name } => parent.iter().map(String::len).sum::<usize>() + name.len(),
+            Change::Whiteout { parent, name } => {
+                parent.iter().map(String::len).sum::<usize>() + name.len()
+            }
             Change::Opaque { directory } => directory.iter().map(String::len).sum(),
             Change::Put { path, .. } | Change::HardLink { path, .. } => {
                 path.iter().map(String::len).sum()

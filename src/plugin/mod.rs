@@ -10,7 +10,6 @@
 //! input; the caps are the `MAX_*` constants of the submodules.
 
 mod checks;
-mod config;
 mod deployment;
 mod elf;
 mod entrypoint;
@@ -24,7 +23,6 @@ mod report;
 #[cfg(test)]
 mod test_support;
 
-pub use config::{ConfigError, MAX_CONFIG_BYTES};
 pub use deployment::{
     DeploymentImage, ImageFacts, Judgement, ManifestPrograms, PlatformManifest, ReadBlobs,
     check_deployment,
@@ -34,6 +32,8 @@ pub use gobuild::{GoBuildInfo, Module};
 pub use inspect::NOT_A_PLUGIN_MESSAGE;
 pub use layer::{LayerChanges, LayerError, scan_layer};
 pub use report::{BinaryReport, Finding, PluginReport, Severity, codes};
+
+use crate::oci::ConfigError;
 
 use crate::oci::Digest;
 
@@ -63,6 +63,8 @@ pub enum InspectError {
     },
     #[error("{reference}: blob {digest} was not read")]
     NotRead { reference: String, digest: Digest },
-    #[error("the image layers hold more files than the checks keep track of ({limit} bytes of paths and analysis results)")]
+    #[error(
+        "the image layers hold more files than the checks keep track of ({limit} bytes of paths and analysis results)"
+    )]
     TooManyFiles { limit: usize },
 }

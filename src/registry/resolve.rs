@@ -8,16 +8,12 @@
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
-use serde::Deserialize;
 
 use super::{RegistryError, Session};
 use crate::oci::{
-    Content, Descriptor, Digest, Manifest, MediaType, Platform, PlatformError, PlatformSelection,
-    filter_index,
+    Content, Descriptor, Digest, ImageConfig, MAX_CONFIG_BYTES, Manifest, MediaType, Platform,
+    PlatformError, PlatformSelection, filter_index,
 };
-
-/// Image configs are small; a larger one is a hostile or broken manifest, not an image.
-const MAX_CONFIG_SIZE: u64 = 16 * 1024 * 1024;
 
 /// What [`resolve`] found; the caller adds the references.
 pub(crate) struct Resolved {
@@ -51,7 +47,9 @@ pub(crate) async fn resolve(
         }
         (Manifest::Image { config, layers }, PlatformSelection::Only(wanted)) => {
             let config_content = fetch_config(session, &config).await?;
-            let found = config_platform(&config_content.bytes);
+            let found = ImageConfig::parse(&config_content.bytes)
+                .ok()
+                .map(|config| config.platform);
             let missing: Vec<&Platform> = wanted
                 .iter()
                 .filter(|p| !found.as_ref().is_some_and(|f| f.matches(p)))
@@ -173,7 +171,7 @@ async fn fetch_config(
     session: &Session<'_>,
     config: &Descriptor,
 ) -> Result<Content, RegistryError> {
-    if config.size > MAX_CONFIG_SIZE {
+    if config.size > MAX_CONFIG_BYTES as u64 {
         return Err(unsupported(
             session,
             &format!(
@@ -188,23 +186,6 @@ async fn fetch_config(
         descriptor: config.clone(),
         bytes: Bytes::from(bytes),
     })
-}
-
-#[derive(Deserialize)]
-struct ConfigPlatform {
-    os: Option<String>,
-    architecture: Option<String>,
-    variant: Option<String>,
-}
-
-/// The platform an image config declares, if it declares one.
-fn config_platform(bytes: &[u8]) -> Option<Platform> {
-    let config: ConfigPlatform = serde_json::from_slice(bytes).ok()?;
-    Some(Platform::new(
-        config.os.as_deref()?,
-        config.architecture.as_deref()?,
-        config.variant.as_deref(),
-    ))
 }
 
 /// Manifests and blobs gathered so far, each once.
@@ -297,20 +278,5 @@ impl Collected {
             blobs: self.blobs,
             configs: self.configs,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_platform_reads_os_architecture_variant() {
-        let platform =
-            config_platform(br#"{"os":"linux","architecture":"arm64","variant":"v8","rootfs":{}}"#)
-                .unwrap();
-        assert_eq!(platform.to_string(), "linux/arm64/v8");
-        assert!(config_platform(br#"{"rootfs":{}}"#).is_none());
-        assert!(config_platform(b"not json").is_none());
     }
 }

@@ -147,11 +147,7 @@ fn document(input: &SbomInput) -> cdx::Bom {
 
 /// A `container` component for an image (or one of its platform manifests), with its
 /// purl as bom-ref and the image's hash.
-fn container(
-    reference: &Reference,
-    digest: &Digest,
-    refs: &mut BomRefs,
-) -> (Component, String) {
+fn container(reference: &Reference, digest: &Digest, refs: &mut BomRefs) -> (Component, String) {
     let image_purl = purl::oci(reference, digest);
     let bom_ref = refs.claim(image_purl.clone());
     let version = reference
@@ -180,7 +176,9 @@ fn image_component(
     graph: &mut Vec<Dependency>,
 ) -> (Component, String) {
     let (mut component, bom_ref) = container(image.reference, image.digest, refs);
-    component.properties.push(property("role", &image.role.to_string()));
+    component
+        .properties
+        .push(property("role", &image.role.to_string()));
     // The purl keeps the repository and tag but not a digest the reference pins
     // (often an index, while the bundle holds a platform manifest).
     component
@@ -192,17 +190,28 @@ fn image_component(
             component
                 .properties
                 .push(property("platform", &only.platform));
-            add_programs(&mut component, &bom_ref, &only.programs, refs, &mut children);
+            add_programs(
+                &mut component,
+                &bom_ref,
+                &only.programs,
+                refs,
+                &mut children,
+            );
         }
         manifests => {
             for manifest in manifests {
-                let (mut nested, nested_ref) =
-                    container(image.reference, &manifest.manifest, refs);
+                let (mut nested, nested_ref) = container(image.reference, &manifest.manifest, refs);
                 nested
                     .properties
                     .push(property("platform", &manifest.platform));
                 let mut below = Vec::new();
-                add_programs(&mut nested, &nested_ref, &manifest.programs, refs, &mut below);
+                add_programs(
+                    &mut nested,
+                    &nested_ref,
+                    &manifest.programs,
+                    refs,
+                    &mut below,
+                );
                 component.components.push(nested);
                 if !below.is_empty() {
                     children.push(Dependency {

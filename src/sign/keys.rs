@@ -52,9 +52,7 @@ const EC_PARAMETERS: &str = "EC PARAMETERS";
 pub enum KeyError {
     /// The bytes hold no PEM block at all (a DER file, or not a key).
     #[error("is not a PEM file (expected a {expected} block)")]
-    NotPem {
-        expected: &'static str,
-    },
+    NotPem { expected: &'static str },
     /// A PEM block is broken (bad base64, missing end line, ...).
     #[error("has a malformed {label} PEM block")]
     Pem {

@@ -86,9 +86,7 @@ pub enum PolicyError {
     },
     /// A policy requires signatures but no key was given.
     #[error("{image} must be signed, but no --verify-key was given to check it with")]
-    NoKeys {
-        image: String,
-    },
+    NoKeys { image: String },
 }
 
 impl SignaturePolicy {

@@ -252,6 +252,11 @@ pub enum UnpackError {
         /// k0s's images directory.
         images_dir: PathBuf,
     },
+    #[error(
+        "state directory {} is a symbolic link or writable by others; give --state-dir a directory only you can write",
+        state_dir.display()
+    )]
+    UnsafeStateDir { state_dir: PathBuf },
     /// A signature check failed; nothing was loaded.
     #[error(transparent)]
     Signature(#[from] SignatureCheckError),
@@ -296,6 +301,7 @@ impl UnpackError {
             | UnpackError::Signature(_)
             | UnpackError::Values(_)
             | UnpackError::Address { .. }
+            | UnpackError::UnsafeStateDir { .. }
             | UnpackError::Content { .. } => ErrorKind::Input,
         }
     }
@@ -304,6 +310,8 @@ impl UnpackError {
 /// What the verification step established.
 struct Verified {
     content: VerifiedContent,
+    /// What verification could not prove, or found worth a look.
+    warnings: Vec<String>,
     sha256: String,
     compression: bundle::Compression,
     bundle_key_fingerprint: Option<Fingerprint>,
@@ -317,7 +325,8 @@ pub async fn unpack(
     let verified = verify_bundle(&request, events).await?;
     let manifest = &verified.content.manifest;
     let bundle_name = request.bundle.display().to_string();
-    let (values_address, warnings) = values_address(&request, manifest)?;
+    let (values_address, mut warnings) = values_address(&request, manifest)?;
+    warnings.extend(verified.warnings.iter().cloned());
     let values_bytes = values::retarget(
         manifest,
         &verified.content.values_yaml,
@@ -439,6 +448,7 @@ async fn verify_bundle(
     });
     Ok(Verified {
         content,
+        warnings: report.warnings,
         sha256,
         compression: report.compression,
         bundle_key_fingerprint: verification.signatures.bundle_key_fingerprint,
@@ -453,7 +463,7 @@ fn values_address(
     let address = match (&request.local_registry, &request.target) {
         (Some(address), _) => address.clone(),
         (None, Target::Registry { address, .. }) => address.clone(),
-        (None, _) => values::bundle_address(manifest),
+        (None, _) => manifest.render_inputs.local_registry.clone(),
     };
     let mut warnings = Vec::new();
     if request.local_registry.is_none() && is_loopback(&address) {

@@ -137,8 +137,10 @@ pub(crate) async fn write(
     })
 }
 
-/// Creates the state directory (0700) and checks it shares a filesystem with the images
-/// directory, or its nearest existing ancestor: a rename cannot cross filesystems.
+/// Creates the state directory (0700), refuses one that is a symbolic link or that others
+/// may write (its names are predictable: whoever can plant files there could redirect
+/// ours), and checks it shares a filesystem with the images directory, or its nearest
+/// existing ancestor: a rename cannot cross filesystems.
 fn prepare_state_dir(target: &K0sTarget) -> Result<(), UnpackError> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -148,6 +150,15 @@ fn prepare_state_dir(target: &K0sTarget) -> Result<(), UnpackError> {
             path: target.state_dir.clone(),
             source,
         })?;
+    let state = std::fs::symlink_metadata(&target.state_dir).map_err(|source| FileError::Read {
+        path: target.state_dir.clone(),
+        source,
+    })?;
+    if !state.is_dir() || state.mode() & 0o022 != 0 {
+        return Err(UnpackError::UnsafeStateDir {
+            state_dir: target.state_dir.clone(),
+        });
+    }
     let images_anchor = target
         .images_dir
         .ancestors()

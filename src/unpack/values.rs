@@ -40,16 +40,6 @@ pub enum RetargetError {
     },
 }
 
-/// The address the bundle's values point at.
-pub fn bundle_address(bundle: &BundleManifest) -> String {
-    bundle
-        .render_inputs
-        .get("localRegistry")
-        .and_then(serde_json::Value::as_str)
-        .unwrap_or(values::DEFAULT_LOCAL_REGISTRY)
-        .to_string()
-}
-
 /// `values.yaml` for pods pulling from `address`.
 pub fn retarget(
     bundle: &BundleManifest,
@@ -57,13 +47,12 @@ pub fn retarget(
     address: &str,
     install: &InstallSettings,
 ) -> Result<Vec<u8>, RetargetError> {
-    let from = bundle_address(bundle);
+    let from = &bundle.render_inputs.local_registry;
     if address == from && install.is_empty() {
         return Ok(values_yaml.to_vec());
     }
     let text = std::str::from_utf8(values_yaml).unwrap_or_default();
-    let mut values =
-        crate::yaml::parse_value(text, "values.yaml", &crate::yaml::Limits::default())?;
+    let mut values = crate::yaml::parse_value(text, "values.yaml", &values::VALUES_LIMITS)?;
     for image in &bundle.images {
         for path in &image.image.values_fields {
             let field = ImageField {

@@ -1,16 +1,18 @@
 //! Velero's Helm values, rendered in Embedded Cluster's order of work.
 //!
 //! Each step is a small function over a YAML value so it can be tested alone:
-//! base template → plugin initContainers → proxy registry domain → proxy
-//! environment → CA bundle → `builtInExtensions` overrides (RFC 7386) → collect
-//! images → (airgap) rewrite to the local registry.
+//! base template → plugin initContainers (hardened, our addition) → proxy registry
+//! domain → proxy environment → CA bundle → `builtInExtensions` overrides (RFC 7386) →
+//! collect images → (airgap) rewrite to the local registry.
 
 mod emit;
 pub mod images;
+mod inputs;
 mod merge_patch;
 
 pub use emit::to_yaml;
 pub use images::{ImageField, Role};
+pub use inputs::{ProxySettings, RENDER_SCHEME, RenderInputs, redact_url, redacted_matches};
 pub use merge_patch::merge_patch;
 
 use crate::config::ClusterConfig;
@@ -27,6 +29,20 @@ pub const REPLICATED_PROXY_HOST: &str = "proxy.replicated.com";
 
 /// Where pods pull from in an airgap cluster by default: the service CIDR + 11.
 pub const DEFAULT_LOCAL_REGISTRY: &str = "10.244.128.11:5000";
+
+/// Limits for reading a `values.yaml`: it is rendered from a config of at most 1 MiB,
+/// and its overrides can make it somewhat larger.
+pub const VALUES_LIMITS: crate::yaml::Limits = crate::yaml::Limits {
+    max_bytes: 4 << 20,
+    max_depth: crate::yaml::Limits::DEFAULT.max_depth,
+    max_nodes: crate::yaml::Limits::DEFAULT.max_nodes,
+    max_expanded_bytes: 8 << 20,
+};
+
+/// Resources of a hardened plugin initContainer (see [`harden_plugins`]).
+pub const PLUGIN_CPU_REQUEST: &str = "10m";
+pub const PLUGIN_MEMORY_REQUEST: &str = "32Mi";
+pub const PLUGIN_MEMORY_LIMIT: &str = "128Mi";
 
 /// Where the host CA bundle is mounted inside Velero's pods.
 const CA_MOUNT_PATH: &str = "/certs/ca-certificates.crt";
@@ -62,57 +78,24 @@ pub struct PluginImage {
     pub pull_policy: String,
 }
 
-/// Proxy settings the installer gets at install time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ProxySettings {
-    /// `HTTP_PROXY`.
-    pub http_proxy: Option<String>,
-    /// `HTTPS_PROXY`.
-    pub https_proxy: Option<String>,
-    /// `NO_PROXY`.
-    pub no_proxy: Option<String>,
-}
-
-impl ProxySettings {
-    /// Whether a proxy URL carries a user name or password (`http://user:pass@host`).
-    pub fn has_credentials(&self) -> bool {
-        [&self.http_proxy, &self.https_proxy]
-            .into_iter()
-            .flatten()
-            .any(|url| {
-                let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-                let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-                authority.contains('@')
-            })
-    }
-}
-
-/// Everything rendering depends on.
+/// Everything rendering depends on: the config's parts, the release, the other inputs.
 #[derive(Debug, Clone)]
-pub struct RenderInput {
+pub struct Recipe {
     /// The Velero release whose images fill the template.
     pub release: Release,
     /// Configured plugins, in config order.
     pub plugins: Vec<PluginImage>,
     /// `spec.domains.proxyRegistryDomain`, replacing `proxy.replicated.com`.
     pub proxy_registry_domain: Option<String>,
-    /// Proxy environment for Velero and the node agent.
-    pub proxy: ProxySettings,
-    /// Path of the host's CA bundle, mounted into the pods.
-    pub host_ca_bundle: Option<String>,
     /// `builtInExtensions` values for `velero`, in config order.
     pub overrides: Vec<Value>,
+    pub inputs: RenderInputs,
 }
 
-impl RenderInput {
-    /// The render input of a config. Plugins with unusable fields are left out (validate
+impl Recipe {
+    /// The recipe of a config. Plugins with unusable fields are left out (validate
     /// reports them), so rendering can still check the rest.
-    pub fn from_config(
-        config: &ClusterConfig,
-        release: Release,
-        proxy: ProxySettings,
-        host_ca_bundle: Option<String>,
-    ) -> RenderInput {
+    pub fn from_config(config: &ClusterConfig, release: Release, inputs: RenderInputs) -> Recipe {
         let plugins = config
             .plugins()
             .iter()
@@ -125,7 +108,7 @@ impl RenderInput {
             })
             .filter(|p| !p.name.is_empty() && Reference::parse(&p.image).is_ok())
             .collect();
-        RenderInput {
+        Recipe {
             release,
             plugins,
             proxy_registry_domain: config
@@ -133,13 +116,12 @@ impl RenderInput {
                 .proxy_registry_domain
                 .clone()
                 .filter(|d| crate::reference::validate_domain(d).is_ok()),
-            proxy,
-            host_ca_bundle,
             overrides: config
                 .velero_overrides()
                 .into_iter()
                 .filter_map(|o| o.values.ok())
                 .collect(),
+            inputs,
         }
     }
 }
@@ -176,22 +158,38 @@ impl Rendered {
 }
 
 /// Renders steps 1 to 7.
-pub fn render(input: &RenderInput) -> Result<Rendered, RenderError> {
-    let mut values = base(&input.release)?;
-    add_plugins(&mut values, &input.plugins);
-    let plugin_names: Vec<String> = input.plugins.iter().map(|p| p.name.clone()).collect();
-    if let Some(domain) = &input.proxy_registry_domain {
+pub fn render(recipe: &Recipe) -> Result<Rendered, RenderError> {
+    let inputs = &recipe.inputs;
+    let mut values = base(&recipe.release)?;
+    add_plugins(&mut values, &recipe.plugins);
+    if inputs.plugin_hardening {
+        harden_plugins(&mut values, &inputs.plugin_users);
+    }
+    let plugin_names: Vec<String> = recipe.plugins.iter().map(|p| p.name.clone()).collect();
+    if let Some(domain) = &recipe.proxy_registry_domain {
         replace_proxy_domain(&mut values, domain, &plugin_names)?;
     }
-    add_proxy_env(&mut values, &input.proxy);
-    if let Some(path) = &input.host_ca_bundle {
+    add_proxy_env(&mut values, &inputs.proxy);
+    if let Some(path) = &inputs.host_ca_bundle {
         add_ca_bundle(&mut values, path);
     }
-    for patch in &input.overrides {
+    for patch in &recipe.overrides {
         merge_patch(&mut values, patch);
     }
     let images = collect_images(&values, &plugin_names)?;
     Ok(Rendered { values, images })
+}
+
+/// A bundle's `values.yaml`: the recipe rendered, every image moved to the recipe's
+/// local registry and pinned by the digests in `pins` (canonical reference → digest).
+/// `build`, `render --lock` and `verify` all come here, so they cannot disagree.
+pub fn airgap_values(
+    recipe: &Recipe,
+    pins: &BTreeMap<Reference, Digest>,
+) -> Result<String, RenderError> {
+    let rendered = render(recipe)?;
+    let values = to_airgap(&rendered, &recipe.inputs.local_registry, pins)?;
+    Ok(to_yaml(&values))
 }
 
 /// Step 1: the template from `bundle-spec/values.tpl.yaml` with the release's
@@ -234,6 +232,65 @@ pub fn add_plugins(values: &mut Value, plugins: &[PluginImage]) {
         );
         containers.push(Value::Mapping(container));
     }
+}
+
+/// Step 2, our addition to Embedded Cluster's: every plugin initContainer (the AWS
+/// plugin's too) gets a restricted `securityContext` and small `resources`. It only copies
+/// a binary into the shared volume, so it needs no privilege, no capability, no writable
+/// root and little memory. `runAsNonRoot` is set only when the image's `User` (from
+/// `users`, by container name) is a numeric non-root uid, the one case the kubelet can
+/// check. Overrides, applied later, still win.
+pub fn harden_plugins(values: &mut Value, users: &BTreeMap<String, String>) {
+    for container in sequence_at(values, &["initContainers"]) {
+        let Value::Mapping(container) = container else {
+            continue;
+        };
+        let name = container
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let mut context = Mapping::new();
+        context.insert("allowPrivilegeEscalation".into(), false.into());
+        context.insert("readOnlyRootFilesystem".into(), true.into());
+        let mut capabilities = Mapping::new();
+        capabilities.insert("drop".into(), Value::Sequence(vec!["ALL".into()]));
+        context.insert("capabilities".into(), Value::Mapping(capabilities));
+        let mut seccomp = Mapping::new();
+        seccomp.insert("type".into(), "RuntimeDefault".into());
+        context.insert("seccompProfile".into(), Value::Mapping(seccomp));
+        if crate::oci::numeric_non_root(users.get(&name).map(String::as_str)) {
+            context.insert("runAsNonRoot".into(), true.into());
+        }
+        container.insert("securityContext".into(), Value::Mapping(context));
+        container.insert("resources".into(), plugin_resources());
+    }
+}
+
+/// Requests and limits of a plugin initContainer. A copy needs a few MiB of memory
+/// (cp-plugin and busybox `cp` stream in small buffers); the limit leaves room for the
+/// page cache of a large plugin binary, which the kernel reclaims under the limit.
+fn plugin_resources() -> Value {
+    let quantities = |pairs: &[(&str, &str)]| {
+        let mut map = Mapping::new();
+        for (key, value) in pairs {
+            map.insert((*key).into(), (*value).into());
+        }
+        Value::Mapping(map)
+    };
+    let mut resources = Mapping::new();
+    resources.insert(
+        "requests".into(),
+        quantities(&[
+            ("cpu", PLUGIN_CPU_REQUEST),
+            ("memory", PLUGIN_MEMORY_REQUEST),
+        ]),
+    );
+    resources.insert(
+        "limits".into(),
+        quantities(&[("memory", PLUGIN_MEMORY_LIMIT)]),
+    );
+    Value::Mapping(resources)
 }
 
 /// Step 3: `proxy.replicated.com` → the custom proxy registry domain, in image

@@ -18,14 +18,13 @@ fn plugin(name: &str, image: &str, policy: &str) -> PluginImage {
     }
 }
 
-fn input() -> RenderInput {
-    RenderInput {
+fn input() -> Recipe {
+    Recipe {
         release: release(),
         plugins: vec![],
         proxy_registry_domain: None,
-        proxy: ProxySettings::default(),
-        host_ca_bundle: None,
         overrides: vec![],
+        inputs: RenderInputs::default(),
     }
 }
 
@@ -89,6 +88,56 @@ fn step2_plugins_follow_the_aws_plugin_in_config_order() {
         get(&values, "initContainers[1].volumeMounts"),
         &yaml("[{mountPath: /target, name: plugins}]")
     );
+}
+
+#[test]
+fn step2_hardens_every_plugin_and_overrides_still_win() {
+    let mut recipe = input();
+    recipe.plugins = vec![
+        plugin("pg", "registry.example.com/acme/pg:1.0", "IfNotPresent"),
+        plugin(
+            "named",
+            "registry.example.com/acme/named:1.0",
+            "IfNotPresent",
+        ),
+    ];
+    recipe.inputs.plugin_users = BTreeMap::from([
+        (
+            "velero-plugin-for-aws".to_string(),
+            "65532:65532".to_string(),
+        ),
+        ("named".to_string(), "nonroot".to_string()),
+    ]);
+    let values = render(&recipe).unwrap().values;
+    let context = yaml(
+        "allowPrivilegeEscalation: false\nreadOnlyRootFilesystem: true\ncapabilities: {drop: [ALL]}\nseccompProfile: {type: RuntimeDefault}",
+    );
+    let mut non_root = context.clone();
+    if let Value::Mapping(map) = &mut non_root {
+        map.insert("runAsNonRoot".into(), true.into());
+    }
+    assert_eq!(get(&values, "initContainers[0].securityContext"), &non_root);
+    // No user recorded, or a name the kubelet cannot check: no runAsNonRoot.
+    assert_eq!(get(&values, "initContainers[1].securityContext"), &context);
+    assert_eq!(get(&values, "initContainers[2].securityContext"), &context);
+    assert_eq!(
+        get(&values, "initContainers[1].resources"),
+        &yaml("requests: {cpu: 10m, memory: 32Mi}\nlimits: {memory: 128Mi}")
+    );
+
+    recipe.overrides = vec![yaml("initContainers: [{name: mine, image: x/y:1}]")];
+    let overridden = render(&recipe).unwrap().values;
+    assert!(
+        overridden["initContainers"][0]
+            .get("securityContext")
+            .is_none()
+    );
+
+    recipe.overrides.clear();
+    recipe.inputs.plugin_hardening = false;
+    let plain = render(&recipe).unwrap().values;
+    assert!(plain["initContainers"][1].get("securityContext").is_none());
+    assert!(plain["initContainers"][1].get("resources").is_none());
 }
 
 #[test]
@@ -176,7 +225,7 @@ fn step5_ca_bundle_volume_mount_and_cert_dir() {
 #[test]
 fn step6_overrides_applied_last_as_merge_patch() {
     let mut input = input();
-    input.proxy.http_proxy = Some("http://p".into());
+    input.inputs.proxy.http_proxy = Some("http://p".into());
     input.overrides = vec![
         yaml("configuration: {extraEnvVars: [{name: X, value: y}]}\nbackupsEnabled: null\n"),
         yaml("resources: {limits: {memory: 1Gi}}"),

@@ -19,10 +19,10 @@ use crate::bundle::{
     BUNDLE_JSON, BundleReader, BundledImage, Problem, ProblemKind, ReadError, SBOM_JSON,
     VerifiedContent,
 };
-use crate::oci::{Digest, MediaType};
+use crate::oci::{ConfigError, Digest, MAX_CONFIG_BYTES, MediaType};
 use crate::plugin::{
-    ConfigError, DeploymentImage, ImageFacts, InspectError, Judgement, MAX_CONFIG_BYTES,
-    PlatformManifest, ReadBlobs, Severity, check_deployment, scan_layer,
+    DeploymentImage, ImageFacts, InspectError, Judgement, PlatformManifest, ReadBlobs, Severity,
+    check_deployment, scan_layer,
 };
 use crate::reference::Reference;
 use crate::sbom::{SbomImage, SbomInput, write_sbom};
@@ -73,10 +73,10 @@ pub fn check_plugins(
         .collect::<Result<_, _>>()
         .map_err(|message| PluginCheckError::Changed(inconsistent(BUNDLE_JSON, message)))?;
     let read = read_blobs(path, &images)?;
-    let allowed = manifest.allowed_unrecognised_plugins();
+    let allowed = &manifest.render_inputs.allow_unrecognised_plugins;
     let judgement = Judgement {
         velero_version: &manifest.velero.release,
-        allow_unrecognised: &allowed,
+        allow_unrecognised: allowed,
     };
     let facts = check_deployment(&images, &read, judgement)?;
 
@@ -92,7 +92,11 @@ pub fn check_plugins(
             ));
         }
         for report in facts.reports.values() {
-            for finding in report.findings.iter().filter(|f| f.severity == Severity::Error) {
+            for finding in report
+                .findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+            {
                 problems.push(inconsistent(
                     BUNDLE_JSON,
                     format!("{reference} ({}): {}", report.platform, finding.message),
@@ -123,11 +127,16 @@ fn difference<T: serde::Serialize + PartialEq>(
         match (recorded.get(key), derived.get(key)) {
             (Some(a), Some(b)) if a != b => {
                 let (a, b) = (json_lines(a), json_lines(b));
-                let line = a
-                    .iter()
-                    .zip(&b)
-                    .find(|(a, b)| a != b)
-                    .map_or_else(|| "its length".to_string(), |(a, b)| format!("bundle.json has `{}`, the layers give `{}`", a.trim(), b.trim()));
+                let line = a.iter().zip(&b).find(|(a, b)| a != b).map_or_else(
+                    || "its length".to_string(),
+                    |(a, b)| {
+                        format!(
+                            "bundle.json has `{}`, the layers give `{}`",
+                            a.trim(),
+                            b.trim()
+                        )
+                    },
+                );
                 return format!("manifest {key}: {line}");
             }
             (None, Some(_)) => return format!("manifest {key} has no report in bundle.json"),
@@ -159,7 +168,12 @@ fn deployment_image(
             manifests
                 .get(&descriptor.digest)
                 .map(|bytes| (descriptor.digest, &bytes[..]))
-                .ok_or_else(|| format!("image {reference}: manifest {} was not read", descriptor.digest))
+                .ok_or_else(|| {
+                    format!(
+                        "image {reference}: manifest {} was not read",
+                        descriptor.digest
+                    )
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let manifests = PlatformManifest::from_blobs(blobs)
@@ -217,13 +231,12 @@ fn read_blobs(path: &Path, images: &[DeploymentImage]) -> Result<ReadBlobs, Plug
                 read.configs.insert(digest, Bytes::from(bytes));
             }
         } else if let Some(media_type) = layers.get(&digest) {
-            let changes = scan_layer(media_type, &mut blob).map_err(|source| {
-                InspectError::Layer {
+            let changes =
+                scan_layer(media_type, &mut blob).map_err(|source| InspectError::Layer {
                     reference: owner(&digest),
                     digest,
                     source,
-                }
-            })?;
+                })?;
             read.layers.insert(digest, changes);
             read.check_budget()?;
         }
@@ -236,7 +249,10 @@ fn read_blobs(path: &Path, images: &[DeploymentImage]) -> Result<ReadBlobs, Plug
 }
 
 /// The SBOM the bundle's images give, written as `build` writes it.
-fn derived_sbom(verified: &VerifiedContent, facts: &[ImageFacts]) -> Result<Vec<u8>, PluginCheckError> {
+fn derived_sbom(
+    verified: &VerifiedContent,
+    facts: &[ImageFacts],
+) -> Result<Vec<u8>, PluginCheckError> {
     let manifest = &verified.manifest;
     let references = manifest
         .images

@@ -18,15 +18,19 @@ pub struct Limits {
     pub max_expanded_bytes: usize,
 }
 
-impl Default for Limits {
+impl Limits {
     /// Roomy for any real config or Helm values file: 1 MiB of text, 64 levels,
     /// 100,000 nodes and 4 MiB of scalars.
+    pub const DEFAULT: Limits = Limits {
+        max_bytes: 1 << 20,
+        max_depth: 64,
+        max_nodes: 100_000,
+        max_expanded_bytes: 4 << 20,
+    };
+}
+
+impl Default for Limits {
     fn default() -> Self {
-        Self {
-            max_bytes: 1 << 20,
-            max_depth: 64,
-            max_nodes: 100_000,
-            max_expanded_bytes: 4 << 20,
-        }
+        Limits::DEFAULT
     }
 }

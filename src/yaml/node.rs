@@ -46,10 +46,7 @@ pub enum NodeValue {
     Integer(i64),
     /// A plain float, or an integer too large for i64, with its text as written, so that
     /// writing it back gives the same text (`1.10` stays `1.10`, not `1.1`).
-    Float {
-        value: f64,
-        text: String,
-    },
+    Float { value: f64, text: String },
     /// Any quoted or block scalar, a plain scalar that is no other type, or `!!str`.
     String(String),
     /// A sequence, in order.

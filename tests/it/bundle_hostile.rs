@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::lab::bundles::*;
+use crate::lab::{peak_rss_kib, read_entry};
 use tar::{EntryType, Header};
 use velero_airgap::bundle::{
     BundleReader, ProblemKind, ReadError, Refusal, VerifyReport, blob_entry_name, verify,
@@ -292,4 +293,78 @@ fn compressed_bombs_stop_at_the_declared_total() {
     assert_problem(&report, "values.yaml", |kind| {
         matches!(kind, ProblemKind::TooLarge { .. })
     });
+}
+
+#[test]
+fn a_second_zstd_frame_is_trailing_data() {
+    let directory = temp_dir();
+    let tar = tar_bytes(&good_entries(&directory));
+    let mut two_frames = zstd::encode_all(&tar[..], 1).unwrap();
+    // Zeros, which a reader tolerates after the end marker within one tar record: as a
+    // frame of their own they are still data after the stream.
+    two_frames.extend(zstd::encode_all(&[0u8; 512][..], 1).unwrap());
+    let report = check(&write_file(&directory, "two-frames.tar.zst", &two_frames));
+    assert_problem(&report, "two-frames.tar.zst", |kind| {
+        *kind == ProblemKind::TrailingData
+    });
+    let one_frame = zstd::encode_all(&tar[..], 1).unwrap();
+    let report = verify(&write_file(&directory, "one-frame.tar.zst", &one_frame)).unwrap();
+    assert!(report.is_ok(), "{:#?}", report.problems);
+}
+
+/// `bundle.json` is parsed into typed records: a document of millions of numbers costs
+/// what its text does, in every command that reads it, and one past the limit is refused
+/// from its header.
+#[test]
+fn a_bundle_json_full_of_numbers_stays_within_the_memory_bound() {
+    let directory = temp_dir();
+    let path = path_in(&directory, "padded.tar");
+    write_bundle(&path, &standard_images(), None);
+    let numbers = format!("[{}0]", "0,".repeat(1_950_000));
+    let pad = |bytes: Vec<u8>, key: &str, numbers: &str| {
+        let text = String::from_utf8(bytes).unwrap();
+        text.replacen(key, &format!("{key}\"padding\": {numbers},"), 1)
+            .into_bytes()
+    };
+    rewrite_with_sums(&path, |name, bytes| {
+        if name == "bundle.json" {
+            pad(bytes, "\"renderInputs\": {", &numbers)
+        } else {
+            bytes
+        }
+    });
+    let size = read_entry(&path, "bundle.json").len();
+    assert!((3 << 20..4 << 20).contains(&size), "{size}");
+    let config = path_in(&directory, "config.yaml");
+    std::fs::write(&config, CONFIG_YAML).unwrap();
+    let commands: [&[&std::ffi::OsStr]; 3] = [
+        &["verify".as_ref(), path.as_os_str()],
+        &["inspect".as_ref(), path.as_os_str()],
+        &[
+            "render".as_ref(),
+            "-c".as_ref(),
+            config.as_os_str(),
+            "--lock".as_ref(),
+            path.as_os_str(),
+        ],
+    ];
+    for args in commands {
+        let (code, stderr, rss) = peak_rss_kib(args);
+        assert!(rss < 256 << 10, "{args:?}: {rss} KiB\n{stderr}");
+        assert_ne!(code, 101, "{args:?} panicked: {stderr}");
+    }
+
+    // Past the limit: refused before it is read.
+    write_bundle(&path, &standard_images(), None);
+    let more = format!("[{}0]", "0,".repeat(2_200_000));
+    rewrite_with_sums(&path, |name, bytes| {
+        if name == "bundle.json" {
+            pad(bytes, "\"renderInputs\": {", &more)
+        } else {
+            bytes
+        }
+    });
+    let (code, stderr, _) = peak_rss_kib(&["verify".as_ref(), path.as_os_str()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("bundle.json"), "{stderr}");
 }

@@ -5,10 +5,12 @@
 mod lab;
 
 mod build;
+mod bundle_consistency;
 mod bundle_hostile;
 mod bundle_roundtrip;
 mod containerd_import;
 mod lab_services;
+mod planted_links;
 mod registry_credentials;
 mod registry_faults;
 mod registry_pull;

@@ -6,222 +6,201 @@ use crate::plugin::report::{BinaryReport, Severity};
 fn binary(name: &str, module: Option<&str>, velero: Option<&str>) -> BinaryReport {
     BinaryReport {
         path: format!("/plugins/{name}"),
-        target_name: name.to_string(),
+        target: name.to_string(),
         architecture: Some("amd64".into()),
-        executable: true,
         is_static: Some(true),
         interpreter: None,
         needed: vec![],
-        needed_known: true,
         go_version: Some("go1.24.2".into()),
         main_module: module.map(str::to_string),
         velero_version: velero.map(str::to_string),
     }
 }
 
-fn entry(name: &str, role: PluginRole, digest: &str, binaries: Vec<BinaryReport>) -> PluginEntry {
-    PluginEntry {
-        name: name.to_string(),
-        role,
-        image_digest: digest.to_string(),
-        report: PluginImageReport {
-            os: "linux".into(),
-            architecture: "amd64".into(),
-            entrypoint: vec![],
-            cmd: vec![],
-            user: None,
-            copy: None,
-            binaries,
-            findings: vec![],
-        },
+/// One plugin as the tests write it: name, whether it is the AWS plugin, the digest
+/// character its platform manifest digest repeats, its binaries.
+struct Plugin(&'static str, bool, char, Vec<BinaryReport>);
+
+fn report(binaries: Vec<BinaryReport>) -> PluginReport {
+    PluginReport {
+        platform: "linux/amd64".into(),
+        entrypoint: vec![],
+        cmd: vec![],
+        user: None,
+        binaries,
+        findings: vec![],
     }
 }
 
-fn aws() -> PluginEntry {
-    entry(
-        "aws",
-        PluginRole::AwsPlugin,
-        "sha256:aws",
+fn digest(hex_digit: char) -> Digest {
+    format!("sha256:{}", hex_digit.to_string().repeat(64))
+        .parse()
+        .unwrap()
+}
+
+/// Runs the checks; the findings as (plugin name, code), and the findings themselves.
+fn check(velero: &str, plugins: &[Plugin]) -> (Vec<(&'static str, String)>, Vec<Finding>) {
+    let reports: Vec<PluginReport> = plugins.iter().map(|p| report(p.3.clone())).collect();
+    let entries: Vec<PluginEntry> = plugins
+        .iter()
+        .zip(&reports)
+        .map(|(plugin, report)| PluginEntry {
+            name: plugin.0,
+            is_aws: plugin.1,
+            image_digest: digest(plugin.2),
+            report,
+        })
+        .collect();
+    let findings = check_plugin_set(velero, &entries);
+    let codes = findings
+        .iter()
+        .map(|(index, finding)| (plugins[*index].0, finding.code.clone()))
+        .collect();
+    (codes, findings.into_iter().map(|(_, f)| f).collect())
+}
+
+fn aws() -> Plugin {
+    Plugin(
+        "velero-plugin-for-aws",
+        true,
+        'a',
         vec![binary(AWS_BINARY, Some(AWS_MODULE), Some("v1.18.0"))],
     )
 }
 
-fn velero() -> PluginEntry {
-    entry(
-        "velero",
-        PluginRole::Velero,
-        "sha256:velero",
-        vec![binary(
-            "velero",
-            Some("github.com/vmware-tanzu/velero"),
-            Some("v1.18.2"),
-        )],
-    )
-}
-
-fn codes_of(findings: &[(String, Finding)]) -> Vec<(&str, &str)> {
-    findings
+fn pairs(codes: &[(&'static str, &'static str)]) -> Vec<(&'static str, String)> {
+    codes
         .iter()
-        .map(|(name, finding)| (name.as_str(), finding.code.as_str()))
+        .map(|(name, code)| (*name, code.to_string()))
         .collect()
 }
 
 #[test]
 fn a_clean_set() {
-    let vendor = entry(
+    let vendor = Plugin(
         "gcp",
-        PluginRole::Plugin,
-        "sha256:gcp",
+        false,
+        'b',
         vec![binary(
             "velero-plugin-for-gcp",
             Some("github.com/vmware-tanzu/velero-plugin-for-gcp"),
             Some("v1.18.0"),
         )],
     );
-    assert!(check_plugin_set("1.18.2", &[velero(), aws(), vendor]).is_empty());
+    assert!(check("1.18.2", &[aws(), vendor]).0.is_empty());
 }
 
 #[test]
 fn csi_plugin_conflicts_from_velero_1_14() {
-    let by_name = entry(
-        "csi",
-        PluginRole::Plugin,
-        "sha256:csi",
-        vec![binary(CSI_BINARY, None, None)],
-    );
-    let by_module = entry(
+    let by_name = || Plugin("csi", false, 'c', vec![binary(CSI_BINARY, None, None)]);
+    let by_module = Plugin(
         "csi2",
-        PluginRole::Plugin,
-        "sha256:csi2",
+        false,
+        'd',
         vec![binary("renamed", Some(CSI_MODULE), None)],
     );
-    let findings = check_plugin_set("v1.14.0", &[by_name.clone(), by_module]);
+    let (codes, findings) = check("v1.14.0", &[by_name(), by_module]);
     assert_eq!(
-        codes_of(&findings),
-        [("csi", "built-in-conflict"), ("csi2", "built-in-conflict")]
+        codes,
+        pairs(&[
+            ("csi", codes::BUILT_IN_CONFLICT),
+            ("csi2", codes::BUILT_IN_CONFLICT)
+        ])
     );
     assert!(
         findings[0]
-            .1
             .message
             .contains("another plugin is already registered")
     );
-    assert!(check_plugin_set("1.13.2", &[by_name]).is_empty());
+    assert!(check("1.13.2", &[by_name()]).0.is_empty());
 }
 
 #[test]
 fn aws_plugin_configured_again() {
-    let by_module = entry(
+    let by_module = Plugin(
         "s3",
-        PluginRole::Plugin,
-        "sha256:other",
+        false,
+        'b',
         vec![binary("renamed", Some(AWS_MODULE), None)],
     );
-    let by_name = entry(
+    let by_name = Plugin(
         "s3-copy",
-        PluginRole::Plugin,
-        "sha256:copy",
+        false,
+        'c',
         vec![binary(AWS_BINARY, Some("example.com/fork"), None)],
     );
-    let by_digest = entry(
-        "same",
-        PluginRole::Plugin,
-        "sha256:aws",
-        vec![binary("x", None, None)],
-    );
-    let findings = check_plugin_set("1.18.2", &[aws(), by_module, by_name, by_digest]);
+    let by_digest = Plugin("same", false, 'a', vec![binary("x", None, None)]);
+    let (codes, _) = check("1.18.2", &[aws(), by_module, by_name, by_digest]);
     assert_eq!(
-        codes_of(&findings),
-        [
-            ("s3", "duplicate-aws-plugin"),
-            ("s3-copy", "duplicate-aws-plugin"),
-            ("same", "duplicate-aws-plugin"),
-        ]
+        codes,
+        pairs(&[
+            ("s3", codes::DUPLICATE_AWS_PLUGIN),
+            ("s3-copy", codes::DUPLICATE_AWS_PLUGIN),
+            ("same", codes::DUPLICATE_AWS_PLUGIN),
+        ])
     );
     // Collisions with the AWS plugin itself are not repeated; among the duplicates they are.
-    let only_module_twice = check_plugin_set(
+    let (codes, _) = check(
         "1.18.2",
         &[
             aws(),
-            entry(
-                "s3",
-                PluginRole::Plugin,
-                "d",
-                vec![binary("a", Some(AWS_MODULE), None)],
-            ),
-            entry(
-                "s4",
-                PluginRole::Plugin,
-                "e",
-                vec![binary("b", Some(AWS_MODULE), None)],
-            ),
+            Plugin("s3", false, 'd', vec![binary("a", Some(AWS_MODULE), None)]),
+            Plugin("s4", false, 'e', vec![binary("b", Some(AWS_MODULE), None)]),
         ],
     );
-    assert!(codes_of(&only_module_twice).contains(&("s4", "duplicate-module")));
+    assert!(codes.contains(&("s4", codes::DUPLICATE_MODULE.to_string())));
 }
 
 #[test]
 fn collisions_and_duplicate_modules() {
-    let first = entry(
+    let first = Plugin(
         "one",
-        PluginRole::Plugin,
-        "sha256:1",
+        false,
+        '1',
         vec![
             binary("velero-plugin-x", Some("example.com/x"), None),
             binary("shared", Some("example.com/x"), None),
         ],
     );
-    let second = entry(
+    let second = Plugin(
         "two",
-        PluginRole::Plugin,
-        "sha256:2",
+        false,
+        '2',
         vec![binary("shared", Some("example.com/x"), None)],
     );
-    let findings = check_plugin_set("1.18.2", &[first, second]);
+    let (codes, findings) = check("1.18.2", &[first, second]);
     assert_eq!(
-        codes_of(&findings),
-        [
-            ("two", "binary-name-collision"),
-            ("two", "duplicate-module")
-        ]
+        codes,
+        pairs(&[
+            ("two", codes::BINARY_NAME_COLLISION),
+            ("two", codes::DUPLICATE_MODULE)
+        ])
     );
     assert_eq!(
-        findings[0].1.message,
+        findings[0].message,
         "`two` and `one` both install /target/shared; one overwrites the other"
     );
-    assert!(
-        findings
-            .iter()
-            .all(|(_, finding)| finding.severity == Severity::Error)
-    );
+    assert!(findings.iter().all(|f| f.severity == Severity::Error));
 }
 
 #[test]
 fn newer_plugin_api_compares_major_minor() {
-    let newer = entry(
+    let newer = Plugin(
         "new",
-        PluginRole::Plugin,
-        "sha256:n",
+        false,
+        '3',
         vec![binary("a", Some("example.com/a"), Some("v1.19.0-rc.1"))],
     );
-    let patch = entry(
+    let patch = Plugin(
         "patch",
-        PluginRole::Plugin,
-        "sha256:p",
+        false,
+        '4',
         vec![binary("b", Some("example.com/b"), Some("v1.18.9"))],
     );
-    let findings = check_plugin_set("1.18.2", &[newer, patch]);
-    assert_eq!(codes_of(&findings), [("new", "newer-plugin-api")]);
-    assert_eq!(findings[0].1.severity, Severity::Warning);
-    assert!(
-        findings[0].1.message.contains("v1.19.0-rc.1") && findings[0].1.message.contains("1.18.2")
-    );
-}
-
-#[test]
-fn unparsable_server_version() {
-    let findings = check_plugin_set("main", &[velero()]);
-    assert_eq!(codes_of(&findings), [("velero", "unknown-velero-version")]);
+    let (codes, findings) = check("1.18.2", &[newer, patch]);
+    assert_eq!(codes, pairs(&[("new", codes::NEWER_PLUGIN_API)]));
+    assert_eq!(findings[0].severity, Severity::Warning);
+    assert!(findings[0].message.contains("v1.19.0-rc.1") && findings[0].message.contains("1.18.2"));
 }
 
 #[test]

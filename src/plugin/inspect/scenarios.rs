@@ -245,9 +245,9 @@ fn dynamic_binary_is_an_error_naming_its_libraries() {
     let bare = apply_layers([gzip_layer(&[Item::File("velero", 0o755, b"")])]).unwrap();
     let report = inspect_with(&image, layers(), Some(&bare), false);
     assert!(
-        report.findings[0]
-            .message
-            .ends_with("lacks /lib64/ld-linux-x86-64.so.2, libc.so.6; build it static (CGO_ENABLED=0)"),
+        report.findings[0].message.ends_with(
+            "lacks /lib64/ld-linux-x86-64.so.2, libc.so.6; build it static (CGO_ENABLED=0)"
+        ),
         "{}",
         report.findings[0].message
     );

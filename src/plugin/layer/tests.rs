@@ -62,15 +62,13 @@ fn unsupported_media_types_and_corrupt_streams_are_errors() {
 #[test]
 fn whiteout_in_a_later_layer_removes_the_file_and_its_analysis() {
     let binary = binary();
-    let filesystem = apply_layers(
-        [
-            gzip_layer(&[
-                Item::File("plugins/p", 0o755, &binary),
-                Item::File("plugins/q", 0o755, &binary),
-            ]),
-            gzip_layer(&[Item::File("plugins/.wh.p", 0o644, b"")]),
-        ]
-    )
+    let filesystem = apply_layers([
+        gzip_layer(&[
+            Item::File("plugins/p", 0o755, &binary),
+            Item::File("plugins/q", 0o755, &binary),
+        ]),
+        gzip_layer(&[Item::File("plugins/.wh.p", 0o644, b"")]),
+    ])
     .unwrap();
     assert!(!filesystem.exists("/plugins/p"));
     assert!(filesystem.analysis("/plugins/p").is_none());
@@ -80,19 +78,17 @@ fn whiteout_in_a_later_layer_removes_the_file_and_its_analysis() {
 
 #[test]
 fn whiteout_removes_a_whole_directory_but_not_the_same_layer() {
-    let filesystem = apply_layers(
-        [
-            gzip_layer(&[
-                Item::File("opt/a/x", 0o644, b""),
-                Item::File("opt/b", 0o644, b""),
-            ]),
-            gzip_layer(&[
-                Item::File("opt/.wh.a", 0o644, b""),
-                Item::File("opt/c", 0o644, b""),
-                Item::File("opt/.wh.c", 0o644, b""),
-            ]),
-        ]
-    )
+    let filesystem = apply_layers([
+        gzip_layer(&[
+            Item::File("opt/a/x", 0o644, b""),
+            Item::File("opt/b", 0o644, b""),
+        ]),
+        gzip_layer(&[
+            Item::File("opt/.wh.a", 0o644, b""),
+            Item::File("opt/c", 0o644, b""),
+            Item::File("opt/.wh.c", 0o644, b""),
+        ]),
+    ])
     .unwrap();
     assert!(!filesystem.exists("/opt/a") && !filesystem.exists("/opt/a/x"));
     assert!(filesystem.exists("/opt/b") && filesystem.exists("/opt/c"));
@@ -101,21 +97,19 @@ fn whiteout_removes_a_whole_directory_but_not_the_same_layer() {
 #[test]
 fn opaque_directory_hides_lower_layers_only() {
     let binary = binary();
-    let filesystem = apply_layers(
-        [
-            gzip_layer(&[
-                Item::File("plugins/old", 0o755, &binary),
-                Item::File("plugins/sub/old", 0o755, &binary),
-                Item::File("other/kept", 0o644, b""),
-            ]),
-            // The marker comes after one new entry and before another: both stay.
-            gzip_layer(&[
-                Item::File("plugins/sub/new", 0o755, &binary),
-                Item::File("plugins/.wh..wh..opq", 0o644, b""),
-                Item::File("plugins/new", 0o755, &binary),
-            ]),
-        ]
-    )
+    let filesystem = apply_layers([
+        gzip_layer(&[
+            Item::File("plugins/old", 0o755, &binary),
+            Item::File("plugins/sub/old", 0o755, &binary),
+            Item::File("other/kept", 0o644, b""),
+        ]),
+        // The marker comes after one new entry and before another: both stay.
+        gzip_layer(&[
+            Item::File("plugins/sub/new", 0o755, &binary),
+            Item::File("plugins/.wh..wh..opq", 0o644, b""),
+            Item::File("plugins/new", 0o755, &binary),
+        ]),
+    ])
     .unwrap();
     assert!(!filesystem.exists("/plugins/old") && !filesystem.exists("/plugins/sub/old"));
     assert!(filesystem.exists("/plugins/new") && filesystem.exists("/plugins/sub/new"));
@@ -127,12 +121,10 @@ fn opaque_directory_hides_lower_layers_only() {
 fn later_layer_overwrites_file_and_analysis() {
     let amd64 = ElfBuilder::amd64().build();
     let arm64 = ElfBuilder::arm64().build();
-    let filesystem = apply_layers(
-        [
-            gzip_layer(&[Item::File("plugins/p", 0o755, &amd64)]),
-            gzip_layer(&[Item::File("plugins/p", 0o755, &arm64)]),
-        ]
-    )
+    let filesystem = apply_layers([
+        gzip_layer(&[Item::File("plugins/p", 0o755, &amd64)]),
+        gzip_layer(&[Item::File("plugins/p", 0o755, &arm64)]),
+    ])
     .unwrap();
     assert_eq!(filesystem.lookup("/plugins/p").unwrap().layer, 1);
     assert_eq!(
@@ -150,15 +142,13 @@ fn later_layer_overwrites_file_and_analysis() {
 #[test]
 fn hard_links_carry_the_file_and_its_analysis() {
     let binary = binary();
-    let filesystem = apply_layers(
-        [
-            gzip_layer(&[Item::File("usr/bin/plugin", 0o755, &binary)]),
-            gzip_layer(&[
-                Item::HardLink("plugins/p", "usr/bin/plugin"),
-                Item::File("usr/bin/.wh.plugin", 0, b""),
-            ]),
-        ],
-    )
+    let filesystem = apply_layers([
+        gzip_layer(&[Item::File("usr/bin/plugin", 0o755, &binary)]),
+        gzip_layer(&[
+            Item::HardLink("plugins/p", "usr/bin/plugin"),
+            Item::File("usr/bin/.wh.plugin", 0, b""),
+        ]),
+    ])
     .unwrap();
     // The link outlives the removal of the name it was made from, as an inode would.
     assert!(!filesystem.exists("/usr/bin/plugin"));
@@ -185,16 +175,14 @@ fn hard_links_carry_the_file_and_its_analysis() {
 
 #[test]
 fn traversal_names_stay_inside_the_root() {
-    let filesystem = apply_layers(
-        [layer(
-            TAR,
-            tar(&[
-                Item::RawName("../../x", b"1"),
-                Item::RawName("/abs/y", b"2"),
-                Item::RawName("./a/../../z", b"3"),
-            ]),
-        )]
-    )
+    let filesystem = apply_layers([layer(
+        TAR,
+        tar(&[
+            Item::RawName("../../x", b"1"),
+            Item::RawName("/abs/y", b"2"),
+            Item::RawName("./a/../../z", b"3"),
+        ]),
+    )])
     .unwrap();
     assert!(filesystem.exists("/x") && filesystem.exists("/abs/y") && filesystem.exists("/z"));
     assert_eq!(filesystem.len(), 4);
@@ -202,12 +190,10 @@ fn traversal_names_stay_inside_the_root() {
 
 #[test]
 fn entries_below_a_symlinked_directory_land_in_its_target() {
-    let filesystem = apply_layers(
-        [
-            gzip_layer(&[Item::Directory("usr/lib"), Item::Symlink("lib", "usr/lib")]),
-            gzip_layer(&[Item::File("lib/libc.so.6", 0o755, b"")]),
-        ]
-    )
+    let filesystem = apply_layers([
+        gzip_layer(&[Item::Directory("usr/lib"), Item::Symlink("lib", "usr/lib")]),
+        gzip_layer(&[Item::File("lib/libc.so.6", 0o755, b"")]),
+    ])
     .unwrap();
     assert!(filesystem.lookup_no_follow("/usr/lib/libc.so.6").is_some());
     assert!(filesystem.exists("/lib/libc.so.6"));
@@ -229,13 +215,11 @@ fn only_executable_files_are_analysed() {
     );
     let programs: Vec<&str> = filesystem.go_binaries().map(|(path, _)| path).collect();
     assert_eq!(programs, ["/opt/velero-plugin-x", "/usr/bin/tool"]);
-    let not_elf = apply_layers(
-        [gzip_layer(&[Item::File(
-            "plugins/s",
-            0o755,
-            b"#!/bin/sh\n",
-        )])]
-    )
+    let not_elf = apply_layers([gzip_layer(&[Item::File(
+        "plugins/s",
+        0o755,
+        b"#!/bin/sh\n",
+    )])])
     .unwrap();
     assert_eq!(
         not_elf.analysis("/plugins/s"),
@@ -246,16 +230,10 @@ fn only_executable_files_are_analysed() {
 #[test]
 fn long_names_and_pax_paths_are_honoured_within_the_cap() {
     let long = format!("plugins/{}", "d/".repeat(100) + "binary");
-    let filesystem = apply_layers(
-        [gzip_layer(&[Item::File(&long, 0o755, &binary())])]
-    )
-    .unwrap();
+    let filesystem = apply_layers([gzip_layer(&[Item::File(&long, 0o755, &binary())])]).unwrap();
     assert!(filesystem.analysis(&format!("/{long}")).is_some());
     let too_long = "x/".repeat(MAX_PATH_BYTES);
-    let error = apply_layers(
-        [gzip_layer(&[Item::File(&too_long, 0o644, b"")])]
-    )
-    .unwrap_err();
+    let error = apply_layers([gzip_layer(&[Item::File(&too_long, 0o644, b"")])]).unwrap_err();
     assert!(
         matches!(
             error,
@@ -339,7 +317,12 @@ fn many_entries(count: usize) -> Result<LayerChanges, LayerError> {
 fn a_million_entries_hit_the_entry_cap() {
     let error = many_entries(1_000_000).unwrap_err();
     assert!(
-        matches!(error, LayerError::TooManyEntries { limit: MAX_LAYER_ENTRIES }),
+        matches!(
+            error,
+            LayerError::TooManyEntries {
+                limit: MAX_LAYER_ENTRIES
+            }
+        ),
         "{error}"
     );
     assert_eq!(error.to_string(), "the layer has more than 200000 entries");

@@ -89,13 +89,9 @@ pub type CredentialSource = dyn Fn(&str) -> Result<Credentials, BoxError> + Send
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Warning {
     /// An insecure host speaks TLS, but its certificate is not verified.
-    UnverifiedTls {
-        host: String,
-    },
+    UnverifiedTls { host: String },
     /// An insecure host does not speak TLS: plain HTTP is used.
-    PlainHttp {
-        host: String,
-    },
+    PlainHttp { host: String },
 }
 
 impl std::fmt::Display for Warning {

@@ -77,6 +77,7 @@ fn record(reference: &str, role: ImageRole, media_type: MediaType, manifest: &[u
         values_fields: vec![],
         signatures: vec![],
         signature: Signature::Unsigned,
+        plugin: Default::default(),
     }
 }
 
@@ -241,9 +242,7 @@ pub const CONFIG_YAML: &[u8] =
     b"apiVersion: embeddedcluster.replicated.com/v1beta1\nkind: Config\n";
 
 pub fn plan(images: &[TestImage], source_date_epoch: Option<u64>) -> BundlePlan {
-    let mut render_inputs = serde_json::Map::new();
-    render_inputs.insert("mode".into(), "airgap".into());
-    render_inputs.insert("localRegistry".into(), "10.244.128.11:5000".into());
+    let render_inputs = velero_airgap::values::RenderInputs::default();
     BundlePlan {
         tool: Tool {
             name: "velero-airgap".into(),
@@ -259,6 +258,9 @@ pub fn plan(images: &[TestImage], source_date_epoch: Option<u64>) -> BundlePlan 
         images: images.iter().map(|image| image.record.clone()).collect(),
         config_yaml: CONFIG_YAML.to_vec(),
         values_yaml: VALUES_YAML.to_vec(),
+        // Synthetic images carry no programs: the SBOM's content is not what these
+        // bundles test.
+        sbom_json: b"{}\n".to_vec(),
         inline_blobs: images
             .iter()
             .flat_map(|image| image.manifests.clone())
@@ -377,4 +379,76 @@ pub fn temp_dir() -> tempfile::TempDir {
 
 pub fn path_in(directory: &tempfile::TempDir, name: &str) -> PathBuf {
     directory.path().join(name)
+}
+
+/// Rewrites an uncompressed bundle the way an attacker who can write it would: `edit`
+/// changes entries by name (`bundle.json` last, after its `files` list was brought up to
+/// date), then `SHA256SUMS` and the sidecar are recomputed, so only checks beyond the
+/// checksums can notice.
+pub fn rewrite_with_sums(path: &Path, edit: impl Fn(&str, Vec<u8>) -> Vec<u8>) {
+    use std::io::Read;
+    let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
+    let mut entries: Vec<(tar::Header, String, Vec<u8>)> = archive
+        .entries()
+        .unwrap()
+        .map(|entry| {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().to_string_lossy().into_owned();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            (entry.header().clone(), name, bytes)
+        })
+        .collect();
+    for (_, name, bytes) in &mut entries {
+        if name != "bundle.json" && name != "SHA256SUMS" {
+            *bytes = edit(name, std::mem::take(bytes));
+        }
+    }
+    let sizes: BTreeMap<String, (usize, String)> = entries
+        .iter()
+        .map(|(_, name, bytes)| (name.clone(), (bytes.len(), Digest::of(bytes).hex())))
+        .collect();
+    for (_, name, bytes) in &mut entries {
+        if name == "bundle.json" {
+            let mut json: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+            for file in json["files"].as_array_mut().unwrap() {
+                let (size, sha256) = &sizes[file["name"].as_str().unwrap()];
+                file["size"] = (*size).into();
+                file["sha256"] = sha256.clone().into();
+            }
+            *bytes = edit(name, serde_json::to_vec_pretty(&json).unwrap());
+        }
+    }
+    let sums: String = {
+        let current: BTreeMap<&str, &Vec<u8>> = entries
+            .iter()
+            .map(|(_, name, bytes)| (name.as_str(), bytes))
+            .collect();
+        let old = String::from_utf8(current["SHA256SUMS"].clone()).unwrap();
+        old.lines()
+            .map(|line| {
+                let (_, name) = line.split_once("  ").unwrap();
+                format!("{}  {name}\n", Digest::of(current[name]).hex())
+            })
+            .collect()
+    };
+    let mut out = tar::Builder::new(Vec::new());
+    for (mut header, name, bytes) in entries {
+        let bytes = if name == "SHA256SUMS" {
+            sums.clone().into_bytes()
+        } else {
+            bytes
+        };
+        header.set_size(bytes.len() as u64);
+        header.set_cksum();
+        out.append(&header, bytes.as_slice()).unwrap();
+    }
+    let tar = out.into_inner().unwrap();
+    std::fs::write(path, &tar).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy();
+    std::fs::write(
+        velero_airgap::bundle::sidecar_path(path),
+        format!("{}  {name}\n", Digest::of(&tar).hex()),
+    )
+    .unwrap();
 }

@@ -512,6 +512,32 @@ pub fn velero_airgap() -> assert_cmd::Command {
     assert_cmd::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
 }
 
+/// Runs the binary under test with `args` and returns its exit code, stderr and peak
+/// resident memory in KiB. A Python parent measures it: `RUSAGE_CHILDREN` of a process
+/// whose only child is ours, where this test process has many.
+pub fn peak_rss_kib(args: &[&std::ffi::OsStr]) -> (i32, String, u64) {
+    let script = "import resource, subprocess, sys\n\
+                  code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n\
+                  print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n\
+                  sys.exit(code if code >= 0 else 128 - code)";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(env!("CARGO_BIN_EXE_velero-airgap"))
+        .args(args)
+        .output()
+        .expect("run python3");
+    let rss = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("peak RSS printed");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        rss,
+    )
+}
+
 /// The content of entry `name` of the tar file `bundle`.
 pub fn read_entry(bundle: &Path, name: &str) -> Vec<u8> {
     let mut archive = tar::Archive::new(std::fs::File::open(bundle).expect("open bundle"));

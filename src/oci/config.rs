@@ -1,47 +1,35 @@
-//! The parts of an image config (OCI or Docker, same JSON) that decide what a plugin
-//! image runs: platform, entrypoint and command, environment and user.
+//! The parts of an image config (OCI or Docker: the same JSON) that we act on: the
+//! platform it was built for, what a container of it runs, and as whom.
 
 use serde::Deserialize;
 
-/// Largest config accepted. Real configs are a few KiB (the history list dominates);
-/// the cap keeps a hostile config from turning into a huge environment or argv.
+use super::Platform;
+
+/// Largest config accepted, fetched or parsed. Real configs are a few KiB (the history
+/// list dominates); the cap keeps a hostile config from turning into a huge environment
+/// or argv.
 pub const MAX_CONFIG_BYTES: usize = 4 * 1024 * 1024;
 
-/// The search path a container gets when its config sets no `PATH`
-/// (the default of containerd, Docker and CRI-O).
+/// The search path a container gets when its config sets no `PATH` (the default of
+/// containerd, Docker and CRI-O).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// An image config that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// Larger than [`MAX_CONFIG_BYTES`].
     #[error("image config is {size} bytes, more than the {limit} accepted")]
-    TooLarge {
-        /// Its size.
-        size: usize,
-        /// [`MAX_CONFIG_BYTES`].
-        limit: usize,
-    },
-    /// Not JSON, or a field has the wrong type.
+    TooLarge { size: usize, limit: usize },
     #[error("image config is not a valid config document")]
     Json(#[source] serde_json::Error),
-    /// A required top-level field is absent or empty.
+    /// `os` or `architecture` is absent or empty.
     #[error("image config has no `{field}`")]
-    MissingField {
-        /// `os` or `architecture`.
-        field: &'static str,
-    },
+    MissingField { field: &'static str },
 }
 
-/// What a plugin image runs and on which platform.
+/// What an image runs, on which platform, as whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageConfig {
-    /// Operating system, e.g. `linux`.
-    pub os: String,
-    /// CPU architecture as the config writes it, e.g. `amd64`.
-    pub architecture: String,
-    /// CPU variant, e.g. `v8`, when given.
-    pub variant: Option<String>,
+    pub platform: Platform,
     /// `config.Entrypoint`; empty when null.
     pub entrypoint: Vec<String>,
     /// `config.Cmd`; empty when null.
@@ -54,7 +42,8 @@ pub struct ImageConfig {
     pub working_dir: String,
 }
 
-/// The document as written; every field optional so that the errors can name the one missing.
+/// The document as written; every field optional so that the errors can name the one
+/// missing.
 #[derive(Deserialize)]
 struct RawConfig {
     os: Option<String>,
@@ -94,26 +83,21 @@ impl ImageConfig {
         };
         let os = required(raw.os, "os")?;
         let architecture = required(raw.architecture, "architecture")?;
-        let runtime = raw.config;
-        let (entrypoint, cmd, env, user, working_dir) = match runtime {
-            Some(runtime) => (
-                runtime.entrypoint.unwrap_or_default(),
-                runtime.cmd.unwrap_or_default(),
-                runtime.env.unwrap_or_default(),
-                runtime.user,
-                runtime.working_dir,
-            ),
-            None => Default::default(),
-        };
+        let runtime = raw.config.unwrap_or(RawRuntimeConfig {
+            entrypoint: None,
+            cmd: None,
+            env: None,
+            user: None,
+            working_dir: None,
+        });
         Ok(ImageConfig {
-            os,
-            architecture,
-            variant: raw.variant.filter(|variant| !variant.is_empty()),
-            entrypoint,
-            cmd,
-            env,
-            user,
-            working_dir: working_dir
+            platform: Platform::new(&os, &architecture, raw.variant.as_deref()),
+            entrypoint: runtime.entrypoint.unwrap_or_default(),
+            cmd: runtime.cmd.unwrap_or_default(),
+            env: runtime.env.unwrap_or_default(),
+            user: runtime.user,
+            working_dir: runtime
+                .working_dir
                 .filter(|directory| !directory.is_empty())
                 .unwrap_or_else(|| "/".to_string()),
         })
@@ -147,30 +131,24 @@ impl ImageConfig {
         self.entrypoint.iter().chain(&self.cmd).cloned().collect()
     }
 
-    /// `os/architecture[/variant]`, as platforms are written elsewhere.
-    pub fn platform(&self) -> String {
-        crate::oci::Platform::new(&self.os, &self.architecture, self.variant.as_deref())
-            .to_string()
-    }
-
-    /// The architecture in OCI's normal spelling (`x86_64` → `amd64`, `aarch64` → `arm64`),
-    /// to compare with what an ELF header says.
-    pub fn normalized_architecture(&self) -> &str {
-        match self.architecture.as_str() {
-            "x86_64" | "x86-64" => "amd64",
-            "aarch64" => "arm64",
-            "i386" => "386",
-            other => other,
-        }
-    }
-
     /// Whether the container runs as root: no user, an empty one, `root`, or uid 0,
     /// with or without a group.
     pub fn runs_as_root(&self) -> bool {
-        let user = self.user.as_deref().unwrap_or("");
-        let name = user.split(':').next().unwrap_or("");
-        matches!(name, "" | "root" | "0")
+        runs_as_root(self.user.as_deref())
     }
+}
+
+/// Whether an image `User` (`uid`, `name`, `uid:gid`…) means root.
+pub fn runs_as_root(user: Option<&str>) -> bool {
+    let name = user.unwrap_or("").split(':').next().unwrap_or("");
+    matches!(name, "" | "root" | "0")
+}
+
+/// Whether an image `User` names a numeric uid other than 0: the only case the kubelet
+/// can check `runAsNonRoot` against (a user name makes it refuse to start the pod).
+pub fn numeric_non_root(user: Option<&str>) -> bool {
+    let uid = user.unwrap_or("").split(':').next().unwrap_or("");
+    uid.parse::<u32>().is_ok_and(|uid| uid != 0)
 }
 
 /// `base/relative` for a relative path, `base` itself for an empty one.
@@ -200,9 +178,7 @@ mod tests {
     #[test]
     fn parses_the_aws_plugin_config() {
         let config = ImageConfig::parse(AWS_CONFIG.as_bytes()).unwrap();
-        assert_eq!(config.os, "linux");
-        assert_eq!(config.architecture, "amd64");
-        assert_eq!(config.variant, None);
+        assert_eq!(config.platform.to_string(), "linux/amd64");
         assert_eq!(
             config.argv(),
             [
@@ -225,7 +201,7 @@ mod tests {
         assert_eq!(config.path_dirs().len(), 6);
         assert_eq!(config.path_dirs()[0], "/usr/local/sbin");
         assert_eq!(config.working_dir, "/");
-        assert_eq!(config.variant.as_deref(), Some("v8"));
+        assert_eq!(config.platform.to_string(), "linux/arm64/v8");
         assert!(config.runs_as_root());
     }
 
@@ -238,30 +214,21 @@ mod tests {
     }
 
     #[test]
-    fn missing_config_section_means_no_argv() {
-        let config = ImageConfig::parse(br#"{"architecture":"x86_64","os":"linux"}"#).unwrap();
-        assert!(config.argv().is_empty());
-        assert_eq!(config.normalized_architecture(), "amd64");
-    }
-
-    #[test]
-    fn root_users() {
-        for (user, root) in [
-            (None, true),
-            (Some(""), true),
-            (Some("root"), true),
-            (Some("0"), true),
-            (Some("0:0"), true),
-            (Some("root:wheel"), true),
-            (Some("65532:65532"), false),
-            (Some("nonroot"), false),
-            (Some("1000:0"), false),
+    fn users() {
+        for (user, root, numeric_non_root_user) in [
+            (None, true, false),
+            (Some(""), true, false),
+            (Some("root"), true, false),
+            (Some("0"), true, false),
+            (Some("0:0"), true, false),
+            (Some("root:wheel"), true, false),
+            (Some("65532:65532"), false, true),
+            (Some("65532"), false, true),
+            (Some("nonroot"), false, false),
+            (Some("1000:0"), false, true),
         ] {
-            let config = ImageConfig {
-                user: user.map(str::to_string),
-                ..ImageConfig::parse(br#"{"architecture":"amd64","os":"linux"}"#).unwrap()
-            };
-            assert_eq!(config.runs_as_root(), root, "{user:?}");
+            assert_eq!(runs_as_root(user), root, "{user:?}");
+            assert_eq!(numeric_non_root(user), numeric_non_root_user, "{user:?}");
         }
     }
 

@@ -1,11 +1,13 @@
 //! Everything that can be proven about a bundle offline, for `verify` and as the first
 //! step of `unpack`: the streaming pass (every checksum and digest, the layout), the
+//! agreement of its files with each other (values re-derived from the config), the
 //! detached bundle signature `BUNDLE.sig` (`--bundle-key`), and the cosign image
 //! signatures the build stored in the bundle (`--verify-key`, `--require-signatures`),
 //! judged by the same policy as at build ([`crate::sign::SignaturePolicy`]), and, on
 //! request, the plugin checks and the SBOM derived again from the bundled layers
 //! ([`check_plugins`]).
 
+mod consistency;
 mod plugins;
 
 pub use plugins::{PluginCheckError, check_plugins};
@@ -81,9 +83,7 @@ pub enum SignatureCheckError {
     },
     /// An image's canonical reference in `bundle.json` does not parse.
     #[error("bundle.json names image {reference:?}, which is not a valid reference")]
-    Reference {
-        reference: String,
-    },
+    Reference { reference: String },
 }
 
 /// Reads `BUNDLE.sig` before the long pass: with `--bundle-key`, a missing or unreadable
@@ -133,10 +133,13 @@ pub fn verify(path: &Path, options: &VerifyOptions) -> Result<Verification, Veri
         None => None,
     };
     let (mut report, mut content) = bundle::verify_keeping(path)?;
-    if options.plugins
-        && let Some(verified) = &content
-    {
-        report.problems.extend(check_plugins(path, verified)?);
+    if let Some(verified) = &content {
+        let findings = consistency::check(verified);
+        report.warnings.extend(findings.warnings);
+        report.problems.extend(findings.problems);
+        if options.plugins && report.is_ok() {
+            report.problems.extend(check_plugins(path, verified)?);
+        }
         if !report.is_ok() {
             content = None;
         }
