@@ -15,5 +15,6 @@ mod registry_pull;
 mod registry_push;
 mod sign_openssl;
 mod signatures;
+mod transport;
 mod unpack;
 mod validate;
