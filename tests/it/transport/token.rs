@@ -535,6 +535,15 @@ async fn a_mount_not_granted_falls_back_to_an_upload() {
     );
     assert_eq!(uploads(&seen), 1);
 
+    // The token server refuses the two-repository scope outright (403).
+    let (outcome, seen) = mount_then_upload(Script {
+        refused_scope: Some("repository:src:pull".into()),
+        ..Script::default()
+    })
+    .await;
+    assert_eq!(outcome, MountOutcome::NotMounted);
+    assert_eq!(uploads(&seen), 1);
+
     // The registry forbids the mount (403).
     let (outcome, seen) = mount_then_upload(Script {
         mount_status: Some(403),
