@@ -98,7 +98,7 @@ pub enum RegistryError {
     },
     /// The TLS handshake failed (unknown CA, wrong name, or a plain-HTTP registry).
     #[error(
-        "TLS handshake with registry {host} failed (add its CA with --ca-file, or mark a plain-HTTP registry with --insecure-registry)"
+        "TLS handshake with registry {host} failed (trust its CA or its own certificate with --ca-file, or skip the check: --insecure-registry for build and validate, --insecure for unpack)"
     )]
     Tls {
         /// The registry host contacted.
