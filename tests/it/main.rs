@@ -16,6 +16,7 @@ mod registry_pull;
 mod registry_push;
 mod sign_openssl;
 mod signatures;
+mod token_auth;
 mod transport;
 mod unpack;
 mod validate;

@@ -1,7 +1,8 @@
 //! In-process servers on 127.0.0.1 for what the real lab services will not do: a tiny
 //! HTTP/1.1 server ([`FakeServer`]) for answers a registry never gives (endless or huge
-//! bodies, a scripted token server, refusals on cue), and a TLS server for certificates the
-//! lab's registries never present ([`TlsFake`]).
+//! bodies, a scripted token server, refusals on cue), a TCP relay that slows one direction
+//! down ([`ThrottledRelay`]) to put a real registry behind a slow link, and a TLS server for
+//! certificates the lab's registries never present ([`TlsFake`]).
 //!
 //! The fake serves one request per connection (`Connection: close`) and records every
 //! request. A connection that does not start with an HTTP method (a TLS ClientHello) gets a
@@ -298,6 +299,82 @@ fn status_line(status: u16, headers: &[(String, String)]) -> String {
         out.push_str(&format!("{name}: {value}\r\n"));
     }
     out
+}
+
+/// A TCP relay on 127.0.0.1 in front of `upstream` that passes the client's bytes on at
+/// most `bytes_per_second` (answers go back at full speed): a slow uplink to a real
+/// registry. Plain threads, so it serves synchronous tests and child processes alike;
+/// dropped, it stops accepting (open connections end with their peers).
+pub struct ThrottledRelay {
+    /// `127.0.0.1:PORT` to connect to instead of `upstream`.
+    pub addr: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ThrottledRelay {
+    /// Starts relaying to `upstream` (`HOST:PORT`).
+    pub fn start(upstream: &str, bytes_per_second: u64) -> ThrottledRelay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+        let addr = listener.local_addr().expect("local address").to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let upstream = upstream.to_owned();
+        std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                for client in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(client) = client else { continue };
+                    let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                        continue;
+                    };
+                    relay(client, server, bytes_per_second);
+                }
+            }
+        });
+        ThrottledRelay { addr, stop }
+    }
+}
+
+impl Drop for ThrottledRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag.
+        let _ = std::net::TcpStream::connect(&self.addr);
+    }
+}
+
+/// Copies both directions of one connection on two threads, the client's side throttled.
+fn relay(client: std::net::TcpStream, server: std::net::TcpStream, bytes_per_second: u64) {
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+    let (Ok(mut client_in), Ok(mut server_out)) = (client.try_clone(), server.try_clone()) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        // Small slices, each sent no earlier than the rate allows.
+        let mut buffer = vec![0u8; 16 << 10];
+        let started = Instant::now();
+        let mut sent: u64 = 0;
+        while let Ok(read) = client_in.read(&mut buffer) {
+            if read == 0 || server_out.write_all(&buffer[..read]).is_err() {
+                break;
+            }
+            sent += read as u64;
+            let due = Duration::from_secs_f64(sent as f64 / bytes_per_second as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let _ = server_out.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut server_in, mut client_out) = (server, client);
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut server_in, &mut client_out);
+        let _ = client_out.shutdown(std::net::Shutdown::Write);
+    });
 }
 
 /// A TLS server on 127.0.0.1 presenting a given certificate, for certificates the lab's
