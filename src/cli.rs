@@ -326,6 +326,10 @@ pub struct UnpackArgs {
     /// not speak TLS (warns). Prefer --ca-file with the registry's certificate.
     #[arg(long)]
     pub insecure: bool,
+    /// Treat this host as insecure too, e.g. a plain-HTTP token server of the --registry
+    /// target, so the credentials may be sent to it (repeatable).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
     /// Trust this PEM certificate for the --registry target: a CA, or the registry's own
     /// (e.g. Embedded Cluster's self-signed one, accepted as it is; repeatable).
     #[arg(long, value_name = "PEM")]

@@ -71,6 +71,21 @@ pub enum RegistryError {
         /// Whether credentials (from the Docker config or given explicitly) were sent.
         had_credentials: bool,
     },
+    /// The registry refused access, and the credentials were kept from its plain-HTTP token
+    /// server.
+    #[error(
+        "registry {host} refused access to {reference}: the credentials were not sent, because its token server {realm} is plain HTTP; mark {realm_host} insecure (--insecure-registry {realm_host}) to send them anyway, or serve the token server over HTTPS"
+    )]
+    CredentialsWithheld {
+        /// The registry host contacted.
+        host: String,
+        /// The canonical image reference.
+        reference: String,
+        /// The token realm, without its query.
+        realm: String,
+        /// The realm's `host[:port]`.
+        realm_host: String,
+    },
     /// The registry does not have the manifest or blob.
     #[error("{reference}: {object} not found on registry {host}")]
     NotFound {
@@ -232,6 +247,7 @@ impl RegistryError {
             | Self::MissingPlatform { .. }
             | Self::UnsupportedManifest { .. } => ErrorKind::Input,
             Self::AuthRefused { .. }
+            | Self::CredentialsWithheld { .. }
             | Self::NotFound { .. }
             | Self::Network { .. }
             | Self::Tls { .. }
@@ -309,6 +325,14 @@ impl Failure {
                 host,
                 reference,
                 had_credentials,
+            },
+            TransportError::CredentialsWithheld {
+                realm, realm_host, ..
+            } => RegistryError::CredentialsWithheld {
+                host,
+                reference,
+                realm,
+                realm_host,
             },
             TransportError::NotFound { .. } => RegistryError::NotFound {
                 host,
@@ -425,5 +449,30 @@ mod tests {
             Failure::from_transport(missing, &ctx),
             Failure::Final(RegistryError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn withheld_credentials_say_why_and_what_to_do() {
+        let ctx = context();
+        let withheld = TransportError::CredentialsWithheld {
+            host: "registry.example.com".into(),
+            what: "blob x".into(),
+            realm: "http://auth.example.com:8080/token".into(),
+            realm_host: "auth.example.com:8080".into(),
+        };
+        let Failure::Final(error) = Failure::from_transport(withheld, &ctx) else {
+            panic!("a refusal is final");
+        };
+        let text = error.to_string();
+        for part in [
+            "registry.example.com",
+            "not sent",
+            "http://auth.example.com:8080/token",
+            "--insecure-registry auth.example.com:8080",
+        ] {
+            assert!(text.contains(part), "{part:?} not in {text}");
+        }
+        assert!(!text.contains("rejected"), "{text}");
+        assert_eq!(error.kind(), ErrorKind::Remote);
     }
 }

@@ -283,3 +283,65 @@ fn short_lived_tokens_are_renewed_during_a_slow_unpack() {
     );
 }
 
+#[test]
+fn unpack_sends_credentials_to_a_plain_http_realm_only_when_it_is_insecure() {
+    let built = build_bundle(16, &[]);
+    let target = Registry::start(token_kind(false, None));
+    let token = target.token.clone().unwrap();
+    let docker = docker_config_for(built.sources.dir.path(), &target.addr);
+    let values = built.path("values.yaml");
+    let mut args = vec![
+        "--registry",
+        &target.addr,
+        "--insecure",
+        "--docker-config",
+        &docker,
+        "--values-out",
+        values.to_str().unwrap(),
+    ];
+
+    // The realm is http://…: the credentials stay home, the push is refused, and the error
+    // says why and what to do (not that the credentials were rejected).
+    let (code, _, stderr) = unpack(&built.bundle, &args, None);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("credentials were not sent")
+            && stderr.contains(&format!("--insecure-registry {}", token.addr)),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("rejected"), "{stderr}");
+    assert!(!values.exists());
+    let refused = token.token_requests();
+    assert!(!refused.is_empty());
+    assert!(
+        refused.iter().all(|r| r["basic_auth"] == false),
+        "{refused:#?}"
+    );
+
+    // The realm's host marked insecure: they go, the push succeeds.
+    let realm_insecure = format!("--insecure-registry={}", token.addr);
+    args.push(&realm_insecure);
+    let (code, _, stderr) = unpack(&built.bundle, &args, None);
+    assert_eq!(code, 0, "{stderr}");
+    let sent = token_requests_since(&token, refused.len());
+    assert!(sent.iter().all(|r| r["basic_auth"] == true), "{sent:#?}");
+    assert_values_pull_plain(&target, &values);
+}
+
+/// Every image the values name pulls from a plain-HTTP `target` (skopeo, anonymous pull).
+fn assert_values_pull_plain(target: &Registry, values: &Path) {
+    for reference in value_images(values) {
+        let out = skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}", pullable(&reference)),
+        ]);
+        assert!(
+            out.status.success(),
+            "{reference} on {}: {}",
+            target.addr,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

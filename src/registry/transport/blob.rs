@@ -145,7 +145,9 @@ impl Transport {
             // The token server would not give one token for both repositories (a caller
             // without pull on the source): a mount is only a shortcut, so upload instead.
             // Credentials that are wrong altogether fail the upload, which says so.
-            Err(TransportError::AuthRefused { .. }) => {
+            Err(
+                TransportError::AuthRefused { .. } | TransportError::CredentialsWithheld { .. },
+            ) => {
                 tracing::debug!(host = exchange.host, %digest, "mount declined: no token for both repositories");
                 return Ok(MountOutcome::NotMounted);
             }

@@ -48,6 +48,21 @@ pub enum TransportError {
         /// Whether credentials were sent.
         had_credentials: bool,
     },
+    /// The registry refused access, and the caller's credentials were not sent: its token
+    /// server is plain HTTP and not an insecure host (the credentials would travel in clear).
+    #[error(
+        "registry {host} refused access to {what}: its token server {realm} is plain HTTP, so the credentials were not sent"
+    )]
+    CredentialsWithheld {
+        /// The registry host.
+        host: String,
+        /// What was asked for.
+        what: String,
+        /// The token realm, without its query.
+        realm: String,
+        /// The realm's `host[:port]`, as an insecure host would be named.
+        realm_host: String,
+    },
     /// The registry does not have it.
     #[error("registry {host} has no {what}{}", code_suffix(.code))]
     NotFound {
