@@ -124,7 +124,8 @@ pub enum RegistryError {
     },
     /// The registry kept answering with a server error (5xx) or throttling (429).
     #[error(
-        "registry {host} answered HTTP {status} for {object} of {reference} ({attempts} attempt(s))"
+        "registry {host} answered HTTP {status} for {object} of {reference} ({attempts} attempt(s)){}",
+        .body_cut_at.map(super::transport::cut_suffix).unwrap_or_default()
     )]
     Server {
         /// The registry host contacted.
@@ -137,9 +138,26 @@ pub enum RegistryError {
         status: u16,
         /// How many attempts were made.
         attempts: u32,
+        /// The last error body went past this many bytes and was not read further.
+        body_cut_at: Option<u64>,
     },
-    /// The registry answered in a way the distribution protocol does not allow, or sent
-    /// more than a manifest, token or error can be.
+    /// The registry (or its token server) sent more than a manifest or a token answer may
+    /// be: it was not read further.
+    #[error(
+        "registry {host} sent more than {} for {what} (for {reference}); that is over the limit for it, so it was not read further",
+        human_limit(*.limit)
+    )]
+    TooLarge {
+        /// The registry host contacted.
+        host: String,
+        /// The canonical image reference.
+        reference: String,
+        /// What was being read (a manifest, a token answer...).
+        what: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The registry answered in a way the distribution protocol does not allow.
     #[error("unexpected answer from registry {host} for {object} of {reference}")]
     Protocol {
         /// The registry host contacted.
@@ -222,6 +240,15 @@ pub enum RegistryError {
     },
 }
 
+/// `4 MiB (4194304 bytes)`, `64 KiB (65536 bytes)`.
+fn human_limit(limit: u64) -> String {
+    match limit {
+        l if l >= 1 << 20 && l % (1 << 20) == 0 => format!("{} MiB ({l} bytes)", l >> 20),
+        l if l >= 1 << 10 && l % (1 << 10) == 0 => format!("{} KiB ({l} bytes)", l >> 10),
+        l => format!("{l} bytes"),
+    }
+}
+
 fn auth_hint(had_credentials: bool) -> &'static str {
     if had_credentials {
         "the credentials sent were rejected"
@@ -252,6 +279,7 @@ impl RegistryError {
             | Self::Network { .. }
             | Self::Tls { .. }
             | Self::Server { .. }
+            | Self::TooLarge { .. }
             | Self::Protocol { .. } => ErrorKind::Remote,
             Self::Sink { .. } | Self::Source { .. } => ErrorKind::Local,
         }
@@ -280,12 +308,17 @@ impl Failure {
     /// Turns the failure into the error reported after `attempts` attempts.
     pub fn into_error(self, context: &RequestContext<'_>, attempts: u32) -> RegistryError {
         match self {
-            Failure::Transient(TransportError::Server { status, .. }) => RegistryError::Server {
+            Failure::Transient(TransportError::Server {
+                status,
+                body_cut_at,
+                ..
+            }) => RegistryError::Server {
                 host: context.host.to_string(),
                 reference: context.reference.to_string(),
                 object: context.object.to_string(),
                 status,
                 attempts,
+                body_cut_at,
             },
             // The connection failure itself: the transport's wrapper would repeat what
             // this error already says (the host, what was asked).
@@ -333,6 +366,12 @@ impl Failure {
                 reference,
                 realm,
                 realm_host,
+            },
+            TransportError::TooLarge { what, limit, .. } => RegistryError::TooLarge {
+                host,
+                reference,
+                what,
+                limit,
             },
             TransportError::NotFound { .. } => RegistryError::NotFound {
                 host,
@@ -400,6 +439,7 @@ mod tests {
             what: "manifest 1".into(),
             status,
             code: None,
+            body_cut_at: None,
         }
     }
 
@@ -474,5 +514,35 @@ mod tests {
         }
         assert!(!text.contains("rejected"), "{text}");
         assert_eq!(error.kind(), ErrorKind::Remote);
+    }
+
+    #[test]
+    fn answers_over_their_limit_name_the_registry_and_the_limit() {
+        let ctx = context();
+        let too_large = TransportError::TooLarge {
+            host: "registry.example.com".into(),
+            what: "manifest 1 of app".into(),
+            limit: 4 << 20,
+        };
+        let Failure::Final(error) = Failure::from_transport(too_large, &ctx) else {
+            panic!("too large is final");
+        };
+        let text = error.to_string();
+        assert!(
+            text.contains("registry registry.example.com sent more than 4 MiB (4194304 bytes)")
+                && text.contains("manifest 1 of app"),
+            "{text}"
+        );
+        let mut cut = server(500);
+        if let TransportError::Server { body_cut_at, .. } = &mut cut {
+            *body_cut_at = Some(64 << 10);
+        }
+        let text = Failure::from_transport(cut, &ctx)
+            .into_error(&ctx, 1)
+            .to_string();
+        assert!(
+            text.contains("HTTP 500") && text.contains("65536-byte limit"),
+            "{text}"
+        );
     }
 }

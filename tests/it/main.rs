@@ -4,6 +4,7 @@
 
 mod lab;
 
+mod bounded_answers;
 mod build;
 mod bundle_hostile;
 mod bundle_roundtrip;

@@ -40,6 +40,7 @@ use crate::oci::Digest;
 
 pub use auth::Credentials;
 pub use blob::{BlobDownload, MountOutcome};
+pub(crate) use error::cut_suffix;
 pub use error::{BoxError, TransportError};
 pub use manifest::{Manifest, ManifestHead};
 pub use proxy::{ProxyConfig, redact};
