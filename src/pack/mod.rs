@@ -245,15 +245,22 @@ pub async fn pack(
         .check_names(rendered.images.iter().map(|u| &u.field.role))?;
 
     let registry = Registry::new(request.registry.clone())?;
-    let mut resolved = resolve_all(
+    let mut warned = 0;
+    let resolved = resolve_all(
         &registry,
         &rendered,
         &request.platforms,
         request.jobs,
         events,
     )
-    .await?;
-    signatures::check_signatures(&registry, &mut resolved, &request, events).await?;
+    .await;
+    // Every source registry is contacted while resolving: say how each was reached (an
+    // insecure one), once, even when resolving failed.
+    warn_about_registries(&registry, &mut warned, events);
+    let mut resolved = resolved?;
+    let checked = signatures::check_signatures(&registry, &mut resolved, &request, events).await;
+    warn_about_registries(&registry, &mut warned, events);
+    checked?;
 
     let pins = resolved
         .iter()
@@ -328,6 +335,16 @@ fn plugin_users(resolved: &[Resolved]) -> BTreeMap<String, String> {
                 .then_some((container, first))
         })
         .collect()
+}
+
+/// Emits the registry's warnings (an insecure host reached without verified TLS or over
+/// plain HTTP) that `warned` did not count yet: each once per host.
+fn warn_about_registries(registry: &Registry, warned: &mut usize, events: &(dyn Fn(Event) + Sync)) {
+    let warnings = registry.warnings();
+    for warning in warnings.iter().skip(*warned) {
+        events(Event::Warning(warning.clone()));
+    }
+    *warned = warnings.len();
 }
 
 /// Refuses configs with validation errors, and literal secrets unless allowed.

@@ -4,11 +4,13 @@
 
 mod lab;
 
+mod bounded_answers;
 mod build;
 mod bundle_consistency;
 mod bundle_hostile;
 mod bundle_roundtrip;
 mod containerd_import;
+mod embedded_cluster;
 mod lab_services;
 mod planted_links;
 mod registry_credentials;
@@ -17,5 +19,7 @@ mod registry_pull;
 mod registry_push;
 mod sign_openssl;
 mod signatures;
+mod token_auth;
+mod transport;
 mod unpack;
 mod validate;

@@ -10,12 +10,12 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// A bundle built from a fresh source registry; the registry is gone afterwards.
-struct Built {
-    sources: Sources,
-    bundle: PathBuf,
+pub(crate) struct Built {
+    pub(crate) sources: Sources,
+    pub(crate) bundle: PathBuf,
 }
 
-fn build_bundle(layer_kib: u64, extra: &[&str]) -> Built {
+pub(crate) fn build_bundle(layer_kib: u64, extra: &[&str]) -> Built {
     build_bundle_with(layer_kib, extra, None)
 }
 
@@ -46,12 +46,12 @@ fn build_bundle_with(layer_kib: u64, extra: &[&str], config: Option<String>) -> 
 }
 
 impl Built {
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.sources.path(name)
     }
 }
 
-fn unpack(bundle: &Path, args: &[&str], stdin: Option<&str>) -> (i32, Value, String) {
+pub(crate) fn unpack(bundle: &Path, args: &[&str], stdin: Option<&str>) -> (i32, Value, String) {
     let mut command = velero_airgap();
     command.arg("unpack").arg("--json").arg(bundle).args(args);
     // The k0s target's state lives in the test's own directory, never in the machine's.
@@ -78,7 +78,7 @@ fn unpack_ok(bundle: &Path, args: &[&str]) -> Value {
 }
 
 /// Every image reference the values make the chart run.
-fn value_images(values: &Path) -> Vec<String> {
+pub(crate) fn value_images(values: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(values).unwrap();
     let yaml: velero_airgap::yaml::Value = velero_airgap::yaml::from_str(&text).unwrap();
     let mut refs = vec![format!(
@@ -100,7 +100,7 @@ fn value_images(values: &Path) -> Vec<String> {
 
 /// skopeo 1.9 refuses `repo:tag@digest`: ask for `repo@digest` (what CRI asks
 /// for too).
-fn pullable(reference: &str) -> String {
+pub(crate) fn pullable(reference: &str) -> String {
     match reference.split_once('@') {
         Some((name, digest)) => {
             let repo =
