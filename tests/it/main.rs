@@ -9,6 +9,7 @@ mod bundle_hostile;
 mod bundle_roundtrip;
 mod containerd_import;
 mod lab_services;
+mod proxy;
 mod registry_credentials;
 mod registry_faults;
 mod registry_pull;
