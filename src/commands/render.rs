@@ -6,6 +6,7 @@ use crate::cli::{Mode, RenderArgs};
 use anyhow::Context;
 use std::collections::BTreeMap;
 use velero_airgap::config::ClusterConfig;
+use velero_airgap::files::Privacy;
 use velero_airgap::oci::Digest;
 use velero_airgap::reference::Reference;
 use velero_airgap::release;
@@ -43,12 +44,15 @@ pub fn run(args: RenderArgs, output: Output) -> anyhow::Result<ExitStatus> {
             eprintln!("{}: {finding}", path.display());
         }
     }
-    let input = RenderInput::from_config(
-        &config,
-        release,
-        settings::proxy_settings(&args.install),
-        args.install.host_ca_bundle.clone(),
-    );
+    let proxy = settings::proxy_settings(&args.install);
+    proxy.check_secrets(args.allow_secrets)?;
+    let privacy = if proxy.has_credentials() {
+        Privacy::Private
+    } else {
+        Privacy::Shared
+    };
+    let input =
+        RenderInput::from_config(&config, release, proxy, args.install.host_ca_bundle.clone());
     let rendered =
         values::render(&input).with_context(|| format!("cannot render {}", path.display()))?;
     let pins = match &args.lock {
@@ -59,7 +63,11 @@ pub fn run(args: RenderArgs, output: Output) -> anyhow::Result<ExitStatus> {
         Mode::Online => values::pin(&rendered, &pins)?,
         Mode::Airgap => values::to_airgap(&rendered, &args.local_registry, &pins)?,
     };
-    super::write_output(args.output.as_deref(), values::to_yaml(&values).as_bytes())?;
+    super::write_output_as(
+        args.output.as_deref(),
+        values::to_yaml(&values).as_bytes(),
+        privacy,
+    )?;
     Ok(ExitStatus::Success)
 }
 

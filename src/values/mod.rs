@@ -62,8 +62,9 @@ pub struct PluginImage {
     pub pull_policy: String,
 }
 
-/// Proxy settings the installer gets at install time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Proxy settings the installer gets at install time. They only fill Velero's values: the
+/// tool's own traffic follows the environment (`HTTPS_PROXY`, …). `Debug` hides passwords.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProxySettings {
     /// `HTTP_PROXY`.
     pub http_proxy: Option<String>,
@@ -73,17 +74,88 @@ pub struct ProxySettings {
     pub no_proxy: Option<String>,
 }
 
+impl std::fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = self.redacted();
+        f.debug_struct("ProxySettings")
+            .field("http_proxy", &redacted.http_proxy)
+            .field("https_proxy", &redacted.https_proxy)
+            .field("no_proxy", &redacted.no_proxy)
+            .finish()
+    }
+}
+
 impl ProxySettings {
     /// Whether a proxy URL carries a user name or password (`http://user:pass@host`).
     pub fn has_credentials(&self) -> bool {
-        [&self.http_proxy, &self.https_proxy]
-            .into_iter()
-            .flatten()
-            .any(|url| {
-                let rest = url.split_once("://").map_or(url.as_str(), |(_, rest)| rest);
-                let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-                authority.contains('@')
-            })
+        self.credential_flag().is_some()
+    }
+
+    /// The flag (`--http-proxy` or `--https-proxy`) whose URL carries a user name or
+    /// password, if any: a literal secret once written into values.
+    pub fn credential_flag(&self) -> Option<&'static str> {
+        [
+            ("--http-proxy", &self.http_proxy),
+            ("--https-proxy", &self.https_proxy),
+        ]
+        .into_iter()
+        .find(|(_, url)| url.as_deref().is_some_and(has_userinfo))
+        .map(|(flag, _)| flag)
+    }
+
+    /// The settings with every password replaced by `***`, for output.
+    pub fn redacted(&self) -> ProxySettings {
+        let hide = |url: &Option<String>| url.as_deref().map(redact_url);
+        ProxySettings {
+            http_proxy: hide(&self.http_proxy),
+            https_proxy: hide(&self.https_proxy),
+            no_proxy: self.no_proxy.clone(),
+        }
+    }
+}
+
+/// A proxy URL of the install-time flags carries credentials, and writing them into values
+/// that travel (`build`, `render`) was not allowed with `--allow-secrets`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{flag} carries proxy credentials (user:password@), which would be copied into the values and every bundle made from them; give them to `unpack {flag}` on the node instead, or pass --allow-secrets"
+)]
+pub struct ProxyCredentialsError {
+    /// `--http-proxy` or `--https-proxy`.
+    pub flag: &'static str,
+}
+
+impl ProxySettings {
+    /// Refuses credentials in a proxy URL unless `allow_secrets`.
+    pub fn check_secrets(&self, allow_secrets: bool) -> Result<(), ProxyCredentialsError> {
+        match self.credential_flag() {
+            Some(flag) if !allow_secrets => Err(ProxyCredentialsError { flag }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether `url`'s authority has a `user[:password]@` part.
+fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    authority.contains('@')
+}
+
+/// `url` with its password hidden, as typed otherwise: a proxy value without a scheme
+/// (`user:pass@proxy:3128`) is read as `http://`, as the proxy itself would be.
+fn redact_url(url: &str) -> String {
+    if !has_userinfo(url) {
+        return url.to_string();
+    }
+    if url.contains("://") {
+        crate::registry::transport::redact(url)
+    } else {
+        let redacted = crate::registry::transport::redact(&format!("http://{url}"));
+        redacted
+            .strip_prefix("http://")
+            .unwrap_or(&redacted)
+            .to_string()
     }
 }
 

@@ -1,13 +1,15 @@
 //! Proxies, through the binary: the tool's own traffic follows `HTTPS_PROXY`, `HTTP_PROXY`,
 //! `ALL_PROXY` and `NO_PROXY` (observed with the lab's logging proxy), the install-time
-//! flags only fill Velero's values, and proxy credentials are sent but never shown.
+//! flags only fill Velero's values, and proxy credentials are sent but never shown, and never
+//! ship in a bundle by accident.
 
-use std::path::Path;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::lab::proxy::{LoggingProxy, ProxyRecord};
 use crate::lab::sources::Sources;
-use crate::lab::{RegistryKind, read_entry, velero_airgap};
+use crate::lab::{Registry, RegistryKind, read_entry, velero_airgap};
 
 /// A password distinctive enough that finding it anywhere in output is a leak.
 const PROXY_PASSWORD: &str = "Pr0xyPa55-9c1e7b";
@@ -279,4 +281,158 @@ fn install_proxy_flags_only_fill_the_values() {
     ] {
         assert!(values.contains(&expected), "{expected} not in:\n{values}");
     }
+}
+
+#[test]
+fn proxy_credentials_in_flags_are_refused_at_build_and_render_unless_allowed() {
+    let sources = Sources::start(RegistryKind::Plain, 16);
+    let secret_url = format!("http://{PROXY_USER}:{PROXY_PASSWORD}@proxy.corp.example:3128");
+    for flag in ["--https-proxy", "--http-proxy"] {
+        let output = build_with(&sources, "bundle.tar", &[], &[flag, &secret_url]);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("--allow-secrets"),
+            "{stderr}"
+        );
+        assert!(!text(&output).contains(PROXY_PASSWORD), "{stderr}");
+        assert!(!sources.path("bundle.tar").exists());
+
+        let render = |extra: &[&str]| {
+            velero_airgap()
+                .arg("render")
+                .arg("-c")
+                .arg(&sources.config)
+                .args([flag, &secret_url])
+                .args(extra)
+                .output()
+                .unwrap()
+        };
+        let output = render(&[]);
+        assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("--allow-secrets"),
+            "{stderr}"
+        );
+        assert!(!text(&output).contains(PROXY_PASSWORD), "{stderr}");
+        assert!(output.stdout.is_empty());
+
+        // Allowed: the URL is written as given (Velero needs it), to a private file.
+        let file = sources.path("values.yaml");
+        let output = render(&["--allow-secrets", "-o", file.to_str().unwrap()]);
+        assert_ok(&output, "render --allow-secrets");
+        assert!(
+            std::fs::read_to_string(&file)
+                .unwrap()
+                .contains(&secret_url)
+        );
+        assert_eq!(mode(&file), 0o600);
+        std::fs::remove_file(&file).unwrap();
+    }
+    let output = build_with(
+        &sources,
+        "bundle.tar",
+        &[],
+        &["--https-proxy", &secret_url, "--allow-secrets"],
+    );
+    assert_ok(&output, "build --allow-secrets");
+    assert!(bundle_values(&sources.path("bundle.tar")).contains(&secret_url));
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Runs `unpack` of `bundle` into `registry` with `extra` flags.
+fn unpack(bundle: &Path, registry: &Registry, values: &Path, extra: &[&str]) -> Output {
+    velero_airgap()
+        .arg("unpack")
+        .arg(bundle)
+        .arg("--registry")
+        .arg(&registry.addr)
+        .arg("--insecure")
+        .arg("--values-out")
+        .arg(values)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn unpack_writes_proxy_credentials_owner_only_and_never_prints_them() {
+    let sources = Sources::start(RegistryKind::Plain, 16);
+    let bundle = sources.path("bundle.tar");
+    assert_ok(&build_with(&sources, "bundle.tar", &[], &[]), "build");
+    let target = Registry::start(RegistryKind::Plain);
+    let secret_url = format!("http://{PROXY_USER}:{PROXY_PASSWORD}@proxy.corp.example:3128");
+    let proxy_flags = [
+        "--https-proxy",
+        secret_url.as_str(),
+        "--http-proxy",
+        secret_url.as_str(),
+        "--no-proxy",
+        "10.0.0.0/8",
+    ];
+    let values: PathBuf = sources.path("values.yaml");
+
+    // --dry-run: says what the values would get, the password hidden; writes nothing.
+    let mut args = proxy_flags.to_vec();
+    args.push("--dry-run");
+    let output = unpack(&bundle, &target, &values, &args);
+    assert_ok(&output, "unpack --dry-run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!text(&output).contains(PROXY_PASSWORD), "{}", text(&output));
+    assert!(
+        stdout.contains(&format!(
+            "with HTTPS_PROXY=http://{PROXY_USER}:***@proxy.corp.example:3128/"
+        )),
+        "{stdout}"
+    );
+    assert!(!values.exists());
+
+    // -v (the library's decisions, traced) on a run that loads everything.
+    let mut args = proxy_flags.to_vec();
+    args.push("-vv");
+    let output = unpack(&bundle, &target, &values, &args);
+    assert_ok(&output, "unpack -vv");
+    assert!(!text(&output).contains(PROXY_PASSWORD), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("mode 0600"),
+        "{}",
+        text(&output)
+    );
+    // Velero needs the URL as given; only the owner can read it.
+    assert!(
+        std::fs::read_to_string(&values)
+            .unwrap()
+            .contains(&secret_url)
+    );
+    assert_eq!(mode(&values), 0o600);
+
+    // --json, on the re-run.
+    let mut args = proxy_flags.to_vec();
+    args.push("--json");
+    let output = unpack(&bundle, &target, &values, &args);
+    assert_ok(&output, "unpack --json");
+    assert!(!text(&output).contains(PROXY_PASSWORD), "{}", text(&output));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        json["proxyEnv"]["HTTPS_PROXY"],
+        format!("http://{PROXY_USER}:***@proxy.corp.example:3128/")
+    );
+    assert_eq!(json["proxyEnv"]["NO_PROXY"], "10.0.0.0/8");
+    assert_eq!(mode(&values), 0o600);
+
+    // Without credentials the values are an ordinary file.
+    let output = unpack(
+        &bundle,
+        &target,
+        &values,
+        &["--https-proxy", "http://proxy.corp.example:3128"],
+    );
+    assert_ok(&output, "unpack without credentials");
+    assert_ne!(mode(&values), 0o600);
 }
