@@ -203,6 +203,10 @@ pub struct RenderArgs {
     /// Pin every image by the digest a bundle recorded for it.
     #[arg(long, value_name = "BUNDLE")]
     pub lock: Option<PathBuf>,
+    /// Render even if --http-proxy or --https-proxy carries credentials (the file written
+    /// with -o is then readable by its owner only).
+    #[arg(long)]
+    pub allow_secrets: bool,
     /// Write to FILE instead of stdout (atomically).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -273,7 +277,8 @@ pub struct BuildArgs {
     /// Content-addressed blob cache, verified on reuse.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Bundle even if override values carry literal secrets.
+    /// Bundle even if override values or a proxy URL (--http-proxy, --https-proxy) carry
+    /// literal secrets.
     #[arg(long)]
     pub allow_secrets: bool,
     /// Image signature checks.

@@ -23,7 +23,7 @@ mod ustar;
 mod verify;
 mod writer;
 
-pub use inspect::{BundleSummary, ImageSummary, inspect};
+pub use inspect::{BundleSummary, ImageSummary, Reader, inspect, read_command, skopeo_reads};
 pub use layout::{
     BUNDLE_JSON, CONFIG_YAML, Compression, INDEX_JSON, LEADING_ENTRIES, OCI_LAYOUT, SHA256SUMS,
     SumsError, VALUES_YAML, blob_entry_name, sidecar_path, signature_path,

@@ -37,13 +37,25 @@ pub fn run(args: InspectArgs, _output: Output) -> anyhow::Result<ExitStatus> {
                 format!("verified by {key_fingerprint}")
             }
         };
+        let kind = match image.media_type.as_str() {
+            "application/vnd.oci.image.manifest.v1+json" => "OCI manifest",
+            "application/vnd.oci.image.index.v1+json" => "OCI index",
+            "application/vnd.docker.distribution.manifest.v2+json" => "Docker v2s2 manifest",
+            "application/vnd.docker.distribution.manifest.list.v2+json" => "Docker manifest list",
+            other => other,
+        };
+        let note = match image.read_with {
+            bundle::Reader::Skopeo => "",
+            bundle::Reader::Ctr => " (skopeo cannot look it up; ctr loads every image)",
+        };
         text.push_str(&format!(
-            "  {:<32} {}\n    {}  {}  {}\n",
+            "  {:<32} {}\n    {}  {}  {}\n    {kind}{note}: {}\n",
             image.role.to_string(),
             image.canonical_reference,
             image.digest,
             human_bytes(image.size),
             signature,
+            image.read_command,
         ));
     }
     text.push_str(&format!(

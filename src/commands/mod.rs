@@ -175,13 +175,18 @@ pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
 
 /// Writes `contents` to `path` atomically, or to stdout when `path` is `None`.
 pub fn write_output(path: Option<&std::path::Path>, contents: &[u8]) -> anyhow::Result<()> {
+    write_output_as(path, contents, velero_airgap::files::Privacy::Shared)
+}
+
+/// Like [`write_output`], a file getting the mode `privacy` asks for.
+pub fn write_output_as(
+    path: Option<&std::path::Path>,
+    contents: &[u8],
+    privacy: velero_airgap::files::Privacy,
+) -> anyhow::Result<()> {
     use std::io::Write;
     match path {
-        Some(path) => Ok(velero_airgap::files::write_atomic(
-            path,
-            contents,
-            velero_airgap::files::Privacy::Shared,
-        )?),
+        Some(path) => Ok(velero_airgap::files::write_atomic(path, contents, privacy)?),
         None => {
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(contents)?;

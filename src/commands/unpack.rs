@@ -41,6 +41,9 @@ pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
             summary.values_address,
             args.values_out.display()
         );
+        for (name, value) in &summary.proxy_env {
+            println!("  with {name}={value}");
+        }
     } else if !output.quiet {
         if summary.nothing_to_do {
             eprintln!(
@@ -72,9 +75,14 @@ pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
             }
         }
         eprintln!(
-            "wrote {} (images at {})",
+            "wrote {} (images at {}){}",
             args.values_out.display(),
-            summary.values_address
+            summary.values_address,
+            if settings::proxy_settings(&args.install).has_credentials() {
+                "; it holds proxy credentials, so only its owner can read it (mode 0600)"
+            } else {
+                ""
+            }
         );
     }
     Ok(ExitStatus::Success)

@@ -166,6 +166,9 @@ pub enum PackError {
         /// Where the secret is.
         path: String,
     },
+    /// A proxy URL carries credentials and `--allow-secrets` was not given.
+    #[error(transparent)]
+    ProxySecret(#[from] values::ProxyCredentialsError),
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] values::RenderError),
@@ -204,6 +207,7 @@ impl PackError {
             PackError::Plan(_)
             | PackError::Invalid { .. }
             | PackError::Secrets { .. }
+            | PackError::ProxySecret(_)
             | PackError::Render(_)
             | PackError::Signature(_)
             | PackError::MissingPlatforms(_) => crate::ErrorKind::Input,
@@ -347,7 +351,8 @@ fn warn_about_registries(registry: &Registry, warned: &mut usize, events: &(dyn 
     *warned = warnings.len();
 }
 
-/// Refuses configs with validation errors, and literal secrets unless allowed.
+/// Refuses configs with validation errors, and literal secrets (in the overrides, or a
+/// proxy URL's credentials) unless allowed.
 fn check_config(config: &ClusterConfig, request: &PackRequest) -> Result<(), PackError> {
     let file = request.config.display().to_string();
     let options = validate::Options {
@@ -369,6 +374,10 @@ fn check_config(config: &ClusterConfig, request: &PackRequest) -> Result<(), Pac
             },
         });
     }
+    request
+        .render_inputs
+        .proxy
+        .check_secrets(request.allow_secrets)?;
     if !request.allow_secrets {
         for over in config.velero_overrides() {
             if let Ok(values) = &over.values

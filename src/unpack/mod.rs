@@ -15,6 +15,7 @@ mod to_k0s;
 mod to_registry;
 pub mod values;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -194,6 +195,10 @@ pub struct UnpackSummary {
     pub values_out: Option<PathBuf>,
     /// The address the values point at.
     pub values_address: String,
+    /// The proxy variables written into the values (`HTTP_PROXY`, `HTTPS_PROXY`,
+    /// `NO_PROXY`), each password replaced by `***`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub proxy_env: BTreeMap<String, String>,
     /// Warnings for the user (e.g. a loopback values address).
     pub warnings: Vec<String>,
     /// Whether this was a dry run.
@@ -478,6 +483,19 @@ fn values_address(
     Ok((address, warnings))
 }
 
+/// The proxy variables the values get, passwords hidden.
+fn proxy_env(install: &InstallSettings) -> BTreeMap<String, String> {
+    let proxy = install.proxy.redacted();
+    [
+        ("HTTP_PROXY", proxy.http_proxy),
+        ("HTTPS_PROXY", proxy.https_proxy),
+        ("NO_PROXY", proxy.no_proxy),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name.to_string(), value?)))
+    .collect()
+}
+
 /// Values that carry proxy credentials are readable by their owner only.
 fn values_privacy(install: &InstallSettings) -> Privacy {
     if install.proxy.has_credentials() {
@@ -613,6 +631,7 @@ impl UnpackSummary {
             nothing_to_do: false,
             values_out: request.values_out.clone(),
             values_address,
+            proxy_env: proxy_env(&request.install),
             warnings,
             dry_run: request.dry_run,
             bundle_key_fingerprint: verified.bundle_key_fingerprint.clone(),

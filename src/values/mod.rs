@@ -12,7 +12,9 @@ mod merge_patch;
 
 pub use emit::to_yaml;
 pub use images::{ImageField, Role};
-pub use inputs::{ProxySettings, RENDER_SCHEME, RenderInputs, redact_url, redacted_matches};
+pub use inputs::{
+    ProxyCredentialsError, ProxySettings, RENDER_SCHEME, RenderInputs, redact_url, redacted_matches,
+};
 pub use merge_patch::merge_patch;
 
 use crate::config::ClusterConfig;

@@ -199,6 +199,41 @@ fn step4_proxy_env_as_name_value_list() {
 }
 
 #[test]
+fn proxy_credentials_are_found_per_flag_and_hidden_in_output() {
+    let settings = |http: Option<&str>, https: Option<&str>| ProxySettings {
+        http_proxy: http.map(str::to_string),
+        https_proxy: https.map(str::to_string),
+        no_proxy: Some("10.0.0.0/8".into()),
+    };
+    assert_eq!(
+        settings(Some("http://p:3128"), None).credential_flag(),
+        None
+    );
+    assert_eq!(
+        settings(Some("http://p:3128"), Some("http://u:s3cret@p:3128")).credential_flag(),
+        Some("--https-proxy")
+    );
+    assert_eq!(
+        settings(Some("u:s3cret@p:3128"), None).credential_flag(),
+        Some("--http-proxy")
+    );
+    // `@` after the authority is not userinfo.
+    assert!(!settings(Some("http://p:3128/a@b"), None).has_credentials());
+    let secret = settings(Some("u:s3cret@p:3128"), Some("http://u:s3cret@p:3128"));
+    let redacted = secret.redacted();
+    assert_eq!(redacted.http_proxy.as_deref(), Some("***@p:3128"));
+    assert_eq!(redacted.https_proxy.as_deref(), Some("http://***@p:3128"));
+    assert_eq!(redacted.no_proxy.as_deref(), Some("10.0.0.0/8"));
+    let debug = format!("{secret:?}");
+    assert!(
+        !debug.contains("s3cret") && debug.contains("***"),
+        "{debug}"
+    );
+    let plain = settings(Some("http://p:3128"), None);
+    assert_eq!(plain.redacted(), plain);
+}
+
+#[test]
 fn step5_ca_bundle_volume_mount_and_cert_dir() {
     let mut values = yaml("configuration: {extraEnvVars: [{name: A, value: b}]}");
     add_ca_bundle(&mut values, "/etc/ssl/certs/ca-certificates.crt");

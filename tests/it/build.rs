@@ -3,7 +3,7 @@
 
 use crate::lab::sources::{self, AWS_PLUGIN, MONGODB, POSTGRES, Sources, VELERO, build};
 use crate::lab::{
-    RegistryKind, freeze_when, interrupt_at, read_entry, signal, skopeo, velero_airgap,
+    Containerd, RegistryKind, freeze_when, interrupt_at, read_entry, signal, skopeo, velero_airgap,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -373,24 +373,83 @@ fn registry_stopped_mid_build_leaves_nothing() {
     assert_eq!(leftovers(keep.path(), "bundle.tar"), Vec::<String>::new());
 }
 
+/// Runs a command `inspect` printed, as a user would paste it into a shell.
+fn run_printed(command: &str, containerd: &Containerd) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("CONTAINERD_ADDRESS", &containerd.socket)
+        .output()
+        .unwrap()
+}
+
 #[test]
-fn skopeo_reads_every_oci_image_of_the_bundle() {
+fn inspect_prints_a_command_that_reads_each_image() {
     let sources = Sources::start(RegistryKind::Plain, 16);
-    let bundle = sources.path("bundle.tar");
-    build_ok(&sources, &bundle, &[]);
-    // skopeo 1.9's OCI reader skips Docker-typed entries (DECISIONS.md), so the
-    // v2s2 plugin is read by containerd in the unpack tests instead.
-    for name in [VELERO, AWS_PLUGIN, POSTGRES] {
-        let out = skopeo(&[
-            "inspect",
-            "--raw",
-            &format!("oci-archive:{}:{name}", bundle.display()),
-        ]);
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let containerd = Containerd::start();
+    for (name, extra) in [
+        ("bundle.tar", &[][..]),
+        ("bundle.tar.zst", &[][..]),
+        ("bundle.tar.gz", &[][..]),
+        ("all.tar", &["--platform", "all"][..]),
+    ] {
+        let bundle = sources.path(name);
+        build_ok(&sources, &bundle, extra);
+        let summary = inspect_json(&bundle);
+        let text = velero_airgap()
+            .arg("inspect")
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&text.stdout).into_owned();
+        let images = summary["images"].as_array().unwrap();
+        assert_eq!(images.len(), 4);
+        for image in images {
+            let reference = image["canonicalReference"].as_str().unwrap();
+            let digest = image["digest"].as_str().unwrap();
+            let command = image["readCommand"].as_str().unwrap();
+            let docker = image["mediaType"].as_str().unwrap().contains("docker");
+            assert_eq!(reference == MONGODB, docker, "{name}: {image}");
+            assert!(text.contains(command), "{name}: {command} not in\n{text}");
+            let out = run_printed(command, &containerd);
+            let output = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "{name}: {command}: {output}");
+            if docker {
+                assert_eq!(image["readWith"], "ctr", "{name}");
+                let listed = containerd.ctr(&["images", "ls", &format!("name=={reference}")]);
+                let listed = String::from_utf8_lossy(&listed.stdout);
+                assert!(
+                    listed.contains(digest),
+                    "{name}: {reference} not imported: {listed}"
+                );
+                let removed =
+                    containerd.ctr(&["images", "rm", VELERO, AWS_PLUGIN, POSTGRES, MONGODB]);
+                assert!(removed.status.success());
+                // What the ctr command is for: skopeo 1.9 does not find Docker-typed entries.
+                let skopeo_out = skopeo(&[
+                    "inspect",
+                    &format!("oci-archive:{}:{reference}", bundle.display()),
+                ]);
+                assert!(
+                    !skopeo_out.status.success(),
+                    "{name}: skopeo read {reference}"
+                );
+                assert!(
+                    String::from_utf8_lossy(&skopeo_out.stderr)
+                        .contains("no descriptor found for reference"),
+                    "{name}: {}",
+                    String::from_utf8_lossy(&skopeo_out.stderr)
+                );
+            } else {
+                assert_eq!(image["readWith"], "skopeo", "{name}");
+                let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(inspected["Digest"], digest, "{name}: {command}");
+            }
+        }
     }
 }
 

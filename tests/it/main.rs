@@ -13,6 +13,7 @@ mod containerd_import;
 mod embedded_cluster;
 mod lab_services;
 mod planted_links;
+mod proxy;
 mod registry_credentials;
 mod registry_faults;
 mod registry_pull;

@@ -1,6 +1,7 @@
 //! `velero-airgap unpack` through the binary, against a real registry and a real
 //! containerd from the lab.
 
+use crate::lab::proxy::{LoggingProxy, ProxyRecord};
 use crate::lab::sources::{AWS_PLUGIN, MONGODB, POSTGRES, Sources, VELERO};
 use crate::lab::{
     Containerd, Registry, RegistryKind, freeze_when, keypair, read_entry, signal, skopeo,
@@ -195,6 +196,71 @@ fn unpack_to_a_plain_registry_then_rerun_is_a_no_op() {
         assert!(line["bundleSha256"].as_str().unwrap().len() == 64);
         assert!(line["time"].as_str().unwrap().ends_with('Z'));
     }
+}
+
+/// The requests a re-run makes, seen by the lab's logging proxy: the manifests of each image
+/// (the top one through its tag, each child of an index by digest) and not one blob.
+#[test]
+fn rerun_into_a_registry_checks_manifests_not_blobs() {
+    let built = build_bundle(16, &["--platform", "all"]);
+    let target = Registry::start(RegistryKind::Plain);
+    let proxy = LoggingProxy::start();
+    let values = built.path("values.yaml");
+    let run = || {
+        let out = velero_airgap()
+            .arg("unpack")
+            .arg("--json")
+            .arg(&built.bundle)
+            .args(["--registry", &target.addr, "--insecure", "--values-out"])
+            .arg(&values)
+            .env("HTTP_PROXY", proxy.url())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let base = format!("http://{}/v2/", target.addr);
+    let is_blob_head = |r: &&ProxyRecord| r.method == "HEAD" && r.target.contains("/blobs/");
+
+    let first = run();
+    assert_eq!(first["nothingToDo"], false);
+    let records = proxy.records();
+    // The proxy sees the blob checks of a first run: their absence below means something.
+    assert!(records.iter().any(|r| is_blob_head(&r)), "{records:#?}");
+
+    proxy.clear();
+    let second = run();
+    assert_eq!(second["nothingToDo"], true, "{second:#}");
+    let records = proxy.records();
+    assert_eq!(
+        records.iter().filter(is_blob_head).count(),
+        0,
+        "{records:#?}"
+    );
+    let manifests: Vec<&ProxyRecord> = records
+        .iter()
+        .filter(|r| r.target.contains("/manifests/"))
+        .collect();
+    for record in &records {
+        assert!(
+            record.target == base || (record.method == "HEAD" && manifests.contains(&record)),
+            "unexpected {record:?}"
+        );
+    }
+    // One per image and one per child of each index, nothing more.
+    let bundle: Value = serde_json::from_slice(&read_entry(&built.bundle, "bundle.json")).unwrap();
+    let expected: usize = bundle["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|image| image["manifests"].as_array().unwrap().len())
+        .sum();
+    assert!(expected > 4, "no index in the bundle");
+    assert_eq!(manifests.len(), expected, "{manifests:#?}");
 }
 
 #[test]

@@ -9,6 +9,7 @@
 pub mod bundles;
 pub mod fake;
 pub mod layout;
+pub mod proxy;
 pub mod sources;
 
 use std::fmt::Write as _;
@@ -625,9 +626,27 @@ pub fn skopeo_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     run_ok(Command::new("skopeo").arg("--insecure-policy").args(args))
 }
 
-/// The `velero-airgap` binary under test.
+/// The proxy variables the tool reads (Go's names plus curl's `ALL_PROXY`).
+pub const PROXY_VARIABLES: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// The `velero-airgap` binary under test, without the proxy variables of the environment the
+/// tests run in (the lab is on 127.0.0.1, which the tool would send through them): tests that
+/// want a proxy set their own.
 pub fn velero_airgap() -> assert_cmd::Command {
-    assert_cmd::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
+    let mut command = assert_cmd::Command::new(env!("CARGO_BIN_EXE_velero-airgap"));
+    for name in PROXY_VARIABLES {
+        command.env_remove(name);
+    }
+    command
 }
 
 /// Runs the binary under test with `args` and returns its exit code, stderr and peak
