@@ -6,6 +6,8 @@
 //! reports progress as events; the binary decides how to draw them.
 
 #![deny(missing_docs)]
+// The library reports through events and return values; only the binary prints.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod error;
 

@@ -69,7 +69,7 @@ impl Progress {
             }
             (Mode::Lines, _) => {
                 let _guard = self.lines.lock();
-                eprintln!("{text}");
+                super::stderr_line(&text);
             }
             _ => {}
         }
@@ -86,7 +86,7 @@ impl Progress {
             }
             None => {
                 let _guard = self.lines.lock();
-                eprintln!("warning: {text}");
+                super::stderr_line(&format!("warning: {text}"));
             }
         }
     }

@@ -40,7 +40,7 @@ pub fn run(args: RenderArgs, output: Output) -> anyhow::Result<ExitStatus> {
     }
     if output.verbose > 0 {
         for finding in &findings {
-            eprintln!("{}: {finding}", path.display());
+            note!("{}: {finding}", path.display());
         }
     }
     let input = RenderInput::from_config(

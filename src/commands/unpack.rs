@@ -20,7 +20,7 @@ pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
     let summary = result?;
     let seconds = started.elapsed().as_secs_f64();
     for warning in &summary.warnings {
-        eprintln!("warning: {warning}");
+        note!("warning: {warning}");
     }
     if args.json {
         let mut report = serde_json::to_value(&summary)?;
@@ -28,27 +28,30 @@ pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
         super::write_output(None, format!("{report:#}\n").as_bytes())?;
     } else if summary.dry_run {
         // A dry run's whole point is its output: print it even with -q.
-        println!("dry run: nothing was written");
-        println!("would load into {}:", summary.target);
+        let mut text = format!(
+            "dry run: nothing was written\nwould load into {}:\n",
+            summary.target
+        );
         for image in &summary.images {
-            println!("  {}", image.canonical);
+            text.push_str(&format!("  {}\n", image.canonical));
             for name in &image.target_references {
-                println!("    -> {name}");
+                text.push_str(&format!("    -> {name}\n"));
             }
         }
-        println!(
-            "would write values for {} to {}",
+        text.push_str(&format!(
+            "would write values for {} to {}\n",
             summary.values_address,
             args.values_out.display()
-        );
+        ));
+        super::write_output(None, text.as_bytes())?;
     } else if !output.quiet {
         if summary.nothing_to_do {
-            eprintln!(
+            note!(
                 "{} already has every image: nothing to load",
                 summary.target
             );
         }
-        eprintln!(
+        note!(
             "loaded {} images into {}: {} blobs loaded, {} already there, {} mounted, {} in {:.1} s",
             summary.images.len(),
             summary.target,
@@ -59,19 +62,19 @@ pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
             seconds,
         );
         if let Some(fingerprint) = &summary.bundle_key_fingerprint {
-            eprintln!("bundle signature verified with key {fingerprint}");
+            note!("bundle signature verified with key {fingerprint}");
         }
         for image in &summary.images {
             if let Some(velero_airgap::sign::SignatureStatus::Verified { key_fingerprint }) =
                 &image.signature
             {
-                eprintln!(
+                note!(
                     "signature of {} verified with key {key_fingerprint}",
                     image.canonical
                 );
             }
         }
-        eprintln!(
+        note!(
             "wrote {} (images at {})",
             args.values_out.display(),
             summary.values_address

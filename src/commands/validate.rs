@@ -49,12 +49,12 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
         let file = args.config.config.display();
         for finding in &findings {
             if !output.quiet || finding.severity == Severity::Error {
-                eprintln!("{file}: {finding}");
+                note!("{file}: {finding}");
             }
         }
         for result in online_results.iter().flatten() {
             match (&result.error, &result.signature) {
-                (Some(error), _) => eprintln!("{file}: error: {error}"),
+                (Some(error), _) => note!("{file}: error: {error}"),
                 (None, signature) if !output.quiet => {
                     let signature = match signature {
                         Some(SignatureStatus::Verified { key_fingerprint }) => {
@@ -63,7 +63,7 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
                         Some(SignatureStatus::Unsigned) => ", unsigned".to_string(),
                         None => String::new(),
                     };
-                    eprintln!(
+                    note!(
                         "{file}: online: {} resolves to {}{signature}",
                         result.reference,
                         result
@@ -76,8 +76,8 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
         }
         if !output.quiet {
             match (errors, warnings) {
-                (0, 0) => eprintln!("{file}: ok"),
-                _ => eprintln!("{file}: {errors} error(s), {warnings} warning(s)"),
+                (0, 0) => note!("{file}: ok"),
+                _ => note!("{file}: {errors} error(s), {warnings} warning(s)"),
             }
         }
     }

@@ -33,7 +33,7 @@ pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
     } else {
         let name = args.bundle.display();
         for problem in &report.problems {
-            eprintln!("{name}: {problem}");
+            note!("{name}: {problem}");
         }
         if !output.quiet && report.is_ok() {
             let sidecar = match report.sidecar {
@@ -41,26 +41,27 @@ pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
                 SidecarStatus::Absent => "no sidecar checksum beside it",
                 SidecarStatus::Mismatched | SidecarStatus::Unreadable => "sidecar problem",
             };
-            eprintln!(
+            note!(
                 "{name}: ok ({} images, {} blobs, {sidecar})",
-                report.images, report.blobs
+                report.images,
+                report.blobs
             );
             if let Some(sha256) = &report.sha256 {
-                eprintln!("sha256 {}", sha256.hex());
+                note!("sha256 {}", sha256.hex());
             }
             if let Some(fingerprint) = &signatures.bundle_key_fingerprint {
-                eprintln!("bundle signature verified with key {fingerprint}");
+                note!("bundle signature verified with key {fingerprint}");
             }
             for (image, status) in &signatures.images {
                 match status {
                     SignatureStatus::Verified { key_fingerprint } => {
-                        eprintln!("signature of {image} verified with key {key_fingerprint}")
+                        note!("signature of {image} verified with key {key_fingerprint}")
                     }
-                    SignatureStatus::Unsigned => eprintln!("warning: {image} is unsigned"),
+                    SignatureStatus::Unsigned => note!("warning: {image} is unsigned"),
                 }
             }
         } else if !report.is_ok() {
-            eprintln!(
+            note!(
                 "{name}: {} problem(s); do not use this bundle",
                 report.problems.len()
             );

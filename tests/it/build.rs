@@ -3,7 +3,8 @@
 
 use crate::lab::sources::{self, AWS_PLUGIN, MONGODB, POSTGRES, Sources, VELERO, build};
 use crate::lab::{
-    RegistryKind, freeze_when, interrupt_at, read_entry, signal, skopeo, velero_airgap,
+    RegistryKind, freeze_when, interrupt_at, read_entry, run_with_closed_pipe, signal, skopeo,
+    velero_airgap,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -557,4 +558,36 @@ fn a_plugin_pinned_to_an_index_gets_values_naming_the_bundled_manifest() {
         "{values}"
     );
     assert!(!values.contains(&index), "{values}");
+}
+
+/// `velero-airgap build … 2>&1 | head -1`: the reader goes away, the build does not.
+#[test]
+fn a_closed_pipe_neither_panics_nor_loses_the_bundle() {
+    let sources = Sources::start(RegistryKind::Plain, 64);
+    let bundle = sources.path("bundle.tar");
+    let mut args: Vec<std::ffi::OsString> = vec!["build".into(), "-c".into()];
+    args.push(sources.config.clone().into());
+    args.extend(["-o".into(), bundle.clone().into()]);
+    args.extend(sources.registry_args().into_iter().map(Into::into));
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let no_docker_config = sources.path("no-docker-config");
+    let envs = [("DOCKER_CONFIG", no_docker_config.as_path())];
+    assert_eq!(run_with_closed_pipe(&args, &envs), Some(0));
+    let (code, text) = verify(&bundle);
+    assert_eq!(code, 0, "{text}");
+
+    // The same with --json on the closed stdout.
+    std::fs::remove_file(&bundle).unwrap();
+    let mut json = args.clone();
+    json.push("--json".as_ref());
+    assert_eq!(run_with_closed_pipe(&json, &envs), Some(0));
+    assert_eq!(verify(&bundle).0, 0);
+
+    // `inspect … | head -1`: a good bundle is described (to nobody) and exits 0; a file
+    // that is not a bundle still exits 1, with its error lost in the closed pipe.
+    let inspect = |path: &Path| run_with_closed_pipe(&["inspect".as_ref(), path.as_os_str()], &[]);
+    assert_eq!(inspect(&bundle), Some(0));
+    let garbage = sources.path("garbage.tar");
+    std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+    assert_eq!(inspect(&garbage), Some(1));
 }

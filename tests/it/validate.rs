@@ -493,3 +493,25 @@ fn unpinned_kubectl_image_in_overrides_warns() {
     );
     assert_eq!(strict.code, 1);
 }
+
+/// `validate --json | head -c 10` and `validate 2>&1 | head -1`: the verdict survives
+/// the closed pipe.
+#[test]
+fn a_closed_pipe_keeps_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &config("        - name: ''\n          image: ''\n", ""),
+    );
+    for json in [true, false] {
+        let mut args = vec!["validate".as_ref(), "-c".as_ref(), path.as_os_str()];
+        if json {
+            args.push("--json".as_ref());
+        }
+        assert_eq!(
+            crate::lab::run_with_closed_pipe(&args, &[]),
+            Some(1),
+            "json: {json}"
+        );
+    }
+}
