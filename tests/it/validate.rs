@@ -515,3 +515,84 @@ fn a_closed_pipe_keeps_the_exit_code() {
         );
     }
 }
+
+/// `validate ARGS` on `text`: (exit code, stderr, JSON report with `--json`).
+fn validate_raw(text: &str, args: &[&str]) -> (i32, String, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, text);
+    let out = Command::cargo_bin("velero-airgap")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["validate", "-c", "config.yaml"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(path.exists());
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn strict_failures_are_counted_in_the_summary() {
+    let plugins = "        - name: pg\n          image: registry.example.com/acme/pg:1.0\n";
+    let (code, stderr, _) = validate_raw(&config(plugins, ""), &["--strict"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.lines().last(),
+        Some(
+            "config.yaml: 0 error(s), 1 warning(s), 1 strict failure(s), 0 online failure(s): failed"
+        ),
+        "{stderr}"
+    );
+    let (code, _, json) = validate_raw(&config(plugins, ""), &["--strict", "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(json["ok"], false, "{json:#}");
+    assert_eq!(json["errors"], 0);
+    assert_eq!(json["warnings"], 1);
+    assert_eq!(json["strictFailures"], 1);
+    assert_eq!(json["onlineFailures"], 0);
+
+    // Without --strict the same warning passes, and the summary says so.
+    let (code, stderr, _) = validate_raw(&config(plugins, ""), &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        stderr.lines().last(),
+        Some("config.yaml: 0 error(s), 1 warning(s), 0 strict failure(s), 0 online failure(s): ok"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn online_failures_are_counted_in_the_summary() {
+    // Every image is looked up on a port of 127.0.0.1 where nothing listens.
+    let port = crate::lab::free_port();
+    let nowhere = format!("127.0.0.1:{port}");
+    let args = [
+        "--online".to_string(),
+        "--retries=0".to_string(),
+        format!("--insecure-registry={nowhere}"),
+        format!("--mirror=proxy.replicated.com={nowhere}"),
+        format!("--mirror=registry.example.com={nowhere}"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stderr, _) = validate_raw(&config(&good_plugin("pg"), ""), &args);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some(
+            "config.yaml: 0 error(s), 0 warning(s), 0 strict failure(s), 3 online failure(s): failed"
+        ),
+        "{stderr}"
+    );
+    let mut json_args = args.clone();
+    json_args.push("--json");
+    let (code, _, json) = validate_raw(&config(&good_plugin("pg"), ""), &json_args);
+    assert_eq!(code, 1);
+    assert_eq!(json["ok"], false, "{json:#}");
+    assert_eq!(json["errors"], 0);
+    assert_eq!(json["onlineFailures"], 3);
+    assert_eq!(json["strictFailures"], 0);
+}
