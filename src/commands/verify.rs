@@ -18,11 +18,7 @@ pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
     if let Some(content) = verification.content.as_ref().filter(|_| report.is_ok())
         && verify::checks_images(&options.signatures)
     {
-        let store = BlobStore::open(&args.bundle, report.compression, &std::env::temp_dir())
-            .map_err(|source| velero_airgap::files::FileError::Read {
-                path: args.bundle.clone(),
-                source,
-            })?;
+        let store = BlobStore::open(&args.bundle, report.compression, &std::env::temp_dir())?;
         signatures.images = verify::check_image_signatures(content, &store, &options.signatures)?;
     }
     if args.json {

@@ -4,7 +4,7 @@
 
 use super::{Event, PackError, PackRequest, Resolved};
 use crate::bundle::{BlobSlot, BundleWriter, SlotCheck};
-use crate::files::FileError;
+use crate::files::{self, FileError};
 use crate::oci::{Descriptor, Digest};
 use crate::registry::{BlobSink, Registry, ResolvedImage};
 use futures::{StreamExt, TryStreamExt};
@@ -202,7 +202,7 @@ impl<'a> SlotSink<'a> {
                     source,
                 };
                 std::fs::create_dir_all(&parent).map_err(io)?;
-                let temp = tempfile::NamedTempFile::new_in(&parent).map_err(io)?;
+                let temp = files::temp_file_in(&parent, &digest.hex(), 0o666).map_err(io)?;
                 Some((target, temp))
             }
         };

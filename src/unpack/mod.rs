@@ -513,10 +513,7 @@ async fn open_store(
     let path = request.bundle.clone();
     let staging = staging_dir(request);
     let store = crate::task::blocking(move || BlobStore::open(&path, compression, &staging)).await;
-    Ok(Some(store.map_err(|source| FileError::Read {
-        path: request.bundle.clone(),
-        source,
-    })?))
+    Ok(Some(store?))
 }
 
 fn staging_dir(request: &UnpackRequest) -> PathBuf {

@@ -8,6 +8,7 @@ mod build;
 mod bundle_hostile;
 mod bundle_roundtrip;
 mod containerd_import;
+mod exit_codes;
 mod lab_services;
 mod registry_credentials;
 mod registry_faults;
