@@ -11,7 +11,7 @@
 
 mod error;
 
-pub use error::ErrorKind;
+pub use error::{ErrorKind, chain};
 
 pub mod bundle;
 pub mod config;

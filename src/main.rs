@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             if commands::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            commands::stderr_line(&format!("error: {err:#}"));
+            commands::stderr_line(&format!("error: {}", velero_airgap::chain(err.as_ref())));
             commands::exit_code(&err).into()
         }
     }

@@ -5,7 +5,7 @@
 //! things that work today and hurt later (unpinned images, dropped plugins,
 //! secrets copied into every bundle).
 
-use crate::config::{ClusterConfig, Plugin, ProblemLevel, VeleroOverride};
+use crate::config::{ClusterConfig, ConfigError, Plugin, ProblemLevel, VeleroOverride};
 use crate::reference::{self, Reference};
 use crate::release::{self, Release};
 use crate::values::{self, ImageUse, ProxySettings, RenderInput, Role};
@@ -47,11 +47,15 @@ impl fmt::Display for Finding {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{severity}: {}", self.path)?;
-        if let Some(line) = self.line {
-            write!(f, " (line {line})")?;
+        // A finding about the whole file has no path; its message names the position
+        // only through `line`.
+        match (self.path.is_empty(), self.line) {
+            (false, Some(line)) => write!(f, "{severity}: {} (line {line}): ", self.path)?,
+            (false, None) => write!(f, "{severity}: {}: ", self.path)?,
+            (true, Some(line)) => write!(f, "{severity}: line {line}: ")?,
+            (true, None) => write!(f, "{severity}: ")?,
         }
-        write!(f, ": {}", self.message)
+        f.write_str(&self.message)
     }
 }
 
@@ -81,9 +85,13 @@ pub struct Options {
 pub fn validate_file(path: &std::path::Path, options: &Options) -> Vec<Finding> {
     match ClusterConfig::load(path) {
         Ok(config) => validate(&config, options),
-        Err(err) => {
-            vec![error(String::new(), err.line(), err.to_string())]
-        }
+        // The position goes into `line`, so the message does not repeat it.
+        Err(ConfigError::Yaml(err)) => vec![error(
+            String::new(),
+            err.position.map(|p| p.line),
+            format!("invalid YAML: {}", err.problem),
+        )],
+        Err(err) => vec![error(String::new(), None, crate::chain(&err))],
     }
 }
 
@@ -281,7 +289,10 @@ fn check_rendered(config: &ClusterConfig, options: &Options, findings: &mut Vec<
             findings.push(error(
                 overrides_path.to_string(),
                 config.line_of(overrides_path),
-                format!("the values after overrides are unusable: {err}"),
+                format!(
+                    "the values after overrides are unusable: {}",
+                    crate::chain(&err)
+                ),
             ));
             return;
         }

@@ -107,7 +107,7 @@ pub(crate) fn check_leading(contents: [Vec<u8>; 6]) -> Result<Leading, Vec<Probl
         Err(error) => {
             problems.push(Problem::new(
                 BUNDLE_JSON,
-                ProblemKind::Malformed(chain(&error)),
+                ProblemKind::Malformed(crate::chain(&error)),
             ));
             return Err(problems);
         }
@@ -147,17 +147,6 @@ pub(crate) fn check_leading(contents: [Vec<u8>; 6]) -> Result<Leading, Vec<Probl
         archive_size,
         problems,
     })
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn inconsistent(entry: &str, message: String) -> Problem {

@@ -91,7 +91,7 @@ pub async fn check_online(request: &OnlineRequest) -> Result<Vec<OnlineResult>, 
                     digest: None,
                     source: None,
                     signature: None,
-                    error: Some(error.to_string()),
+                    error: Some(crate::chain(&error)),
                 },
             }
         })

@@ -416,7 +416,12 @@ pub async fn unpack(
         Ok(loaded) => loaded,
         Err(error) => {
             if let Some(log) = &request.audit_log {
-                audit::failure(log, &verified.sha256, &summary.target, &error.to_string());
+                audit::failure(
+                    log,
+                    &verified.sha256,
+                    &summary.target,
+                    &crate::chain(&error),
+                );
             }
             return Err(error);
         }
@@ -440,7 +445,7 @@ async fn verify_bundle(
         Ok(verification) => verification,
         Err(error) => {
             if let Some(log) = &request.audit_log {
-                audit::failure(log, "", &request.target.describe(), &error.to_string());
+                audit::failure(log, "", &request.target.describe(), &crate::chain(&error));
             }
             return Err(error.into());
         }
@@ -452,7 +457,7 @@ async fn verify_bundle(
             problems: report.problems,
         };
         if let Some(log) = &request.audit_log {
-            audit::failure(log, "", &request.target.describe(), &error.to_string());
+            audit::failure(log, "", &request.target.describe(), &crate::chain(&error));
         }
         return Err(error);
     };

@@ -775,3 +775,33 @@ fn require_signature_for_an_unknown_plugin_is_refused() {
     assert!(stderr.contains("velero-plugin-postgress"), "{stderr}");
     assert!(!dir.exists());
 }
+
+/// A containerd socket that is not there: the hint and the system's error, each once.
+#[test]
+fn a_missing_containerd_socket_is_named_once() {
+    let built = build_bundle(16, &[]);
+    let socket = built.path("no-such.sock");
+    let values = built.path("values.yaml");
+    let (code, _, stderr) = unpack(
+        &built.bundle,
+        &[
+            "--containerd",
+            socket.to_str().unwrap(),
+            "--values-out",
+            values.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some(
+            format!(
+                "error: cannot connect to containerd at {}: no socket there: is containerd running? check --containerd SOCKET: transport error: No such file or directory (os error 2)",
+                socket.display()
+            )
+            .as_str()
+        ),
+        "{stderr}"
+    );
+}

@@ -596,3 +596,33 @@ fn online_failures_are_counted_in_the_summary() {
     assert_eq!(json["onlineFailures"], 3);
     assert_eq!(json["strictFailures"], 0);
 }
+
+/// A file that cannot be read or parsed is one finding without a path; each thing is
+/// said once: the file, the cause, the line.
+#[test]
+fn unreadable_and_unparsable_files_say_each_thing_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("velero-airgap")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["validate", "-c", "nope.yaml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr.lines().next(),
+        Some("nope.yaml: error: cannot read nope.yaml: No such file or directory (os error 2)"),
+        "{stderr}"
+    );
+    let (code, stderr, _) = validate_raw(
+        "apiVersion: x\nkind: Config\nspec:\n  a: [1,\n  b: c: d\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.lines().next(),
+        Some("config.yaml: error: line 5: invalid YAML: invalid indentation in flow construct"),
+        "{stderr}"
+    );
+}
