@@ -161,6 +161,9 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
         config::ConfigError,
         sign::SignError
     );
+    if let Some(error) = cause.downcast_ref::<crate::commands::unpack::TargetRegistryError>() {
+        return Some(error.kind());
+    }
     if let Some(error) = cause.downcast_ref::<std::io::Error>() {
         // Output written by the commands themselves (stdout, `render -o`).
         return Some(match error.kind() {

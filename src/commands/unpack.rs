@@ -4,7 +4,9 @@ use super::progress::{Progress, human_bytes};
 use super::settings;
 use super::{ExitStatus, Output};
 use crate::cli::UnpackArgs;
-use velero_airgap::unpack::{self, Event};
+use velero_airgap::ErrorKind;
+use velero_airgap::registry::RegistryError;
+use velero_airgap::unpack::{self, Event, UnpackError};
 
 /// Runs `unpack`.
 pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
@@ -14,7 +16,9 @@ pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
     let started = std::time::Instant::now();
     let token = request.cancel.clone();
     let result = super::run_async(token, async {
-        Ok(unpack::unpack(request, &on_event).await?)
+        unpack::unpack(request, &on_event)
+            .await
+            .map_err(with_unpack_hints)
     });
     progress.finish();
     let summary = result?;
@@ -96,5 +100,66 @@ fn draw(progress: &Progress, event: Event) {
         }
         Event::Progress { bytes } => progress.advance(bytes),
         Event::Image(image) => progress.line(format!("{} {}", image.action, image.canonical)),
+    }
+}
+
+/// A failure of the registry target, worded with unpack's flags: the registry module's
+/// own hints name build's (`--mirror`, `--insecure-registry`).
+#[derive(Debug, thiserror::Error)]
+pub enum TargetRegistryError {
+    /// The registry could not be reached.
+    #[error(
+        "cannot reach registry {host} (for {reference}, {attempts} attempt(s)); check that it runs and that --registry is right"
+    )]
+    Unreachable {
+        /// The registry host.
+        host: String,
+        /// The target reference.
+        reference: String,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last connection failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The TLS handshake failed.
+    #[error(
+        "TLS handshake with registry {host} failed (add its CA with --ca-file, or pass --insecure for a plain-HTTP registry)"
+    )]
+    Tls {
+        /// The registry host.
+        host: String,
+        /// The TLS failure.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl TargetRegistryError {
+    /// Both are failures of the registry or the network.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Remote
+    }
+}
+
+/// Rewords the registry errors whose hints name flags unpack does not have.
+fn with_unpack_hints(error: UnpackError) -> anyhow::Error {
+    match error {
+        UnpackError::Registry(RegistryError::Network {
+            host,
+            reference,
+            attempts,
+            source,
+        }) => TargetRegistryError::Unreachable {
+            host,
+            reference,
+            attempts,
+            source,
+        }
+        .into(),
+        UnpackError::Registry(RegistryError::Tls { host, source }) => {
+            TargetRegistryError::Tls { host, source }.into()
+        }
+        other => other.into(),
     }
 }

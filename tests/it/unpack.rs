@@ -805,3 +805,51 @@ fn a_missing_containerd_socket_is_named_once() {
         "{stderr}"
     );
 }
+
+/// unpack's registry hints name unpack's flags (`--registry`, `--insecure`), never build's
+/// (`--mirror`, `--insecure-registry`).
+#[test]
+fn registry_hints_name_unpack_flags() {
+    let built = build_bundle(16, &[]);
+    let values = built.path("values.yaml");
+    let values = values.to_str().unwrap();
+    let stderr_of = |args: &[&str]| {
+        let (code, _, stderr) = unpack(&built.bundle, args, None);
+        assert_eq!(code, 3, "{stderr}");
+        assert!(!stderr.contains("--mirror"), "{stderr}");
+        assert!(!stderr.contains("--insecure-registry"), "{stderr}");
+        stderr.lines().last().unwrap_or_default().to_string()
+    };
+
+    // Nothing listens there.
+    let nowhere = format!("127.0.0.1:{}", crate::lab::free_port());
+    let line = stderr_of(&[
+        "--registry",
+        &nowhere,
+        "--insecure",
+        "--retries",
+        "0",
+        "--values-out",
+        values,
+    ]);
+    // Images are pushed in parallel: any of them may be the one that fails.
+    assert!(
+        line.starts_with(&format!(
+            "error: cannot reach registry {nowhere} (for {nowhere}/library/"
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(", 1 attempt(s)); check that it runs and that --registry is right: "),
+        "{line}"
+    );
+
+    // A plain-HTTP registry spoken to with TLS.
+    let registry = Registry::start(RegistryKind::Plain);
+    let line = stderr_of(&["--registry", &registry.addr, "--values-out", values]);
+    let expected = format!(
+        "error: TLS handshake with registry {} failed (add its CA with --ca-file, or pass --insecure for a plain-HTTP registry): ",
+        registry.addr
+    );
+    assert!(line.starts_with(&expected), "{line}");
+}
