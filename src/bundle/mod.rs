@@ -29,8 +29,8 @@ pub use layout::{
     SumsError, VALUES_YAML, blob_entry_name, sidecar_path, signature_path,
 };
 pub use manifest::{
-    BundleManifest, BundledImage, FORMAT_VERSION, FileRecord, ImageRecord, ManifestError, Tool,
-    VeleroInfo,
+    BlobCount, BundleManifest, BundledImage, FORMAT_VERSION, FileRecord, ImageRecord,
+    ManifestError, Tool, VeleroInfo,
 };
 pub use plan::{BlobRef, BundlePlan, PlanError, source_date_epoch_from_env};
 pub use problem::{Problem, ProblemKind, Refusal, join};

@@ -115,7 +115,6 @@ pub struct BundleReader {
     problems: Vec<Problem>,
     phase: Phase,
     tail_clean: bool,
-    blobs_read: u64,
 }
 
 /// One blob of the bundle, read in archive order. Reading it to the end returns an
@@ -234,7 +233,6 @@ impl BundleReader {
             problems,
             phase: Phase::Entries,
             tail_clean: true,
-            blobs_read: 0,
         })))
     }
 
@@ -360,7 +358,7 @@ impl BundleReader {
             },
             self.phase == Phase::Ended && self.tail_clean,
             self.manifest.images.len(),
-            self.blobs_read,
+            self.manifest.content_blobs().blobs,
         )
     }
 
@@ -540,7 +538,6 @@ impl BundleReader {
         if let Some(capture) = current.capture.take() {
             self.captured.insert(current.digest, capture);
         }
-        self.blobs_read += 1;
         if let Err(kind) = self.cursor.padding(current.size) {
             self.break_off(name, kind);
         }

@@ -69,9 +69,11 @@ fn draw(progress: &Progress, event: Event) {
             images,
             blobs,
             bytes,
+            written,
             cached,
         } => {
             progress.start(bytes, "pulling");
+            progress.advance(written);
             progress.line(format!(
                 "pulling {images} images: {blobs} blobs, {} ({cached} cached)",
                 human_bytes(bytes)

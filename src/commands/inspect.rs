@@ -47,7 +47,9 @@ pub fn run(args: InspectArgs, _output: Output) -> anyhow::Result<ExitStatus> {
         ));
     }
     text.push_str(&format!(
-        "total:     {}\n",
+        "blobs:     {} ({})\ntotal:     {}\n",
+        summary.blobs.blobs,
+        human_bytes(summary.blobs.bytes),
         human_bytes(summary.content_size)
     ));
     for problem in &summary.problems {

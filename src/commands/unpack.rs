@@ -48,17 +48,17 @@ pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
             args.values_out.display()
         ));
         super::write_output(None, text.as_bytes())?;
-    } else if !output.quiet {
-        if summary.nothing_to_do {
-            note!(
-                "{} already has every image: nothing to load",
-                summary.target
-            );
-        }
+    } else if !output.quiet && summary.nothing_to_do {
         note!(
-            "loaded {} images into {}: {} blobs loaded, {} already there, {} mounted, {} in {:.1} s",
+            "{} already has every image: nothing to load",
+            summary.target
+        );
+    } else if !output.quiet {
+        note!(
+            "loaded {} images into {}: {} blobs ({} loaded, {} already there, {} mounted), {} in {:.1} s",
             summary.images.len(),
             summary.target,
+            summary.blobs,
             summary.blobs_loaded,
             summary.blobs_skipped,
             summary.blobs_mounted,
@@ -94,9 +94,16 @@ fn draw(progress: &Progress, event: Event) {
     match event {
         Event::Verifying => progress.line("verifying the bundle".into()),
         Event::Verified { sha256 } => progress.line(format!("verified (sha256 {sha256})")),
-        Event::Loading { images, bytes } => {
+        Event::Loading {
+            images,
+            blobs,
+            bytes,
+        } => {
             progress.start(bytes, "loading");
-            progress.line(format!("loading {images} images ({})", human_bytes(bytes)));
+            progress.line(format!(
+                "loading {images} images: {blobs} blobs, {}",
+                human_bytes(bytes)
+            ));
         }
         Event::Progress { bytes } => progress.advance(bytes),
         Event::Image(image) => progress.line(format!("{} {}", image.action, image.canonical)),

@@ -112,7 +112,9 @@ pub enum Event {
     Loading {
         /// Images to load.
         images: usize,
-        /// Bytes of their blobs.
+        /// Their config and layer blobs, each once (as every command counts blobs).
+        blobs: usize,
+        /// Their bytes (the manifests, a few kB, come on top).
         bytes: u64,
     },
     /// Bytes handed to the target.
@@ -185,13 +187,16 @@ pub struct UnpackSummary {
     pub target: String,
     /// Per image.
     pub images: Vec<ImageAction>,
+    /// The images' config and layer blobs, each once
+    /// ([`bundle::BundleManifest::content_blobs`]): loaded, already there or mounted.
+    pub blobs: usize,
     /// Blobs loaded into the target.
     pub blobs_loaded: usize,
     /// Blobs the target already had.
     pub blobs_skipped: usize,
     /// Blobs mounted from another repository (registry target).
     pub blobs_mounted: usize,
-    /// Bytes loaded.
+    /// Bytes of the blobs loaded.
     pub bytes: u64,
     /// Whether nothing was loaded because the target had everything.
     pub nothing_to_do: bool,
@@ -363,6 +368,7 @@ pub async fn unpack(
         bundle_sha256: verified.sha256.clone(),
         target: request.target.describe(),
         images: vec![],
+        blobs: manifest.content_blobs().blobs,
         blobs_loaded: 0,
         blobs_skipped: 0,
         blobs_mounted: 0,
@@ -389,7 +395,8 @@ pub async fn unpack(
     };
     events(Event::Loading {
         images: images.len(),
-        bytes: images::total_bytes(&images),
+        blobs: summary.blobs,
+        bytes: images::content_blobs(&images).values().sum(),
     });
     let loaded = load(
         &request,

@@ -53,12 +53,15 @@ pub(crate) async fn import(
         }
     }
     let written = AtomicUsize::new(0);
+    let manifests_written = AtomicUsize::new(0);
     let present = AtomicUsize::new(0);
     let bytes = std::sync::atomic::AtomicU64::new(0);
-    for batch in [blobs, manifests] {
+    // Only configs and layers are counted as blobs (as every command counts them).
+    for (batch, counted) in [(blobs, true), (manifests, false)] {
         futures::stream::iter(batch)
             .map(|(blob, labels)| {
                 let (import, written, present, bytes) = (&import, &written, &present, &bytes);
+                let manifests_written = &manifests_written;
                 async move {
                     let digest = blob.digest;
                     let file = store.open_blob(&digest).map_err(|source| {
@@ -77,12 +80,17 @@ pub(crate) async fn import(
                         .await?
                     {
                         BlobOutcome::Written => {
-                            written.fetch_add(1, Ordering::Relaxed);
-                            bytes.fetch_add(blob.size, Ordering::Relaxed);
+                            if counted {
+                                written.fetch_add(1, Ordering::Relaxed);
+                                bytes.fetch_add(blob.size, Ordering::Relaxed);
+                            } else {
+                                manifests_written.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
-                        BlobOutcome::Present => {
+                        BlobOutcome::Present if counted => {
                             present.fetch_add(1, Ordering::Relaxed);
                         }
+                        BlobOutcome::Present => {}
                     }
                     Ok::<_, UnpackError>(())
                 }
@@ -111,7 +119,10 @@ pub(crate) async fn import(
             target_references: names.all(),
             digest: image.top.digest,
             signature: None,
-            action: if changed || loaded.blobs_loaded > 0 {
+            action: if changed
+                || loaded.blobs_loaded > 0
+                || manifests_written.load(Ordering::Relaxed) > 0
+            {
                 LoadAction::Imported
             } else {
                 LoadAction::Skipped

@@ -853,3 +853,118 @@ fn registry_hints_name_unpack_flags() {
     );
     assert!(line.starts_with(&expected), "{line}");
 }
+
+/// One definition of "blobs" (the images' config and layer blobs, each once) and one unit
+/// family (kB, MB) in build, verify, inspect and unpack; a no-op re-run says so and
+/// nothing else.
+#[test]
+fn every_command_counts_the_same_blobs() {
+    let sources = Sources::start(RegistryKind::Plain, 64);
+    let bundle = sources.path("bundle.tar");
+    let (code, built, stderr) = crate::lab::sources::build(&sources, &bundle, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    // 4 configs, 4 layers of their own and one base layer they share.
+    assert_eq!(built["blobs"], 9, "{built:#}");
+    let bytes = built["bytes"].as_u64().unwrap();
+
+    let json = |args: &[&std::ffi::OsStr]| -> Value {
+        let out = velero_airgap().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let verified = json(&["verify".as_ref(), "--json".as_ref(), bundle.as_os_str()]);
+    assert_eq!(verified["blobs"], 9, "{verified:#}");
+    let inspected = json(&["inspect".as_ref(), "--json".as_ref(), bundle.as_os_str()]);
+    assert_eq!(inspected["blobs"]["blobs"], 9, "{inspected:#}");
+    assert_eq!(inspected["blobs"]["bytes"], bytes, "{inspected:#}");
+    let inspect_text = velero_airgap()
+        .arg("inspect")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    let inspect_text = String::from_utf8_lossy(&inspect_text.stdout).into_owned();
+    assert!(inspect_text.contains("\nblobs:     9 ("), "{inspect_text}");
+    assert!(!inspect_text.contains("iB"), "{inspect_text}");
+
+    let target = Registry::start(RegistryKind::Plain);
+    let values = sources.path("values.yaml");
+    let to_registry = [
+        "--registry",
+        &target.addr,
+        "--insecure",
+        "--values-out",
+        values.to_str().unwrap(),
+    ];
+    let first = unpack_ok(&bundle, &to_registry);
+    assert_eq!(
+        (
+            &first["blobs"],
+            &first["blobsLoaded"],
+            &first["blobsMounted"],
+            &first["blobsSkipped"]
+        ),
+        (&9.into(), &9.into(), &0.into(), &0.into()),
+        "{first:#}"
+    );
+    assert_eq!(first["bytes"], bytes, "{first:#}");
+    let again = unpack_ok(&bundle, &to_registry);
+    assert_eq!(
+        (
+            &again["blobs"],
+            &again["blobsLoaded"],
+            &again["blobsSkipped"]
+        ),
+        (&9.into(), &0.into(), &9.into()),
+        "{again:#}"
+    );
+
+    let images = sources.path("images");
+    let to_k0s = [
+        "--k0s-images-dir",
+        images.to_str().unwrap(),
+        "--values-out",
+        values.to_str().unwrap(),
+    ];
+    let first = unpack_ok(&bundle, &to_k0s);
+    assert_eq!(
+        (&first["blobs"], &first["blobsLoaded"]),
+        (&9.into(), &9.into()),
+        "{first:#}"
+    );
+    assert_eq!(first["bytes"], bytes, "{first:#}");
+    let again = unpack_ok(&bundle, &to_k0s);
+    assert_eq!(
+        (&again["blobsLoaded"], &again["blobsSkipped"]),
+        (&0.into(), &9.into()),
+        "{again:#}"
+    );
+
+    // The no-op run in words: one line after the progress, and nothing else.
+    let out = velero_airgap()
+        .arg("unpack")
+        .arg(&bundle)
+        .args(to_k0s)
+        .arg("--state-dir")
+        .arg(bundle.parent().unwrap().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: Vec<&str> = stderr
+        .lines()
+        .skip_while(|line| !line.starts_with("skipped "))
+        .skip_while(|line| line.starts_with("skipped "))
+        .collect();
+    assert_eq!(
+        summary,
+        [format!(
+            "k0s images directory {} already has every image: nothing to load",
+            images.display()
+        )],
+        "{stderr}"
+    );
+}
