@@ -23,6 +23,7 @@ mod ustar;
 mod verify;
 mod writer;
 
+pub use input::{PassEvent, PassProgress};
 pub use inspect::{BundleSummary, ImageSummary, inspect};
 pub use layout::{
     BUNDLE_JSON, CONFIG_YAML, Compression, INDEX_JSON, LEADING_ENTRIES, OCI_LAYOUT, SHA256SUMS,

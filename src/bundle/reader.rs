@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use super::closure::{BlobSource, image_closure};
-use super::input::{Stream, TarCursor};
+use super::input::{PassEvent, PassProgress, Stream, TarCursor};
 use super::layout::{BUNDLE_JSON, Compression, EntryKind, archive_size, blob_entry_name, classify};
 use super::leading::{ExpectedBlob, LEADING_LIMITS, Leading, check_leading, read_leading};
 use super::manifest::BundleManifest;
@@ -155,7 +155,7 @@ impl BundleReader {
     /// checkable are recorded (see [`BundleReader::problems`]); problems that do not
     /// give [`ReadError::Unusable`].
     pub fn open(path: &Path) -> Result<Self, ReadError> {
-        match Self::start(path)? {
+        match Self::start(path, None)? {
             Opened::Ready(reader) => Ok(*reader),
             Opened::Unusable(unusable) => Err(ReadError::Unusable {
                 path: unusable.path,
@@ -166,14 +166,17 @@ impl BundleReader {
 
     /// Opens for a full pass: like [`BundleReader::open`], but an unusable bundle keeps
     /// its stream so the report can still check the sidecar.
-    pub(crate) fn start(path: &Path) -> Result<Opened, ReadError> {
+    pub(crate) fn start(path: &Path, progress: Option<PassProgress>) -> Result<Opened, ReadError> {
         let open_error = |source| ReadError::Open {
             path: path.to_owned(),
             source,
         };
         let file = File::open(path).map_err(open_error)?;
         let file_size = file.metadata().map_err(open_error)?.len();
-        let (stream, compression) = Stream::new(file).map_err(open_error)?;
+        if let Some(progress) = &progress {
+            progress(PassEvent::Started { file_size });
+        }
+        let (stream, compression) = Stream::new(file, progress).map_err(open_error)?;
         let mut cursor = TarCursor {
             stream,
             position: 0,

@@ -4,7 +4,8 @@
 use super::Output;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 use std::io::IsTerminal;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use velero_airgap::bundle::{PassEvent, PassProgress};
 
 /// Where progress goes.
 pub struct Progress {
@@ -106,6 +107,19 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_message(message.to_string());
         }
+    }
+
+    /// Draws a pass over a bundle file on the bar, from whatever thread the pass runs on;
+    /// `None` when there is no bar.
+    pub fn pass(&self) -> Option<PassProgress> {
+        let bar = self.bar.clone()?;
+        Some(Arc::new(move |event| match event {
+            PassEvent::Started { file_size } => {
+                bar.set_length(file_size);
+                bar.set_position(0);
+            }
+            PassEvent::Read { bytes } => bar.inc(bytes),
+        }))
     }
 
     /// Removes the bar.

@@ -5,6 +5,7 @@ use super::settings;
 use super::{ExitStatus, Output};
 use crate::cli::UnpackArgs;
 use velero_airgap::ErrorKind;
+use velero_airgap::bundle::PassEvent;
 use velero_airgap::registry::RegistryError;
 use velero_airgap::unpack::{self, Event, UnpackError};
 
@@ -24,7 +25,7 @@ pub fn run(args: UnpackArgs, output: Output) -> anyhow::Result<ExitStatus> {
     let summary = result?;
     let seconds = started.elapsed().as_secs_f64();
     for warning in &summary.warnings {
-        note!("warning: {warning}");
+        progress.warn(warning);
     }
     if args.json {
         let mut report = serde_json::to_value(&summary)?;
@@ -93,6 +94,8 @@ fn draw(progress: &Progress, event: Event) {
     }
     match event {
         Event::Verifying => progress.line("verifying the bundle".into()),
+        Event::Pass(PassEvent::Started { file_size }) => progress.start(file_size, "verifying"),
+        Event::Pass(PassEvent::Read { bytes }) => progress.advance(bytes),
         Event::Verified { sha256 } => progress.line(format!("verified (sha256 {sha256})")),
         Event::Loading {
             images,

@@ -5,6 +5,7 @@ use velero_airgap::bundle::{BlobStore, SidecarStatus};
 use velero_airgap::sign::SignatureStatus;
 use velero_airgap::verify;
 
+use super::progress::Progress;
 use super::settings;
 use super::{ExitStatus, Output};
 use crate::cli::VerifyArgs;
@@ -12,7 +13,10 @@ use crate::cli::VerifyArgs;
 /// Runs `verify`.
 pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
     let options = settings::verify_options(&args)?;
-    let verification = verify::verify(&args.bundle, &options)?;
+    let progress = Progress::new(output, args.json, "verifying");
+    let verification = verify::verify(&args.bundle, &options, progress.pass());
+    progress.finish();
+    let verification = verification?;
     let report = &verification.report;
     let mut signatures = verification.signatures.clone();
     if let Some(content) = verification.content.as_ref().filter(|_| report.is_ok())

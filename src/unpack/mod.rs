@@ -103,6 +103,8 @@ pub struct UnpackRequest {
 pub enum Event {
     /// The verification pass starts.
     Verifying,
+    /// How far the verification pass is.
+    Pass(bundle::PassEvent),
     /// The bundle verified.
     Verified {
         /// SHA-256 of the bundle file.
@@ -447,7 +449,26 @@ async fn verify_bundle(
 ) -> Result<Verified, UnpackError> {
     events(Event::Verifying);
     let (path, options) = (request.bundle.clone(), request.verify.clone());
-    let verification = crate::task::blocking(move || verify::verify(&path, &options)).await;
+    // The pass is blocking work: its progress comes back through a channel.
+    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let progress: bundle::PassProgress = Arc::new(move |event| {
+        // The receiver is gone only when the run is over.
+        let _ = sender.send(event);
+    });
+    let mut verifying = std::pin::pin!(crate::task::blocking(move || verify::verify(
+        &path,
+        &options,
+        Some(progress)
+    )));
+    let verification = loop {
+        tokio::select! {
+            Some(event) = received.recv() => events(Event::Pass(event)),
+            result = &mut verifying => break result,
+        }
+    };
+    while let Ok(event) = received.try_recv() {
+        events(Event::Pass(event));
+    }
     let verification = match verification {
         Ok(verification) => verification,
         Err(error) => {

@@ -594,3 +594,38 @@ fn a_closed_pipe_neither_panics_nor_loses_the_bundle() {
     std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
     assert_eq!(inspect(&garbage), Some(1));
 }
+
+/// Runs `velero-airgap ARGS` on a terminal (a pty from `script`) and returns everything it
+/// drew there.
+fn on_a_terminal(args: &[&str]) -> String {
+    let command = std::iter::once(env!("CARGO_BIN_EXE_velero-airgap"))
+        .chain(args.iter().copied())
+        .map(|arg| format!("'{}'", arg.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// On a terminal, verify draws its pass as a bar, in the units of every other line.
+#[test]
+fn verify_draws_a_progress_bar_on_a_terminal() {
+    let sources = Sources::start(RegistryKind::Plain, 1024);
+    let bundle = sources.path("bundle.tar");
+    build_ok(&sources, &bundle, &[]);
+    let size = std::fs::metadata(&bundle).unwrap().len();
+    let drawn = on_a_terminal(&["verify", bundle.to_str().unwrap()]);
+    let total = format!("/{:.1} MB", size as f64 / 1e6);
+    assert!(drawn.contains("verifying"), "{drawn:?}");
+    assert!(drawn.contains(&total), "{total} not in {drawn:?}");
+    assert!(drawn.contains(": ok (4 images, 9 blobs"), "{drawn:?}");
+}

@@ -6,8 +6,8 @@ use std::process::Command;
 
 use crate::lab::bundles::*;
 use velero_airgap::bundle::{
-    BundleReader, BundleWriter, Compression, ProblemKind, SidecarStatus, SlotCheck, WriteError,
-    inspect, verify,
+    BundleReader, BundleWriter, Compression, PassEvent, PassProgress, ProblemKind, SidecarStatus,
+    SlotCheck, WriteError, inspect, verify, verify_keeping,
 };
 use velero_airgap::oci::Digest;
 use velero_airgap::values::Role as ImageRole;
@@ -37,6 +37,30 @@ fn every_compression_round_trips_and_verifies() {
         assert_eq!(report.images, images.len());
         assert_eq!(report.blobs, blob_count(&images));
         assert_eq!(inspect(&path).unwrap().blobs.blobs, blob_count(&images));
+
+        // The pass reports every byte of the file it reads, from its own thread.
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = std::sync::Arc::clone(&seen);
+        let progress: PassProgress = std::sync::Arc::new(move |event| {
+            record.lock().unwrap().push(event);
+        });
+        let (report, _) = verify_keeping(&path, Some(progress)).unwrap();
+        assert!(report.is_ok());
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.first(),
+            Some(&PassEvent::Started {
+                file_size: written.size
+            })
+        );
+        let read: u64 = seen
+            .iter()
+            .map(|event| match event {
+                PassEvent::Read { bytes } => *bytes,
+                PassEvent::Started { .. } => 0,
+            })
+            .sum();
+        assert_eq!(read, written.size, "{name}");
     }
     // The sidecar works with no tool installed, and nothing else was left behind.
     let status = Command::new("sha256sum")

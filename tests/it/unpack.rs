@@ -968,3 +968,60 @@ fn every_command_counts_the_same_blobs() {
         "{stderr}"
     );
 }
+
+/// `-q` prints only errors: every warning of build, verify, validate and unpack is
+/// silenced (each shows without `-q`).
+#[test]
+fn quiet_prints_nothing_but_errors() {
+    let sources = Sources::start(RegistryKind::Plain, 16);
+    let (_, public) = keypair(sources.dir.path(), "k");
+    let bundle = sources.path("bundle.tar");
+    let target = Registry::start(RegistryKind::Plain);
+    let values = sources.path("values.yaml");
+    let registry_args = sources.registry_args();
+    let mut build: Vec<&str> = vec!["build", "-c", sources.config.to_str().unwrap()];
+    build.extend(["-o", bundle.to_str().unwrap()]);
+    build.extend(registry_args.iter().map(String::as_str));
+    let verify_key = format!("--verify-key={}", public.display());
+    let commands: [(Vec<&str>, &str); 4] = [
+        (build, "image signatures were not checked"),
+        (
+            vec!["verify", bundle.to_str().unwrap(), &verify_key],
+            "is unsigned",
+        ),
+        (
+            vec!["validate", "-c", sources.config.to_str().unwrap()],
+            "is not pinned by digest",
+        ),
+        (
+            vec![
+                "unpack",
+                bundle.to_str().unwrap(),
+                "--registry",
+                &target.addr,
+                "--insecure",
+                "--values-out",
+                values.to_str().unwrap(),
+            ],
+            "a loopback address",
+        ),
+    ];
+    for (args, warning) in commands {
+        let loud = velero_airgap()
+            .args(&args)
+            .env("DOCKER_CONFIG", sources.path("no-docker-config"))
+            .output()
+            .unwrap();
+        let loud_stderr = String::from_utf8_lossy(&loud.stderr);
+        assert_eq!(loud.status.code(), Some(0), "{args:?}: {loud_stderr}");
+        assert!(loud_stderr.contains(warning), "{args:?}: {loud_stderr}");
+        let quiet = velero_airgap()
+            .arg("-q")
+            .args(&args)
+            .env("DOCKER_CONFIG", sources.path("no-docker-config"))
+            .output()
+            .unwrap();
+        assert_eq!(quiet.status.code(), Some(0), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&quiet.stderr), "", "{args:?}");
+    }
+}
