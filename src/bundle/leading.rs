@@ -35,11 +35,25 @@ pub(crate) fn read_leading(cursor: &mut TarCursor) -> Result<[Vec<u8>; 6], Probl
         .zip(LEADING_LIMITS)
         .zip(&mut contents)
     {
+        let first = *name == OCI_LAYOUT;
         let header = match cursor.header() {
             Ok(Some(header)) => header,
+            Ok(None) if first => return Err(not_a_bundle("it is an empty tar archive")),
             Ok(None) => return Err(Problem::new(*name, ProblemKind::Missing)),
+            // No tar header where the file starts: whatever it is, it is not ours.
+            Err(ProblemKind::Malformed(_) | ProblemKind::MissingEnd) if first => {
+                return Err(not_a_bundle(
+                    "it is not a tar archive (plain, zstd or gzip)",
+                ));
+            }
             Err(kind) => return Err(Problem::new(*name, kind)),
         };
+        if first && header.name != OCI_LAYOUT {
+            return Err(not_a_bundle(&format!(
+                "it is a tar archive whose first entry is {:?}, not {OCI_LAYOUT}",
+                header.name
+            )));
+        }
         if let Some(refusal) = header.refusal {
             return Err(Problem::new(header.name, ProblemKind::Refused(refusal)));
         }
@@ -63,6 +77,16 @@ pub(crate) fn read_leading(cursor: &mut TarCursor) -> Result<[Vec<u8>; 6], Probl
             .map_err(|kind| Problem::new(*name, kind))?;
     }
     Ok(contents)
+}
+
+/// A file that is not a bundle at all; the reader names the file as the entry.
+fn not_a_bundle(reason: &str) -> Problem {
+    Problem::new(
+        OCI_LAYOUT,
+        ProblemKind::NotABundle {
+            reason: reason.to_owned(),
+        },
+    )
 }
 
 /// What the leading entries say, once cross-checked.

@@ -40,6 +40,14 @@ pub enum ReadError {
         #[source]
         source: io::Error,
     },
+    /// The file is not a bundle at all.
+    #[error("{path} is not a velero-airgap bundle: {reason}")]
+    NotABundle {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+    },
     /// The leading entries are missing or unusable, so nothing else can be checked.
     #[error("{path} is not a usable bundle: {}", super::problem::join(problems))]
     Unusable {
@@ -66,7 +74,7 @@ impl ReadError {
                 crate::ErrorKind::Input
             }
             ReadError::Open { .. } => crate::ErrorKind::Local,
-            ReadError::Unusable { .. } => crate::ErrorKind::Input,
+            ReadError::NotABundle { .. } | ReadError::Unusable { .. } => crate::ErrorKind::Input,
         }
     }
 }
@@ -157,10 +165,21 @@ impl BundleReader {
     pub fn open(path: &Path) -> Result<Self, ReadError> {
         match Self::start(path, None)? {
             Opened::Ready(reader) => Ok(*reader),
-            Opened::Unusable(unusable) => Err(ReadError::Unusable {
-                path: unusable.path,
-                problems: unusable.problems,
-            }),
+            Opened::Unusable(unusable) => match unusable.problems.as_slice() {
+                [
+                    Problem {
+                        kind: ProblemKind::NotABundle { reason },
+                        ..
+                    },
+                ] => Err(ReadError::NotABundle {
+                    path: unusable.path,
+                    reason: reason.clone(),
+                }),
+                _ => Err(ReadError::Unusable {
+                    path: unusable.path,
+                    problems: unusable.problems,
+                }),
+            },
         }
     }
 
@@ -191,10 +210,16 @@ impl BundleReader {
             values_yaml,
             blobs,
             archive_size,
-            problems,
+            mut problems,
         } = match leading {
             Ok(leading) => leading,
-            Err(problems) => {
+            Err(mut problems) => {
+                // A file that is not a bundle is named by its own name, not an entry's.
+                for problem in &mut problems {
+                    if matches!(problem.kind, ProblemKind::NotABundle { .. }) {
+                        problem.entry = file_label(path);
+                    }
+                }
                 return Ok(Opened::Unusable(Box::new(PassState {
                     path: path.to_owned(),
                     compression,
@@ -205,6 +230,16 @@ impl BundleReader {
             }
         };
         cursor.limit = archive_size;
+        // Known before reading on: `inspect` reads no further, and can still tell.
+        if compression == Compression::None && file_size < archive_size {
+            problems.push(Problem::new(
+                file_label(path),
+                ProblemKind::ShorterThanDeclared {
+                    file_size,
+                    declared: archive_size,
+                },
+            ));
+        }
         let manifest_digests = manifest
             .images
             .iter()
