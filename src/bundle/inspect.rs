@@ -34,6 +34,9 @@ pub struct BundleSummary {
     pub file_size: u64,
     /// Sum of the sizes of the files listed in `bundle.json`.
     pub content_size: u64,
+    /// The images' config and layer blobs, as every command counts them.
+    pub blobs: super::BlobCount,
+    /// The images.
     pub images: Vec<ImageSummary>,
     /// Problems seen in the leading entries (the rest is not read: use `verify`).
     pub problems: Vec<Problem>,
@@ -124,6 +127,7 @@ pub fn inspect(path: &Path) -> Result<BundleSummary, ReadError> {
         compression: reader.compression(),
         file_size: reader.file_size(),
         content_size: bundle.content_size(),
+        blobs: bundle.content_blobs(),
         images: bundle
             .images
             .iter()

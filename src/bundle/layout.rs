@@ -33,7 +33,7 @@ pub const LEADING_ENTRIES: [&str; 6] = [
 ];
 
 /// Directory of blobs inside the bundle.
-const BLOB_DIR: &str = "blobs/sha256/";
+pub(crate) const BLOB_DIR: &str = "blobs/sha256/";
 
 /// The content of `oci-layout`.
 pub(crate) const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;

@@ -37,11 +37,25 @@ pub(crate) fn read_leading(cursor: &mut TarCursor) -> Result<[Vec<u8>; 6], Probl
         .zip(LEADING_LIMITS)
         .zip(&mut contents)
     {
+        let first = *name == OCI_LAYOUT;
         let header = match cursor.header() {
             Ok(Some(header)) => header,
+            Ok(None) if first => return Err(not_a_bundle("it is an empty tar archive")),
             Ok(None) => return Err(Problem::new(*name, ProblemKind::Missing)),
+            // No tar header where the file starts: whatever it is, it is not ours.
+            Err(ProblemKind::Malformed(_) | ProblemKind::MissingEnd) if first => {
+                return Err(not_a_bundle(
+                    "it is not a tar archive (plain, zstd or gzip)",
+                ));
+            }
             Err(kind) => return Err(Problem::new(*name, kind)),
         };
+        if first && header.name != OCI_LAYOUT {
+            return Err(not_a_bundle(&format!(
+                "it is a tar archive whose first entry is {:?}, not {OCI_LAYOUT}",
+                header.name
+            )));
+        }
         if let Some(refusal) = header.refusal {
             return Err(Problem::new(header.name, ProblemKind::Refused(refusal)));
         }
@@ -65,6 +79,16 @@ pub(crate) fn read_leading(cursor: &mut TarCursor) -> Result<[Vec<u8>; 6], Probl
             .map_err(|kind| Problem::new(*name, kind))?;
     }
     Ok(contents)
+}
+
+/// A file that is not a bundle at all; the reader names the file as the entry.
+fn not_a_bundle(reason: &str) -> Problem {
+    Problem::new(
+        OCI_LAYOUT,
+        ProblemKind::NotABundle {
+            reason: reason.to_owned(),
+        },
+    )
 }
 
 /// What the leading entries say, once cross-checked.
@@ -109,7 +133,7 @@ pub(crate) fn check_leading(contents: [Vec<u8>; 6]) -> Result<Leading, Vec<Probl
         Err(error) => {
             problems.push(Problem::new(
                 BUNDLE_JSON,
-                ProblemKind::Malformed(chain(&error)),
+                ProblemKind::Malformed(crate::chain(&error)),
             ));
             return Err(problems);
         }
@@ -149,17 +173,6 @@ pub(crate) fn check_leading(contents: [Vec<u8>; 6]) -> Result<Leading, Vec<Probl
         archive_size,
         problems,
     })
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn inconsistent(entry: &str, message: String) -> Problem {

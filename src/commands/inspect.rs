@@ -7,8 +7,15 @@ use velero_airgap::bundle;
 use velero_airgap::sign::SignatureStatus;
 
 /// Runs `inspect`.
-pub fn run(args: InspectArgs, _output: Output) -> anyhow::Result<ExitStatus> {
+pub fn run(args: InspectArgs, output: Output) -> anyhow::Result<ExitStatus> {
     let summary = bundle::inspect(&args.bundle)?;
+    // What the leading entries already show is wrong (a file cut short): `verify` tells
+    // the rest.
+    if !output.quiet {
+        for problem in &summary.problems {
+            note!("warning: {problem}");
+        }
+    }
     if args.json {
         let json = serde_json::to_string_pretty(&summary)?;
         super::write_output(None, format!("{json}\n").as_bytes())?;
@@ -59,12 +66,11 @@ pub fn run(args: InspectArgs, _output: Output) -> anyhow::Result<ExitStatus> {
         ));
     }
     text.push_str(&format!(
-        "total:     {}\n",
+        "blobs:     {} ({})\ntotal:     {}\n",
+        summary.blobs.blobs,
+        human_bytes(summary.blobs.bytes),
         human_bytes(summary.content_size)
     ));
-    for problem in &summary.problems {
-        text.push_str(&format!("problem:   {problem}\n"));
-    }
     super::write_output(None, text.as_bytes())?;
     Ok(ExitStatus::Success)
 }

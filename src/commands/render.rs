@@ -42,7 +42,7 @@ pub fn run(args: RenderArgs, output: Output) -> anyhow::Result<ExitStatus> {
     }
     if output.verbose > 0 {
         for finding in &findings {
-            eprintln!("{}: {finding}", path.display());
+            note!("{}: {finding}", path.display());
         }
     }
     let mut inputs = settings::render_inputs(&args.install, &args.hardening, &args.local_registry);

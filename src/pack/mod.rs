@@ -75,9 +75,11 @@ pub enum Event {
     Planned {
         /// Images in the bundle.
         images: usize,
-        /// Distinct blobs to fill.
+        /// Their config and layer blobs, each once (as every command counts blobs).
         blobs: usize,
         bytes: u64,
+        /// Bytes of those already in the bundle (configs read while resolving).
+        written: u64,
         /// How many come from the cache.
         cached: usize,
     },
@@ -109,11 +111,12 @@ pub struct PackSummary {
     pub size: u64,
     /// Images in the bundle.
     pub images: usize,
-    /// Distinct blobs filled after the layout (configs and layers).
+    /// The images' config and layer blobs, each once
+    /// ([`bundle::BundleManifest::content_blobs`]).
     pub blobs: usize,
-    /// Blobs fetched from a registry.
+    /// Of those, fetched from a registry.
     pub blobs_fetched: usize,
-    /// Blobs copied from the cache.
+    /// Of those, copied from the cache.
     pub blobs_cached: usize,
     /// Bytes of those blobs.
     pub bytes: u64,
@@ -298,8 +301,8 @@ pub async fn pack(
         sha256: written.sha256.hex(),
         size: written.size,
         images: resolved.len(),
-        blobs: counts.fetched + counts.cached,
-        blobs_fetched: counts.fetched,
+        blobs: counts.blobs,
+        blobs_fetched: counts.blobs - counts.cached,
         blobs_cached: counts.cached,
         bytes: counts.bytes,
         image_lock: resolved

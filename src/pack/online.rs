@@ -98,7 +98,7 @@ pub async fn check_online(request: &OnlineRequest) -> Result<OnlineReport, PackE
                     digest: None,
                     source: None,
                     signature: None,
-                    error: Some(error.to_string()),
+                    error: Some(crate::chain(&error)),
                 },
             }
         })

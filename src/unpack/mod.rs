@@ -101,7 +101,11 @@ pub struct UnpackRequest {
 /// Progress, for the caller to draw.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// The verification pass starts.
     Verifying,
+    /// How far the verification pass is.
+    Pass(bundle::PassEvent),
+    /// The bundle verified.
     Verified {
         /// SHA-256 of the bundle file.
         sha256: String,
@@ -110,7 +114,9 @@ pub enum Event {
     Loading {
         /// Images to load.
         images: usize,
-        /// Bytes of their blobs.
+        /// Their config and layer blobs, each once (as every command counts blobs).
+        blobs: usize,
+        /// Their bytes (the manifests, a few kB, come on top).
         bytes: u64,
     },
     /// Bytes handed to the target.
@@ -182,13 +188,16 @@ pub struct UnpackSummary {
     pub target: String,
     /// Per image.
     pub images: Vec<ImageAction>,
+    /// The images' config and layer blobs, each once
+    /// ([`bundle::BundleManifest::content_blobs`]): loaded, already there or mounted.
+    pub blobs: usize,
     /// Blobs loaded into the target.
     pub blobs_loaded: usize,
     /// Blobs the target already had.
     pub blobs_skipped: usize,
     /// Blobs mounted from another repository (registry target).
     pub blobs_mounted: usize,
-    /// Bytes loaded.
+    /// Bytes of the blobs loaded.
     pub bytes: u64,
     /// Whether nothing was loaded because the target had everything.
     pub nothing_to_do: bool,
@@ -377,7 +386,8 @@ pub async fn unpack(
     };
     events(Event::Loading {
         images: images.len(),
-        bytes: images::total_bytes(&images),
+        blobs: summary.blobs,
+        bytes: images::content_blobs(&images).values().sum(),
     });
     let loaded = load(
         &request,
@@ -398,7 +408,12 @@ pub async fn unpack(
         Ok(loaded) => loaded,
         Err(error) => {
             if let Some(log) = &request.audit_log {
-                audit::failure(log, &verified.sha256, &summary.target, &error.to_string());
+                audit::failure(
+                    log,
+                    &verified.sha256,
+                    &summary.target,
+                    &crate::chain(&error),
+                );
             }
             return Err(error);
         }
@@ -426,12 +441,31 @@ async fn verify_bundle(
 ) -> Result<Verified, UnpackError> {
     events(Event::Verifying);
     let (path, options) = (request.bundle.clone(), request.verify.clone());
-    let verification = crate::task::blocking(move || verify::verify(&path, &options)).await;
+    // The pass is blocking work: its progress comes back through a channel.
+    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let progress: bundle::PassProgress = Arc::new(move |event| {
+        // The receiver is gone only when the run is over.
+        let _ = sender.send(event);
+    });
+    let mut verifying = std::pin::pin!(crate::task::blocking(move || verify::verify(
+        &path,
+        &options,
+        Some(progress)
+    )));
+    let verification = loop {
+        tokio::select! {
+            Some(event) = received.recv() => events(Event::Pass(event)),
+            result = &mut verifying => break result,
+        }
+    };
+    while let Ok(event) = received.try_recv() {
+        events(Event::Pass(event));
+    }
     let verification = match verification {
         Ok(verification) => verification,
         Err(error) => {
             if let Some(log) = &request.audit_log {
-                audit::failure(log, "", &request.target.describe(), &error.to_string());
+                audit::failure(log, "", &request.target.describe(), &crate::chain(&error));
             }
             return Err(error.into());
         }
@@ -443,7 +477,7 @@ async fn verify_bundle(
             problems: report.problems,
         };
         if let Some(log) = &request.audit_log {
-            audit::failure(log, "", &request.target.describe(), &error.to_string());
+            audit::failure(log, "", &request.target.describe(), &crate::chain(&error));
         }
         return Err(error);
     };
@@ -518,10 +552,7 @@ async fn open_store(
     let path = request.bundle.clone();
     let staging = staging_dir(request);
     let store = crate::task::blocking(move || BlobStore::open(&path, compression, &staging)).await;
-    Ok(Some(store.map_err(|source| FileError::Read {
-        path: request.bundle.clone(),
-        source,
-    })?))
+    Ok(Some(store?))
 }
 
 fn staging_dir(request: &UnpackRequest) -> PathBuf {
@@ -624,6 +655,7 @@ impl UnpackSummary {
             bundle_sha256: verified.sha256.clone(),
             target: request.target.describe(),
             images: vec![],
+            blobs: verified.content.manifest.content_blobs().blobs,
             blobs_loaded: 0,
             blobs_skipped: 0,
             blobs_mounted: 0,

@@ -56,7 +56,7 @@ pub enum RenderError {
     #[error(transparent)]
     Field(#[from] images::FieldError),
     /// An image field holds something that is not an image reference.
-    #[error("{path}: {source}")]
+    #[error("in {path}")]
     Reference {
         /// Path of the field in the values.
         path: String,
@@ -65,7 +65,7 @@ pub enum RenderError {
         source: crate::reference::ReferenceError,
     },
     /// A registry address to rewrite images to is not a valid host.
-    #[error("registry address: {0}")]
+    #[error("registry address")]
     Domain(#[from] crate::reference::DomainError),
 }
 

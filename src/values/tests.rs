@@ -365,3 +365,20 @@ fn output_is_deterministic_and_quotes_tags() {
     assert_eq!(first, second);
     assert!(first.contains("  tag: \"v1.18.2\"\n"), "{first}");
 }
+
+#[test]
+fn render_errors_print_their_cause_once() {
+    let mut with_bad_image = input();
+    with_bad_image.overrides = vec![yaml("image: {repository: Bad/Repo, tag: '1'}")];
+    let error = render(&with_bad_image).unwrap_err();
+    assert_eq!(
+        crate::chain(&error),
+        "in image: invalid image reference \"Bad/Repo:1\": repository name must be lowercase"
+    );
+    let rendered = render(&input()).unwrap();
+    let error = to_airgap(&rendered, "http://10.0.0.1:5000", &BTreeMap::new()).unwrap_err();
+    assert_eq!(
+        crate::chain(&error),
+        "registry address: give the host only, without http://"
+    );
+}

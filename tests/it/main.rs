@@ -11,6 +11,7 @@ mod bundle_hostile;
 mod bundle_roundtrip;
 mod containerd_import;
 mod embedded_cluster;
+mod exit_codes;
 mod lab_services;
 mod planted_links;
 mod proxy;

@@ -792,3 +792,21 @@ pub async fn refuse_tls(socket: &mut tokio::net::TcpStream) -> bool {
     }
     false
 }
+
+/// Runs `velero-airgap ARGS` with stdout and stderr on a pipe whose read end is closed
+/// before it starts, as `velero-airgap … 2>&1 | head -0` would, so every write it makes
+/// fails with EPIPE. Returns the exit code (`None` when a signal ended it).
+pub fn run_with_closed_pipe(args: &[&std::ffi::OsStr], envs: &[(&str, &Path)]) -> Option<i32> {
+    let (reader, writer) = std::io::pipe().expect("create a pipe");
+    drop(reader);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_velero-airgap"));
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer.try_clone().expect("clone the pipe's write end"))
+        .stderr(writer);
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    command.status().expect("run velero-airgap").code()
+}
