@@ -10,7 +10,7 @@ Examples:
   velero-airgap build -c config.yaml -o velero-bundle.tar
   velero-airgap verify velero-bundle.tar
   velero-airgap inspect velero-bundle.tar --json
-  velero-airgap unpack velero-bundle.tar --registry 10.244.128.11:5000 --insecure --values-out values.yaml
+  velero-airgap unpack velero-bundle.tar --registry 10.244.128.11:5000 --ca-file registry.crt --docker-config registry-creds --values-out values.yaml
 
 Exit codes: 0 ok, 1 invalid input or failed verification, 2 usage,
 3 registry/network/auth, 4 local I/O, 130 interrupted.";
@@ -70,10 +70,19 @@ Examples:
     /// Verify a bundle, then load its images on this node and write its values.
     #[command(after_help = "\
 Examples:
-  velero-airgap unpack bundle.tar --registry 10.244.128.11:5000 --insecure --values-out values.yaml
+  velero-airgap unpack bundle.tar --registry 10.244.128.11:5000 --ca-file registry.crt --docker-config registry-creds --values-out values.yaml
+  velero-airgap unpack bundle.tar --registry 10.244.128.11:5000 --insecure --docker-config registry-creds --values-out values.yaml
   velero-airgap unpack bundle.tar --containerd /run/k0s/containerd.sock --values-out values.yaml
   velero-airgap unpack bundle.tar --k0s-images-dir /var/lib/embedded-cluster/k0s/images --values-out values.yaml
   velero-airgap unpack bundle.tar --registry 127.0.0.1:5000 --insecure --local-registry 10.96.0.11:5000 --values-out values.yaml --dry-run
+
+Embedded Cluster's registry (10.244.128.11:5000) is HTTPS with a self-signed
+certificate and a password. On a node, in `sudo ./APP shell`, get both, then run
+the first example:
+  mkdir -p registry-creds
+  kubectl -n kotsadm get secret registry-creds -o jsonpath='{.data.\\.dockerconfigjson}' | base64 -d > registry-creds/config.json
+  kubectl -n registry get secret registry-tls -o jsonpath='{.data.tls\\.crt}' | base64 -d > registry.crt
+--insecure skips the certificate check instead, and warns that it did.
 
 The registry target serves every node; containerd and k0s targets load this node only.
 The bundle is verified in full first; a bundle that fails leaves the target untouched.")]
@@ -198,6 +207,10 @@ pub struct RenderArgs {
     /// Pin every image by the digest a bundle recorded for it.
     #[arg(long, value_name = "BUNDLE")]
     pub lock: Option<PathBuf>,
+    /// Render even if --http-proxy or --https-proxy carries credentials (the file written
+    /// with -o is then readable by its owner only).
+    #[arg(long)]
+    pub allow_secrets: bool,
     /// Write to FILE instead of stdout (atomically).
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
@@ -209,10 +222,13 @@ pub struct RegistryArgs {
     /// Pull FROM's images from TO (host[/path-prefix] on both sides; repeatable).
     #[arg(long, value_name = "FROM=TO")]
     pub mirror: Vec<String>,
-    /// Talk plain HTTP to this registry (repeatable).
+    /// Reach this registry without verifying its TLS certificate, or over plain HTTP when
+    /// it does not speak TLS (as Docker's insecure registries; warns once per registry;
+    /// repeatable). HOST without a port covers every port of HOST.
     #[arg(long, value_name = "HOST[:PORT]")]
     pub insecure_registry: Vec<String>,
-    /// Trust this PEM CA certificate for registries (repeatable).
+    /// Trust this PEM certificate for registries: a CA, or a registry's own self-signed
+    /// certificate, accepted as it is (repeatable).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Vec<PathBuf>,
     /// Docker config.json with registry credentials (default: $DOCKER_CONFIG or ~/.docker).
@@ -265,7 +281,8 @@ pub struct BuildArgs {
     /// Content-addressed blob cache, verified on reuse.
     #[arg(long, value_name = "DIR")]
     pub cache_dir: Option<PathBuf>,
-    /// Bundle even if override values carry literal secrets.
+    /// Bundle even if override values or a proxy URL (--http-proxy, --https-proxy) carry
+    /// literal secrets.
     #[arg(long)]
     pub allow_secrets: bool,
     /// An entrypoint the plugin checks do not recognise as a copy into /target is a
@@ -338,10 +355,16 @@ pub struct UnpackArgs {
     /// Install-time settings for the values.
     #[command(flatten)]
     pub install: InstallArgs,
-    /// Talk plain HTTP to the --registry target.
+    /// Do not verify the --registry target's TLS certificate, or use plain HTTP when it does
+    /// not speak TLS (warns). Prefer --ca-file with the registry's certificate.
     #[arg(long)]
     pub insecure: bool,
-    /// Trust this PEM CA certificate for the --registry target (repeatable).
+    /// Treat this host as insecure too, e.g. a plain-HTTP token server of the --registry
+    /// target, so the credentials may be sent to it (repeatable).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub insecure_registry: Vec<String>,
+    /// Trust this PEM certificate for the --registry target: a CA, or the registry's own
+    /// (e.g. Embedded Cluster's self-signed one, accepted as it is; repeatable).
     #[arg(long, value_name = "PEM")]
     pub ca_file: Vec<PathBuf>,
     /// Docker config.json with credentials for the --registry target.

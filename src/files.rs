@@ -14,9 +14,9 @@
 //! `BUNDLE.sig`) must be regular files: opening a FIFO found beside a bundle would block
 //! forever. Files the user names may be pipes (`--sign-key <(vault …)` keeps keys off disk).
 
-use std::fs::{File, OpenOptions, Permissions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Who chose a file the tool reads, which decides what kinds of file are accepted.
@@ -59,7 +59,20 @@ pub enum FileError {
     },
     /// A file found by convention is not a regular file.
     #[error("{} is not a regular file; remove or replace it", path.display())]
-    NotRegular { path: PathBuf },
+    NotRegular {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file that was read once (a bundle that verified) could not be read again, or
+    /// no longer holds what it held.
+    #[error("cannot read {} again after verifying it", path.display())]
+    ReadAgain {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: io::Error,
+    },
     /// The file could not be written or put in place.
     #[error("cannot write {}", path.display())]
     Write {
@@ -75,16 +88,24 @@ impl FileError {
     /// a file that opened, is a local failure.
     pub fn kind(&self) -> crate::ErrorKind {
         match self {
-            FileError::Read { source, .. } => match source.kind() {
-                io::ErrorKind::NotFound
-                | io::ErrorKind::IsADirectory
-                | io::ErrorKind::InvalidData
-                | io::ErrorKind::PermissionDenied => crate::ErrorKind::Input,
-                _ => crate::ErrorKind::Local,
-            },
+            FileError::Read { source, .. } => read_failure_kind(source),
             FileError::TooLarge { .. } | FileError::NotRegular { .. } => crate::ErrorKind::Input,
-            FileError::Write { .. } => crate::ErrorKind::Local,
+            FileError::ReadAgain { .. } | FileError::Write { .. } => crate::ErrorKind::Local,
         }
+    }
+}
+
+/// The class of a failure to read a file the user named: one that is missing, a directory,
+/// unreadable to us or not what it should be is bad input; anything else (an I/O error
+/// after it opened) is a local failure.
+pub fn read_failure_kind(error: &io::Error) -> crate::ErrorKind {
+    match error.kind() {
+        io::ErrorKind::NotFound
+        | io::ErrorKind::IsADirectory
+        | io::ErrorKind::NotADirectory
+        | io::ErrorKind::InvalidData
+        | io::ErrorKind::PermissionDenied => crate::ErrorKind::Input,
+        _ => crate::ErrorKind::Local,
     }
 }
 
@@ -179,15 +200,10 @@ impl AtomicFile {
             .file_name()
             .map(|name| name.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".partial")
-            .permissions(Permissions::from_mode(mode))
-            .tempfile_in(directory)
-            .map_err(|source| FileError::Write {
-                path: target.to_path_buf(),
-                source,
-            })?;
+        let temp = temp_file_in(directory, &name, mode).map_err(|source| FileError::Write {
+            path: target.to_path_buf(),
+            source,
+        })?;
         Ok(AtomicFile {
             temp,
             target: target.to_path_buf(),
@@ -233,6 +249,27 @@ impl Write for AtomicFile {
     fn flush(&mut self) -> io::Result<()> {
         self.temp.flush()
     }
+}
+
+/// A new temp file `.NAME.XXXXXX.partial` in `directory` (created new with `mode` less the
+/// umask), removed when dropped. Errors are the system's own: `tempfile`'s would name the
+/// temp file, and messages name the file the user knows.
+pub fn temp_file_in(
+    directory: &Path,
+    name: &str,
+    mode: u32,
+) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .make_in(directory, |path| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(path)
+        })
 }
 
 /// Writes `contents` to `target` through an [`AtomicFile`] beside it.
@@ -286,7 +323,7 @@ fn sync_directory(directory: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{PermissionsExt, symlink};
 
     #[test]
     fn atomic_write_replaces_a_planted_symlink_without_following_it() {
@@ -340,6 +377,20 @@ mod tests {
         file.commit().unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"archive");
         assert_eq!(std::fs::read_dir(&staging).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn errors_name_the_target_not_the_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("missing").join("values.yaml");
+        let error = write_atomic(&target, b"x", Privacy::Shared).unwrap_err();
+        let FileError::Write { path, source } = &error else {
+            panic!("{error:?}");
+        };
+        assert_eq!(path, &target);
+        assert_eq!(source.kind(), io::ErrorKind::NotFound);
+        assert!(!source.to_string().contains(".partial"), "{source}");
+        assert_eq!(error.kind(), crate::ErrorKind::Local);
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! images those values need and writes them into a verifiable bundle. Long work
 //! reports progress as events; the binary decides how to draw them.
 
+// The library reports through events and return values; only the binary prints.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod error;
 
-pub use error::ErrorKind;
+pub use error::{ErrorKind, chain};
 
 pub mod bundle;
 pub mod config;

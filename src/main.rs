@@ -1,6 +1,10 @@
 //! The `velero-airgap` binary: parses arguments, runs one command, maps the
 //! outcome to an exit code. Everything else lives in the library.
 
+// Output goes through `commands::write_output` and `commands::stderr_line`, which survive
+// a closed pipe; the print macros panic on one.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod cli;
 mod commands;
 
@@ -16,7 +20,7 @@ fn main() -> ExitCode {
             if commands::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("error: {err:#}");
+            commands::stderr_line(&format!("error: {}", velero_airgap::chain(err.as_ref())));
             commands::exit_code(&err).into()
         }
     }

@@ -5,7 +5,7 @@
 //! things that work today and hurt later (unpinned images, dropped plugins,
 //! secrets copied into every bundle).
 
-use crate::config::{ClusterConfig, Plugin, ProblemLevel, VeleroOverride};
+use crate::config::{ClusterConfig, ConfigError, Plugin, ProblemLevel, VeleroOverride};
 use crate::reference::{self, Reference};
 use crate::release::{self, Release};
 use crate::values::{self, ImageUse, Recipe, RenderInputs, Role};
@@ -13,6 +13,10 @@ use crate::yaml::Value;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+
+mod overrides;
+
+pub use overrides::{ValuesFinding, literal_secrets, override_findings, privilege};
 
 /// How bad a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -43,11 +47,15 @@ impl fmt::Display for Finding {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
-        write!(f, "{severity}: {}", self.path)?;
-        if let Some(line) = self.line {
-            write!(f, " (line {line})")?;
+        // A finding about the whole file has no path; its message names the position
+        // only through `line`.
+        match (self.path.is_empty(), self.line) {
+            (false, Some(line)) => write!(f, "{severity}: {} (line {line}): ", self.path)?,
+            (false, None) => write!(f, "{severity}: {}: ", self.path)?,
+            (true, Some(line)) => write!(f, "{severity}: line {line}: ")?,
+            (true, None) => write!(f, "{severity}: ")?,
         }
-        write!(f, ": {}", self.message)
+        f.write_str(&self.message)
     }
 }
 
@@ -77,9 +85,13 @@ pub struct Options {
 pub fn validate_file(path: &std::path::Path, options: &Options) -> Vec<Finding> {
     match ClusterConfig::load(path) {
         Ok(config) => validate(&config, options),
-        Err(err) => {
-            vec![error(String::new(), err.line(), err.to_string())]
-        }
+        // The position goes into `line`, so the message does not repeat it.
+        Err(ConfigError::Yaml(err)) => vec![error(
+            String::new(),
+            err.position.map(|p| p.line),
+            format!("invalid YAML: {}", err.problem),
+        )],
+        Err(err) => vec![error(String::new(), None, crate::chain(&err))],
     }
 }
 
@@ -216,25 +228,8 @@ fn image_warnings(
     line: Option<usize>,
     findings: &mut Vec<Finding>,
 ) {
-    if parsed.digest().is_none() {
-        findings.push(warning(
-            path.to_string(),
-            line,
-            format!("{image:?} is not pinned by digest; add @sha256:… so every bundle carries the same image"),
-        ));
-    }
-    match parsed.tag() {
-        Some("latest") => findings.push(warning(
-            path.to_string(),
-            line,
-            format!("{image:?} uses the tag latest, which changes under you; use a version tag"),
-        )),
-        None if parsed.digest().is_none() => findings.push(warning(
-            path.to_string(),
-            line,
-            format!("{image:?} has no tag, so it means latest; use a version tag"),
-        )),
-        _ => {}
+    for message in overrides::image_warnings(parsed, image) {
+        findings.push(warning(path.to_string(), line, message));
     }
 }
 
@@ -267,125 +262,14 @@ fn check_overrides(overrides: &[VeleroOverride], findings: &mut Vec<Finding>) {
                 continue;
             }
         };
-        let at = |inner: &str| format!("{} ({inner})", over.values_path);
-        if values.get("initContainers").is_some() {
-            findings.push(warning(
-                at("initContainers"),
-                over.line_of("initContainers"),
-                "overriding initContainers replaces the whole list and silently drops the AWS plugin and every configured plugin; configure plugins under spec.extensions.velero.plugins instead".into(),
-            ));
+        for finding in override_findings(values) {
+            findings.push(Finding {
+                severity: finding.severity,
+                path: format!("{} ({})", over.values_path, finding.path),
+                line: over.line_of(&finding.path),
+                message: finding.message,
+            });
         }
-        check_plugin_config_maps(over, values, findings);
-        for (inner, message) in literal_secrets(values) {
-            findings.push(warning(at(&inner), over.line_of(&inner), message));
-        }
-    }
-}
-
-fn check_plugin_config_maps(over: &VeleroOverride, values: &Value, findings: &mut Vec<Finding>) {
-    let Some(Value::Mapping(config_maps)) = values.get("configMaps") else {
-        return;
-    };
-    for (name, config_map) in config_maps {
-        let name = name.as_str();
-        let inner = format!("configMaps.{name}.labels");
-        let path = format!("{} ({inner})", over.values_path);
-        let line = over
-            .line_of(&inner)
-            .or_else(|| over.line_of(&format!("configMaps.{name}")));
-        let labels = config_map.get("labels").and_then(Value::as_mapping);
-        let has_marker = labels.is_some_and(|l| l.contains_key("velero.io/plugin-config"));
-        if !has_marker {
-            findings.push(warning(
-                path.clone(),
-                line,
-                format!("ConfigMap {name:?} has no label velero.io/plugin-config: \"\", so Velero plugins will not find it"),
-            ));
-        }
-        for (key, kind) in labels.into_iter().flatten() {
-            let (key, kind) = (key.as_str(), kind.as_str().unwrap_or_default());
-            let Some(plugin) = key.strip_prefix("velero.io/") else {
-                continue;
-            };
-            if plugin == "plugin-config" || PLUGIN_KINDS.contains(&kind) {
-                continue;
-            }
-            findings.push(warning(
-                path.clone(),
-                line,
-                format!("label {key}: {kind:?} on ConfigMap {name:?} names no plugin kind; use one of {}", PLUGIN_KINDS.join(", ")),
-            ));
-        }
-    }
-}
-
-/// Keys that name a secret rather than hold one.
-fn names_a_secret_object(key: &str) -> bool {
-    let lower = key.to_ascii_lowercase();
-    lower.starts_with("existing")
-        || lower.ends_with("name")
-        || lower.ends_with("ref")
-        || lower == "usesecret"
-}
-
-/// Literal secrets in override values: `credentials.secretContents`, and keys
-/// named like password/token/secret holding a literal string. Returns
-/// (path inside the values, message).
-pub fn literal_secrets(values: &Value) -> Vec<(String, String)> {
-    let mut found = vec![];
-    if let Some(contents) = values
-        .get("credentials")
-        .and_then(|c| c.get("secretContents"))
-        && !contents.is_null()
-        && contents.as_mapping().is_none_or(|m| !m.is_empty())
-    {
-        found.push((
-            "credentials.secretContents".to_string(),
-            "credentials.secretContents puts cloud credentials into the values, which are copied into every bundle; create the cloud-credentials secret on the cluster instead".to_string(),
-        ));
-    }
-    walk_secrets(values, String::new(), &mut found);
-    found
-}
-
-fn walk_secrets(value: &Value, path: String, found: &mut Vec<(String, String)>) {
-    match value {
-        Value::Mapping(map) => {
-            for (key, child) in map {
-                let key = key.as_str();
-                let child_path = if path.is_empty() {
-                    key.to_string()
-                } else {
-                    format!("{path}.{key}")
-                };
-                if child_path == "credentials.secretContents" {
-                    continue;
-                }
-                let lower = key.to_ascii_lowercase();
-                let secret_like = ["password", "passwd", "token", "secret"]
-                    .iter()
-                    .any(|w| lower.contains(w));
-                // Any scalar counts: `password: 123456` is as literal as a string.
-                let literal = match child {
-                    Value::String(s) => !s.is_empty(),
-                    Value::Number(_) => true,
-                    _ => false,
-                };
-                if secret_like && !names_a_secret_object(key) && literal {
-                    found.push((
-                        child_path.clone(),
-                        format!("{key} holds a literal value, which would be copied into every bundle; reference a Kubernetes secret instead"),
-                    ));
-                }
-                walk_secrets(child, child_path, found);
-            }
-        }
-        Value::Sequence(items) => {
-            for (i, item) in items.iter().enumerate() {
-                walk_secrets(item, format!("{path}[{i}]"), found);
-            }
-        }
-        _ => {}
     }
 }
 
@@ -400,7 +284,10 @@ fn check_rendered(config: &ClusterConfig, options: &Options, findings: &mut Vec<
             findings.push(error(
                 overrides_path.to_string(),
                 config.line_of(overrides_path),
-                format!("the values after overrides are unusable: {err}"),
+                format!(
+                    "the values after overrides are unusable: {}",
+                    crate::chain(&err)
+                ),
             ));
             return;
         }
@@ -468,29 +355,5 @@ fn check_release_pair(images: &[ImageUse], config: &ClusterConfig, findings: &mu
             config.line_of(&path),
             format!("Velero {velero} with AWS plugin {aws} is outside the compatibility table (Velero 1.16 ↔ plugin 1.12, 1.17 ↔ 1.13, 1.18 ↔ 1.14)"),
         ));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_found_and_secret_names_allowed() {
-        let values: Value = crate::yaml::from_str(
-            "credentials:\n  existingSecret: cloud-credentials\n  secretContents:\n    cloud: x\nconfiguration:\n  backupStorageLocation:\n  - config: {accessToken: abc, tokenSecretName: t}\nextraEnvVars:\n- {name: DB_PASSWORD, value: x}\npassword: ''\n",
-        )
-        .unwrap();
-        let paths: Vec<_> = literal_secrets(&values)
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        assert_eq!(
-            paths,
-            [
-                "credentials.secretContents",
-                "configuration.backupStorageLocation[0].config.accessToken",
-            ]
-        );
     }
 }

@@ -33,9 +33,28 @@ struct Chunk {
     len: usize,
 }
 
+/// Progress of a pass over a bundle file, for the caller to draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassEvent {
+    /// The pass starts over a file of this size.
+    Started {
+        /// Size of the bundle file in bytes.
+        file_size: u64,
+    },
+    /// Bytes of the file read since the last event.
+    Read {
+        /// How many.
+        bytes: u64,
+    },
+}
+
+/// Receives [`PassEvent`]s; the pass may run on a thread of its own.
+pub type PassProgress = std::sync::Arc<dyn Fn(PassEvent) + Send + Sync>;
+
 /// Reads the file and hands every chunk to the hashing thread as well.
 pub(crate) struct RawReader {
     file: File,
+    progress: Option<PassProgress>,
     current: Option<Arc<Chunk>>,
     position: usize,
     to_hasher: Option<SyncSender<Arc<Chunk>>>,
@@ -46,7 +65,7 @@ pub(crate) struct RawReader {
 }
 
 impl RawReader {
-    fn new(file: File) -> io::Result<Self> {
+    fn new(file: File, progress: Option<PassProgress>) -> io::Result<Self> {
         let (to_hasher, chunks) = mpsc::sync_channel::<Arc<Chunk>>(IN_FLIGHT);
         let (give_back, returned) = mpsc::channel();
         let hasher = std::thread::Builder::new()
@@ -62,6 +81,7 @@ impl RawReader {
             })?;
         Ok(Self {
             file,
+            progress,
             current: None,
             position: 0,
             to_hasher: Some(to_hasher),
@@ -104,6 +124,9 @@ impl RawReader {
         if len == 0 {
             self.eof = true;
             return Ok(());
+        }
+        if let Some(progress) = &self.progress {
+            progress(PassEvent::Read { bytes: len as u64 });
         }
         let chunk = Arc::new(Chunk { bytes, len });
         if let Some(to_hasher) = &self.to_hasher {
@@ -187,9 +210,13 @@ pub(crate) enum Stream {
 }
 
 impl Stream {
-    /// Opens `file`, choosing the decompressor from its first bytes.
-    pub(crate) fn new(file: File) -> io::Result<(Self, Compression)> {
-        let mut raw = RawReader::new(file)?;
+    /// Opens `file`, choosing the decompressor from its first bytes; `progress` hears of
+    /// every chunk of the file read.
+    pub(crate) fn new(
+        file: File,
+        progress: Option<PassProgress>,
+    ) -> io::Result<(Self, Compression)> {
+        let mut raw = RawReader::new(file, progress)?;
         let compression = Compression::from_magic(raw.fill_buf()?);
         let stream = match compression {
             Compression::None => Self::Plain(raw),

@@ -42,7 +42,7 @@ pub(crate) fn leading_count(format_version: u32) -> usize {
 }
 
 /// Directory of blobs inside the bundle.
-const BLOB_DIR: &str = "blobs/sha256/";
+pub(crate) const BLOB_DIR: &str = "blobs/sha256/";
 
 /// The content of `oci-layout`.
 pub(crate) const OCI_LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;

@@ -43,11 +43,25 @@ pub(crate) fn read_leading(cursor: &mut TarCursor) -> Result<Vec<Vec<u8>>, Probl
         if position == count {
             break;
         }
+        let first = *name == OCI_LAYOUT;
         let header = match cursor.header() {
             Ok(Some(header)) => header,
+            Ok(None) if first => return Err(not_a_bundle("it is an empty tar archive")),
             Ok(None) => return Err(Problem::new(*name, ProblemKind::Missing)),
+            // No tar header where the file starts: whatever it is, it is not ours.
+            Err(ProblemKind::Malformed(_) | ProblemKind::MissingEnd) if first => {
+                return Err(not_a_bundle(
+                    "it is not a tar archive (plain, zstd or gzip)",
+                ));
+            }
             Err(kind) => return Err(Problem::new(*name, kind)),
         };
+        if first && header.name != OCI_LAYOUT {
+            return Err(not_a_bundle(&format!(
+                "it is a tar archive whose first entry is {:?}, not {OCI_LAYOUT}",
+                header.name
+            )));
+        }
         if let Some(refusal) = header.refusal {
             return Err(Problem::new(header.name, ProblemKind::Refused(refusal)));
         }
@@ -76,6 +90,16 @@ pub(crate) fn read_leading(cursor: &mut TarCursor) -> Result<Vec<Vec<u8>>, Probl
         contents.push(content);
     }
     Ok(contents)
+}
+
+/// A file that is not a bundle at all; the reader names the file as the entry.
+fn not_a_bundle(reason: &str) -> Problem {
+    Problem::new(
+        OCI_LAYOUT,
+        ProblemKind::NotABundle {
+            reason: reason.to_owned(),
+        },
+    )
 }
 
 /// What the leading entries say, once cross-checked.
@@ -119,7 +143,7 @@ pub(crate) fn check_leading(contents: Vec<Vec<u8>>) -> Result<Leading, Vec<Probl
         Err(error) => {
             problems.push(Problem::new(
                 BUNDLE_JSON,
-                ProblemKind::Malformed(chain(&error)),
+                ProblemKind::Malformed(crate::chain(&error)),
             ));
             return Err(problems);
         }
@@ -161,17 +185,6 @@ pub(crate) fn check_leading(contents: Vec<Vec<u8>>) -> Result<Leading, Vec<Probl
         archive_size,
         problems,
     })
-}
-
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn inconsistent(entry: &str, message: String) -> Problem {

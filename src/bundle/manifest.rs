@@ -140,7 +140,47 @@ pub enum ManifestError {
     UnsupportedVersion { found: u64 },
 }
 
+/// A bundle's blobs as every command counts them: see [`BundleManifest::content_blobs`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BlobCount {
+    /// How many.
+    pub blobs: usize,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
 impl BundleManifest {
+    /// The blobs of the bundle's images: every config and layer blob, each counted once.
+    /// Manifests, indexes, source indexes and stored signatures live under `blobs/` too,
+    /// but are not counted: build, verify, inspect and unpack all count blobs this way.
+    pub fn content_blobs(&self) -> BlobCount {
+        let not_content: std::collections::HashSet<&Digest> = self
+            .images
+            .iter()
+            .flat_map(|image| {
+                let record = &image.image;
+                image
+                    .manifests
+                    .iter()
+                    .map(|m| &m.digest)
+                    .chain(std::iter::once(&record.digest))
+                    .chain(record.source_index.iter().map(|i| &i.digest))
+                    .chain(record.signatures.iter().flat_map(|s| {
+                        std::iter::once(&s.manifest.digest)
+                            .chain(s.payloads.iter().map(|p| &p.digest))
+                    }))
+            })
+            .collect();
+        self.files
+            .iter()
+            .filter(|file| file.name.starts_with(super::layout::BLOB_DIR))
+            .filter(|file| !not_content.contains(&file.sha256))
+            .fold(BlobCount::default(), |count, file| BlobCount {
+                blobs: count.blobs + 1,
+                bytes: count.bytes + file.size,
+            })
+    }
+
     /// Pretty JSON with a final newline, as stored in the bundle.
     pub fn to_json(&self) -> Vec<u8> {
         // Strings, numbers and a string-keyed map serialise without error.

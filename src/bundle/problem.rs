@@ -139,6 +139,22 @@ pub enum ProblemKind {
     /// A blob no image reaches.
     #[error("not referenced by any image")]
     Unreferenced,
+    /// The file is not a bundle at all (not a tar, or a tar of something else).
+    #[error("not a velero-airgap bundle: {reason}")]
+    NotABundle {
+        /// What the file is instead.
+        reason: String,
+    },
+    /// An uncompressed bundle file shorter than the archive `bundle.json` describes.
+    #[error(
+        "the file holds {file_size} bytes, but bundle.json describes an archive of {declared} bytes: it was cut short; copy it again"
+    )]
+    ShorterThanDeclared {
+        /// Size of the file.
+        file_size: u64,
+        /// Size of the archive `bundle.json` lists.
+        declared: u64,
+    },
 }
 
 /// Tar constructs a bundle never contains and a reader refuses.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use super::closure::{BlobSource, image_closure};
-use super::input::{Stream, TarCursor};
+use super::input::{PassEvent, PassProgress, Stream, TarCursor};
 use super::layout::{BUNDLE_JSON, Compression, EntryKind, archive_size, blob_entry_name, classify};
 use super::leading::{ExpectedBlob, LEADING_LIMITS, Leading, check_leading, read_leading};
 use super::manifest::BundleManifest;
@@ -37,6 +37,14 @@ pub enum ReadError {
         path: PathBuf,
         #[source]
         source: io::Error,
+    },
+    /// The file is not a bundle at all.
+    #[error("{path} is not a velero-airgap bundle: {reason}")]
+    NotABundle {
+        /// The file.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
     },
     /// The leading entries are missing or unusable, so nothing else can be checked.
     #[error("{path} is not a usable bundle: {}", super::problem::join(problems))]
@@ -63,7 +71,7 @@ impl ReadError {
                 crate::ErrorKind::Input
             }
             ReadError::Open { .. } => crate::ErrorKind::Local,
-            ReadError::Unusable { .. } => crate::ErrorKind::Input,
+            ReadError::NotABundle { .. } | ReadError::Unusable { .. } => crate::ErrorKind::Input,
         }
     }
 }
@@ -113,7 +121,6 @@ pub struct BundleReader {
     problems: Vec<Problem>,
     phase: Phase,
     tail_clean: bool,
-    blobs_read: u64,
 }
 
 /// One blob of the bundle, read in archive order. Reading it to the end returns an
@@ -154,25 +161,39 @@ impl BundleReader {
     /// checkable are recorded (see [`BundleReader::problems`]); problems that do not
     /// give [`ReadError::Unusable`].
     pub fn open(path: &Path) -> Result<Self, ReadError> {
-        match Self::start(path)? {
+        match Self::start(path, None)? {
             Opened::Ready(reader) => Ok(*reader),
-            Opened::Unusable(unusable) => Err(ReadError::Unusable {
-                path: unusable.path,
-                problems: unusable.problems,
-            }),
+            Opened::Unusable(unusable) => match unusable.problems.as_slice() {
+                [
+                    Problem {
+                        kind: ProblemKind::NotABundle { reason },
+                        ..
+                    },
+                ] => Err(ReadError::NotABundle {
+                    path: unusable.path,
+                    reason: reason.clone(),
+                }),
+                _ => Err(ReadError::Unusable {
+                    path: unusable.path,
+                    problems: unusable.problems,
+                }),
+            },
         }
     }
 
     /// Opens for a full pass: like [`BundleReader::open`], but an unusable bundle keeps
     /// its stream so the report can still check the sidecar.
-    pub(crate) fn start(path: &Path) -> Result<Opened, ReadError> {
+    pub(crate) fn start(path: &Path, progress: Option<PassProgress>) -> Result<Opened, ReadError> {
         let open_error = |source| ReadError::Open {
             path: path.to_owned(),
             source,
         };
         let file = File::open(path).map_err(open_error)?;
         let file_size = file.metadata().map_err(open_error)?.len();
-        let (stream, compression) = Stream::new(file).map_err(open_error)?;
+        if let Some(progress) = &progress {
+            progress(PassEvent::Started { file_size });
+        }
+        let (stream, compression) = Stream::new(file, progress).map_err(open_error)?;
         let mut cursor = TarCursor {
             stream,
             position: 0,
@@ -188,10 +209,16 @@ impl BundleReader {
             sbom_json,
             blobs,
             archive_size,
-            problems,
+            mut problems,
         } = match leading {
             Ok(leading) => leading,
-            Err(problems) => {
+            Err(mut problems) => {
+                // A file that is not a bundle is named by its own name, not an entry's.
+                for problem in &mut problems {
+                    if matches!(problem.kind, ProblemKind::NotABundle { .. }) {
+                        problem.entry = file_label(path);
+                    }
+                }
                 return Ok(Opened::Unusable(Box::new(PassState {
                     path: path.to_owned(),
                     compression,
@@ -202,6 +229,16 @@ impl BundleReader {
             }
         };
         cursor.limit = archive_size;
+        // Known before reading on: `inspect` reads no further, and can still tell.
+        if compression == Compression::None && file_size < archive_size {
+            problems.push(Problem::new(
+                file_label(path),
+                ProblemKind::ShorterThanDeclared {
+                    file_size,
+                    declared: archive_size,
+                },
+            ));
+        }
         let manifest_digests = manifest
             .images
             .iter()
@@ -234,7 +271,6 @@ impl BundleReader {
             problems,
             phase: Phase::Entries,
             tail_clean: true,
-            blobs_read: 0,
         })))
     }
 
@@ -365,7 +401,7 @@ impl BundleReader {
             },
             self.phase == Phase::Ended && self.tail_clean,
             self.manifest.images.len(),
-            self.blobs_read,
+            self.manifest.content_blobs().blobs,
         )
     }
 
@@ -545,7 +581,6 @@ impl BundleReader {
         if let Some(capture) = current.capture.take() {
             self.captured.insert(current.digest, capture);
         }
-        self.blobs_read += 1;
         if let Err(kind) = self.cursor.padding(current.size) {
             self.break_off(name, kind);
         }

@@ -61,8 +61,11 @@ pub struct VerifyReport {
     pub sidecar: SidecarStatus,
     /// Images listed in `bundle.json`.
     pub images: usize,
-    /// Blobs read and hashed.
-    pub blobs: u64,
+    /// The images' config and layer blobs ([`BundleManifest::content_blobs`]); every blob
+    /// of the bundle, manifests and signatures included, is read and hashed.
+    ///
+    /// [`BundleManifest::content_blobs`]: super::BundleManifest::content_blobs
+    pub blobs: usize,
     /// Every problem found; empty for a good bundle.
     pub problems: Vec<Problem>,
     /// What could not be proven, or deserves a look, without making the bundle bad.
@@ -82,7 +85,7 @@ pub(crate) fn conclude(
     pass: PassState,
     clean_end: bool,
     images: usize,
-    blobs: u64,
+    blobs: usize,
 ) -> VerifyReport {
     let PassState {
         path,

@@ -9,10 +9,11 @@
 
 use super::layout::{Compression, blob_entry_name};
 use super::reader::BundleReader;
+use crate::files::FileError;
 use crate::oci::Digest;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// Where each blob's bytes are.
@@ -34,10 +35,20 @@ pub enum BlobStore {
 }
 
 impl BlobStore {
-    /// Indexes (or stages) the blobs of `path`, a bundle that verified.
-    pub fn open(path: &Path, compression: Compression, staging: &Path) -> io::Result<BlobStore> {
+    /// Indexes (or stages, in a new directory under `staging`) the blobs of `path`, a
+    /// bundle that verified. Failing to read it now is a local failure, as is failing to
+    /// write the staged copy.
+    pub fn open(
+        path: &Path,
+        compression: Compression,
+        staging: &Path,
+    ) -> Result<BlobStore, FileError> {
+        let read_again = |source| FileError::ReadAgain {
+            path: path.to_path_buf(),
+            source,
+        };
         match compression {
-            Compression::None => Self::scan(path),
+            Compression::None => Self::scan(path).map_err(read_again),
             _ => Self::stage(path, staging),
         }
     }
@@ -68,25 +79,46 @@ impl BlobStore {
         })
     }
 
-    fn stage(path: &Path, staging: &Path) -> io::Result<BlobStore> {
+    fn stage(path: &Path, staging: &Path) -> Result<BlobStore, FileError> {
+        let read_again = |source| FileError::ReadAgain {
+            path: path.to_path_buf(),
+            source,
+        };
+        let write = |source| FileError::Write {
+            path: staging.to_path_buf(),
+            source,
+        };
+        // `tempdir_in` names its random directory in its errors; the directory the user
+        // chose (or $TMPDIR) is checked first, so its own error names only that.
+        if !std::fs::metadata(staging).map_err(write)?.is_dir() {
+            return Err(write(io::Error::from(io::ErrorKind::NotADirectory)));
+        }
         let dir = tempfile::Builder::new()
             .prefix("velero-airgap-unpack-")
-            .tempdir_in(staging)?;
-        let mut reader = BundleReader::open(path).map_err(io::Error::other)?;
+            .tempdir_in(staging)
+            .map_err(|error| write(io::Error::from(error.kind())))?;
+        let mut reader = BundleReader::open(path).map_err(|e| read_again(io::Error::other(e)))?;
         let mut sizes = HashMap::new();
+        let mut buffer = vec![0u8; 1 << 20];
         while let Some(mut blob) = reader.next_blob() {
             let digest = blob.digest();
-            let mut file = File::create(dir.path().join(digest.hex()))?;
+            let mut file = File::create(dir.path().join(digest.hex())).map_err(write)?;
             // The reader hashes as it goes and fails a blob whose digest is wrong.
-            io::copy(&mut blob, &mut file)?;
+            loop {
+                let n = blob.read(&mut buffer).map_err(read_again)?;
+                if n == 0 {
+                    break;
+                }
+                file.write_all(&buffer[..n]).map_err(write)?;
+            }
             sizes.insert(digest, blob.size());
         }
         let report = reader.finish();
         if let Some(problem) = report.problems.first() {
-            return Err(io::Error::new(
+            return Err(read_again(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("the bundle changed since it was verified: {problem}"),
-            ));
+            )));
         }
         Ok(BlobStore::Staged { dir, sizes })
     }

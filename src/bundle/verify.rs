@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::input::PassProgress;
 use super::manifest::BundleManifest;
 use super::reader::{BundleReader, Opened, ReadError};
 use super::report::{VerifyReport, conclude};
@@ -12,7 +13,7 @@ use crate::oci::Digest;
 /// Verifies a bundle in one pass. `Err` only when the file cannot be opened; every
 /// problem of its content is in the report.
 pub fn verify(path: &Path) -> Result<VerifyReport, ReadError> {
-    Ok(verify_keeping(path)?.0)
+    Ok(verify_keeping(path, None)?.0)
 }
 
 /// What a verification pass read and found good, kept so that a caller acts on
@@ -30,9 +31,12 @@ pub struct VerifiedContent {
 }
 
 /// Like [`verify`], also returning the verified leading entries and manifests
-/// when the bundle is good.
-pub fn verify_keeping(path: &Path) -> Result<(VerifyReport, Option<VerifiedContent>), ReadError> {
-    Ok(match BundleReader::start(path)? {
+/// when the bundle is good; `progress` hears how far the pass is.
+pub fn verify_keeping(
+    path: &Path,
+    progress: Option<PassProgress>,
+) -> Result<(VerifyReport, Option<VerifiedContent>), ReadError> {
+    Ok(match BundleReader::start(path, progress)? {
         Opened::Ready(mut reader) => {
             while reader.next_blob().is_some() {}
             let content = VerifiedContent {

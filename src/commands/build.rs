@@ -29,9 +29,9 @@ pub fn run(args: BuildArgs, output: Output) -> anyhow::Result<ExitStatus> {
         if let (Some(path), Some(fingerprint)) =
             (&summary.bundle_signature, &summary.bundle_key_fingerprint)
         {
-            eprintln!("signed {} with key {fingerprint}", path.display());
+            note!("signed {} with key {fingerprint}", path.display());
         }
-        eprintln!(
+        note!(
             "wrote {}: {} images, {} blobs ({} fetched, {} from cache), {} in {:.1} s\nsha256 {}",
             summary.bundle.display(),
             summary.images,
@@ -86,9 +86,11 @@ fn draw(progress: &Progress, event: Event) {
             images,
             blobs,
             bytes,
+            written,
             cached,
         } => {
             progress.start(bytes, "pulling");
+            progress.advance(written);
             progress.line(format!(
                 "pulling {images} images: {blobs} blobs, {} ({cached} cached)",
                 human_bytes(bytes)

@@ -8,7 +8,7 @@ use velero_airgap::sign::SignatureStatus;
 use velero_airgap::values::Role;
 
 /// Runs `inspect`.
-pub fn run(args: InspectArgs, _output: Output) -> anyhow::Result<ExitStatus> {
+pub fn run(args: InspectArgs, output: Output) -> anyhow::Result<ExitStatus> {
     let summary = bundle::inspect(&args.bundle)?;
     if args.sbom {
         let Some(sbom) = &summary.sbom_json else {
@@ -20,6 +20,13 @@ pub fn run(args: InspectArgs, _output: Output) -> anyhow::Result<ExitStatus> {
         };
         super::write_output(None, sbom)?;
         return Ok(ExitStatus::Success);
+    }
+    // What the leading entries already show is wrong (a file cut short): `verify` tells
+    // the rest.
+    if !output.quiet {
+        for problem in &summary.problems {
+            note!("warning: {problem}");
+        }
     }
     if args.json {
         let json = serde_json::to_string_pretty(&summary)?;
@@ -49,23 +56,34 @@ pub fn run(args: InspectArgs, _output: Output) -> anyhow::Result<ExitStatus> {
                 format!("verified by {key_fingerprint}")
             }
         };
+        let kind = match image.media_type.as_str() {
+            "application/vnd.oci.image.manifest.v1+json" => "OCI manifest",
+            "application/vnd.oci.image.index.v1+json" => "OCI index",
+            "application/vnd.docker.distribution.manifest.v2+json" => "Docker v2s2 manifest",
+            "application/vnd.docker.distribution.manifest.list.v2+json" => "Docker manifest list",
+            other => other,
+        };
+        let note = match image.read_with {
+            bundle::Reader::Skopeo => "",
+            bundle::Reader::Ctr => " (skopeo cannot look it up; ctr loads every image)",
+        };
         text.push_str(&format!(
-            "  {:<32} {}\n    {}  {}  {}\n",
+            "  {:<32} {}\n    {}  {}  {}\n    {kind}{note}: {}\n",
             image.role.to_string(),
             image.canonical_reference,
             image.digest,
             human_bytes(image.size),
             signature,
+            image.read_command,
         ));
     }
     text.push_str(&format!(
-        "total:     {}\n",
+        "blobs:     {} ({})\ntotal:     {}\n",
+        summary.blobs.blobs,
+        human_bytes(summary.blobs.bytes),
         human_bytes(summary.content_size)
     ));
     text.push_str(&plugin_table(&summary.images));
-    for problem in &summary.problems {
-        text.push_str(&format!("problem:   {problem}\n"));
-    }
     super::write_output(None, text.as_bytes())?;
     Ok(ExitStatus::Success)
 }

@@ -4,15 +4,25 @@
 //! verification, 2 usage (clap), 3 registry/network/auth, 4 local I/O,
 //! 130 interrupted.
 
+/// `eprintln!` through [`stderr_line`], which survives a closed pipe.
+macro_rules! note {
+    ($($arg:tt)*) => {
+        $crate::commands::stderr_line(&format!($($arg)*))
+    };
+}
+
 mod build;
 mod completions;
 mod inspect;
+mod output;
 mod progress;
 mod render;
 mod settings;
 mod unpack;
 mod validate;
 mod verify;
+
+pub use output::{is_broken_pipe, stderr_line, write_output, write_output_as};
 
 use crate::cli::{Cli, Command};
 use std::process::ExitCode;
@@ -154,6 +164,9 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
         config::ConfigError,
         sign::SignError
     );
+    if let Some(error) = cause.downcast_ref::<crate::commands::unpack::TargetRegistryError>() {
+        return Some(error.kind());
+    }
     if let Some(error) = cause.downcast_ref::<std::io::Error>() {
         // Output written by the commands themselves (stdout, `render -o`).
         return Some(match error.kind() {
@@ -162,30 +175,4 @@ fn kind_of(cause: &(dyn std::error::Error + 'static)) -> Option<ErrorKind> {
         });
     }
     None
-}
-
-/// Whether the error is a write to a closed pipe.
-pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause
-            .downcast_ref::<std::io::Error>()
-            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
-/// Writes `contents` to `path` atomically, or to stdout when `path` is `None`.
-pub fn write_output(path: Option<&std::path::Path>, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    match path {
-        Some(path) => Ok(velero_airgap::files::write_atomic(
-            path,
-            contents,
-            velero_airgap::files::Privacy::Shared,
-        )?),
-        None => {
-            let mut stdout = std::io::stdout().lock();
-            stdout.write_all(contents)?;
-            Ok(stdout.flush()?)
-        }
-    }
 }

@@ -7,6 +7,7 @@ use anyhow::Context;
 use std::collections::BTreeMap;
 use std::path::Path;
 use velero_airgap::config::ClusterConfig;
+use velero_airgap::files::Privacy;
 use velero_airgap::oci::Digest;
 use velero_airgap::reference::Reference;
 use velero_airgap::release;
@@ -41,10 +42,16 @@ pub fn run(args: RenderArgs, output: Output) -> anyhow::Result<ExitStatus> {
     }
     if output.verbose > 0 {
         for finding in &findings {
-            eprintln!("{}: {finding}", path.display());
+            note!("{}: {finding}", path.display());
         }
     }
     let mut inputs = settings::render_inputs(&args.install, &args.hardening, &args.local_registry);
+    inputs.proxy.check_secrets(args.allow_secrets)?;
+    let privacy = if inputs.proxy.has_credentials() {
+        Privacy::Private
+    } else {
+        Privacy::Shared
+    };
     let lock = match &args.lock {
         Some(bundle) => Some(read_lock(bundle)?),
         None => None,
@@ -68,7 +75,7 @@ pub fn run(args: RenderArgs, output: Output) -> anyhow::Result<ExitStatus> {
         Mode::Online => values::to_yaml(&values::pin(&rendered, &pins)?),
         Mode::Airgap => values::airgap_values(&recipe, &pins)?,
     };
-    super::write_output(args.output.as_deref(), values.as_bytes())?;
+    super::write_output_as(args.output.as_deref(), values.as_bytes(), privacy)?;
     Ok(ExitStatus::Success)
 }
 

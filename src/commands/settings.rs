@@ -178,11 +178,12 @@ fn unpack_target(args: &UnpackArgs) -> anyhow::Result<Target> {
         return Ok(Target::Registry {
             address: address.clone(),
             options: RegistryOptions {
-                insecure: if args.insecure {
-                    vec![address.clone()]
-                } else {
-                    vec![]
-                },
+                insecure: args
+                    .insecure
+                    .then(|| address.clone())
+                    .into_iter()
+                    .chain(args.insecure_registry.iter().cloned())
+                    .collect(),
                 ca_files: args.ca_file.clone(),
                 docker_config: args.docker_config.clone(),
                 retries: args.retries,

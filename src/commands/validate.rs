@@ -31,7 +31,7 @@ fn online(args: &ValidateArgs, output: Output) -> anyhow::Result<Vec<OnlineResul
         Ok(online::check_online(&request, &on_event).await?)
     })?;
     for warning in &report.warnings {
-        eprintln!("warning: {warning}");
+        note!("warning: {warning}");
     }
     Ok(report.images)
 }
@@ -55,11 +55,17 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
         None
     };
     let online_failures = online_results.iter().flatten().filter(|r| !r.ok).count();
+    // Under --strict every warning fails the run: the counts say what decided the code.
+    let strict_failures = if args.strict { warnings } else { 0 };
+    let failures = errors + strict_failures + online_failures;
     if args.json {
         let report = serde_json::json!({
             "file": args.config.config,
+            "ok": failures == 0,
             "errors": errors,
             "warnings": warnings,
+            "strictFailures": strict_failures,
+            "onlineFailures": online_failures,
             "findings": findings,
             "online": online_results,
         });
@@ -68,12 +74,12 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
         let file = args.config.config.display();
         for finding in &findings {
             if !output.quiet || finding.severity == Severity::Error {
-                eprintln!("{file}: {finding}");
+                note!("{file}: {finding}");
             }
         }
         for result in online_results.iter().flatten() {
             match (&result.error, &result.signature) {
-                (Some(error), _) => eprintln!("{file}: error: {error}"),
+                (Some(error), _) => note!("{file}: error: {error}"),
                 (None, signature) if !output.quiet => {
                     let signature = match signature {
                         Some(SignatureStatus::Verified { key_fingerprint }) => {
@@ -82,7 +88,7 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
                         Some(SignatureStatus::Unsigned) => ", unsigned".to_string(),
                         None => String::new(),
                     };
-                    eprintln!(
+                    note!(
                         "{file}: online: {} resolves to {}{signature}",
                         result.reference,
                         result
@@ -94,16 +100,58 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
             }
         }
         if !output.quiet {
-            match (errors, warnings) {
-                (0, 0) => eprintln!("{file}: ok"),
-                _ => eprintln!("{file}: {errors} error(s), {warnings} warning(s)"),
-            }
+            note!(
+                "{file}: {}",
+                summary(errors, warnings, strict_failures, online_failures)
+            );
         }
     }
-    let failed = errors > 0 || online_failures > 0 || (args.strict && warnings > 0);
-    Ok(if failed {
+    Ok(if failures > 0 {
         ExitStatus::Failure
     } else {
         ExitStatus::Success
     })
+}
+
+/// The last line: every count that decides the exit code, and the verdict.
+fn summary(
+    errors: usize,
+    warnings: usize,
+    strict_failures: usize,
+    online_failures: usize,
+) -> String {
+    let failures = errors + strict_failures + online_failures;
+    if failures + warnings == 0 {
+        return "ok".to_string();
+    }
+    format!(
+        "{errors} error(s), {warnings} warning(s), {strict_failures} strict failure(s), {online_failures} online failure(s): {}",
+        if failures > 0 { "failed" } else { "ok" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summary;
+
+    #[test]
+    fn the_summary_names_what_decided_the_exit_code() {
+        assert_eq!(summary(0, 0, 0, 0), "ok");
+        assert_eq!(
+            summary(0, 2, 0, 0),
+            "0 error(s), 2 warning(s), 0 strict failure(s), 0 online failure(s): ok"
+        );
+        assert_eq!(
+            summary(0, 2, 2, 0),
+            "0 error(s), 2 warning(s), 2 strict failure(s), 0 online failure(s): failed"
+        );
+        assert_eq!(
+            summary(0, 0, 0, 3),
+            "0 error(s), 0 warning(s), 0 strict failure(s), 3 online failure(s): failed"
+        );
+        assert_eq!(
+            summary(1, 0, 0, 0),
+            "1 error(s), 0 warning(s), 0 strict failure(s), 0 online failure(s): failed"
+        );
+    }
 }

@@ -5,6 +5,7 @@ use velero_airgap::bundle::{BlobStore, SidecarStatus};
 use velero_airgap::sign::SignatureStatus;
 use velero_airgap::verify;
 
+use super::progress::Progress;
 use super::settings;
 use super::{ExitStatus, Output};
 use crate::cli::VerifyArgs;
@@ -12,17 +13,16 @@ use crate::cli::VerifyArgs;
 /// Runs `verify`.
 pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
     let options = settings::verify_options(&args)?;
-    let verification = verify::verify(&args.bundle, &options)?;
+    let progress = Progress::new(output, args.json, "verifying");
+    let verification = verify::verify(&args.bundle, &options, progress.pass());
+    progress.finish();
+    let verification = verification?;
     let report = &verification.report;
     let mut signatures = verification.signatures.clone();
     if let Some(content) = verification.content.as_ref().filter(|_| report.is_ok())
         && verify::checks_images(&options.signatures)
     {
-        let store = BlobStore::open(&args.bundle, report.compression, &std::env::temp_dir())
-            .map_err(|source| velero_airgap::files::FileError::Read {
-                path: args.bundle.clone(),
-                source,
-            })?;
+        let store = BlobStore::open(&args.bundle, report.compression, &std::env::temp_dir())?;
         signatures.images = verify::check_image_signatures(content, &store, &options.signatures)?;
     }
     if args.json {
@@ -33,11 +33,11 @@ pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
     } else {
         let name = args.bundle.display();
         for problem in &report.problems {
-            eprintln!("{name}: {problem}");
+            note!("{name}: {problem}");
         }
         if !output.quiet {
             for warning in &report.warnings {
-                eprintln!("{name}: warning: {warning}");
+                note!("{name}: warning: {warning}");
             }
         }
         if !output.quiet && report.is_ok() {
@@ -46,12 +46,13 @@ pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
                 SidecarStatus::Absent => "no sidecar checksum beside it",
                 SidecarStatus::Mismatched | SidecarStatus::Unreadable => "sidecar problem",
             };
-            eprintln!(
+            note!(
                 "{name}: ok ({} images, {} blobs, {sidecar})",
-                report.images, report.blobs
+                report.images,
+                report.blobs
             );
             if let Some(sha256) = &report.sha256 {
-                eprintln!("sha256 {}", sha256.hex());
+                note!("sha256 {}", sha256.hex());
             }
             if options.plugins {
                 eprintln!(
@@ -59,18 +60,18 @@ pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
                 );
             }
             if let Some(fingerprint) = &signatures.bundle_key_fingerprint {
-                eprintln!("bundle signature verified with key {fingerprint}");
+                note!("bundle signature verified with key {fingerprint}");
             }
             for (image, status) in &signatures.images {
                 match status {
                     SignatureStatus::Verified { key_fingerprint } => {
-                        eprintln!("signature of {image} verified with key {key_fingerprint}");
+                        note!("signature of {image} verified with key {key_fingerprint}");
                     }
-                    SignatureStatus::Unsigned => eprintln!("warning: {image} is unsigned"),
+                    SignatureStatus::Unsigned => note!("warning: {image} is unsigned"),
                 }
             }
         } else if !report.is_ok() {
-            eprintln!(
+            note!(
                 "{name}: {} problem(s); do not use this bundle",
                 report.problems.len()
             );

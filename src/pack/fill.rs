@@ -6,7 +6,7 @@
 use super::spool::Spool;
 use super::{Event, PackError, PackRequest, Resolved};
 use crate::bundle::{BlobSlot, BundleWriter, SlotCheck};
-use crate::files::FileError;
+use crate::files::{self, FileError};
 use crate::oci::{Descriptor, Digest};
 use crate::registry::{BlobSink, Registry, ResolvedImage};
 use futures::{StreamExt, TryStreamExt};
@@ -15,13 +15,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+/// The bundle's blobs ([`crate::bundle::BundleManifest::content_blobs`]: configs and
+/// layers, each once) and where they came from.
 #[derive(Debug, Default)]
 pub(super) struct Counts {
-    /// Blobs fetched from a registry.
-    pub(super) fetched: usize,
-    /// Blobs copied from the cache.
+    /// Every config and layer blob of the images.
+    pub(super) blobs: usize,
+    /// Those copied from the cache; every other one came from a registry (configs read
+    /// while resolving, and layers the plugin checks read, included).
     pub(super) cached: usize,
-    /// Bytes of both.
+    /// Bytes of all of them.
     pub(super) bytes: u64,
 }
 
@@ -66,14 +69,25 @@ pub(super) async fn fill_blobs(
         .iter()
         .filter(|b| cache.is_some_and(|dir| cache_path(dir, &b.digest).is_file()))
         .count();
+    let mut blobs: HashMap<Digest, u64> = HashMap::new();
+    for r in resolved {
+        blobs.extend(r.image.blobs.iter().map(|b| (b.digest, b.size)));
+    }
+    let bytes: u64 = blobs.values().sum();
+    let pending_bytes: u64 = pending.iter().map(|b| b.size).sum();
     events(Event::Planned {
         images: resolved.len(),
-        blobs: pending.len(),
-        bytes: pending.iter().map(|b| b.size).sum(),
+        blobs: blobs.len(),
+        bytes,
+        written: bytes.saturating_sub(pending_bytes),
         cached,
     });
     let remaining = Mutex::new(remaining);
-    let counts = Mutex::new(Counts::default());
+    let counts = Mutex::new(Counts {
+        blobs: blobs.len(),
+        cached: 0,
+        bytes,
+    });
     let owner = &owner;
     futures::stream::iter(pending)
         .map(|blob| {
@@ -97,16 +111,11 @@ pub(super) async fn fill_blobs(
                     events,
                 )
                 .await?;
-                {
-                    let mut counts = counts
+                if from_cache {
+                    counts
                         .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    counts.bytes += desc.size;
-                    if from_cache {
-                        counts.cached += 1;
-                    } else {
-                        counts.fetched += 1;
-                    }
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .cached += 1;
                 }
                 let mut remaining = remaining
                     .lock()
@@ -267,7 +276,7 @@ impl<'a, S: BlobSink> Fetching<'a, S> {
                     source,
                 };
                 std::fs::create_dir_all(&parent).map_err(io)?;
-                let temp = tempfile::NamedTempFile::new_in(&parent).map_err(io)?;
+                let temp = files::temp_file_in(&parent, &digest.hex(), 0o666).map_err(io)?;
                 Some((target, temp))
             }
         };

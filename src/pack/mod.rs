@@ -102,9 +102,11 @@ pub enum Event {
     Planned {
         /// Images in the bundle.
         images: usize,
-        /// Distinct blobs to fill.
+        /// Their config and layer blobs, each once (as every command counts blobs).
         blobs: usize,
         bytes: u64,
+        /// Bytes of those already in the bundle (configs read while resolving).
+        written: u64,
         /// How many come from the cache.
         cached: usize,
     },
@@ -136,11 +138,12 @@ pub struct PackSummary {
     pub size: u64,
     /// Images in the bundle.
     pub images: usize,
-    /// Distinct blobs filled after the layout (configs and layers).
+    /// The images' config and layer blobs, each once
+    /// ([`bundle::BundleManifest::content_blobs`]).
     pub blobs: usize,
-    /// Blobs fetched from a registry.
+    /// Of those, fetched from a registry.
     pub blobs_fetched: usize,
-    /// Blobs copied from the cache.
+    /// Of those, copied from the cache.
     pub blobs_cached: usize,
     /// Bytes of those blobs.
     pub bytes: u64,
@@ -205,6 +208,9 @@ pub enum PackError {
         /// Where the secret is.
         path: String,
     },
+    /// A proxy URL carries credentials and `--allow-secrets` was not given.
+    #[error(transparent)]
+    ProxySecret(#[from] values::ProxyCredentialsError),
     /// Rendering failed.
     #[error(transparent)]
     Render(#[from] values::RenderError),
@@ -256,6 +262,7 @@ impl PackError {
             PackError::Plan(_)
             | PackError::Invalid { .. }
             | PackError::Secrets { .. }
+            | PackError::ProxySecret(_)
             | PackError::Render(_)
             | PackError::Signature(_)
             | PackError::Inspect(_)
@@ -300,15 +307,22 @@ pub async fn pack(
         .check_names(rendered.images.iter().map(|u| &u.field.role))?;
 
     let registry = Registry::new(request.registry.clone())?;
-    let mut resolved = resolve_all(
+    let mut warned = 0;
+    let resolved = resolve_all(
         &registry,
         &rendered,
         &request.platforms,
         request.jobs,
         events,
     )
-    .await?;
-    signatures::check_signatures(&registry, &mut resolved, &request, events).await?;
+    .await;
+    // Every source registry is contacted while resolving: say how each was reached (an
+    // insecure one), once, even when resolving failed.
+    warn_about_registries(&registry, &mut warned, events);
+    let mut resolved = resolved?;
+    let checked = signatures::check_signatures(&registry, &mut resolved, &request, events).await;
+    warn_about_registries(&registry, &mut warned, events);
+    checked?;
     let (facts, spool) =
         check_plugins(&registry, &mut resolved, &rendered, &request, events).await?;
 
@@ -353,8 +367,8 @@ pub async fn pack(
         sha256: written.sha256.hex(),
         size: written.size,
         images: resolved.len(),
-        blobs: counts.fetched + counts.cached,
-        blobs_fetched: counts.fetched,
+        blobs: counts.blobs,
+        blobs_fetched: counts.blobs - counts.cached,
         blobs_cached: counts.cached,
         bytes: counts.bytes,
         image_lock: resolved
@@ -524,7 +538,18 @@ fn plugin_users(resolved: &[Resolved]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Refuses configs with validation errors, and literal secrets unless allowed.
+/// Emits the registry's warnings (an insecure host reached without verified TLS or over
+/// plain HTTP) that `warned` did not count yet: each once per host.
+fn warn_about_registries(registry: &Registry, warned: &mut usize, events: &(dyn Fn(Event) + Sync)) {
+    let warnings = registry.warnings();
+    for warning in warnings.iter().skip(*warned) {
+        events(Event::Warning(warning.clone()));
+    }
+    *warned = warnings.len();
+}
+
+/// Refuses configs with validation errors, and literal secrets (in the overrides, or a
+/// proxy URL's credentials) unless allowed.
 fn check_config(config: &ClusterConfig, request: &PackRequest) -> Result<(), PackError> {
     let file = request.config.display().to_string();
     let options = validate::Options {
@@ -546,6 +571,10 @@ fn check_config(config: &ClusterConfig, request: &PackRequest) -> Result<(), Pac
             },
         });
     }
+    request
+        .render_inputs
+        .proxy
+        .check_secrets(request.allow_secrets)?;
     if !request.allow_secrets {
         for over in config.velero_overrides() {
             if let Ok(values) = &over.values

@@ -117,7 +117,7 @@ pub async fn check_online(
                             digest: None,
                             source: None,
                             signature: None,
-                            error: Some(error.to_string()),
+                            error: Some(crate::chain(&error)),
                             plugin: BTreeMap::new(),
                         },
                         None,

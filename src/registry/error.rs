@@ -64,6 +64,21 @@ pub enum RegistryError {
         /// Whether credentials (from the Docker config or given explicitly) were sent.
         had_credentials: bool,
     },
+    /// The registry refused access, and the credentials were kept from its plain-HTTP token
+    /// server.
+    #[error(
+        "registry {host} refused access to {reference}: the credentials were not sent, because its token server {realm} is plain HTTP; mark {realm_host} insecure (--insecure-registry {realm_host}) to send them anyway, or serve the token server over HTTPS"
+    )]
+    CredentialsWithheld {
+        /// The registry host contacted.
+        host: String,
+        /// The canonical image reference.
+        reference: String,
+        /// The token realm, without its query.
+        realm: String,
+        /// The realm's `host[:port]`.
+        realm_host: String,
+    },
     /// The registry does not have the manifest or blob.
     #[error("{reference}: {object} not found on registry {host}")]
     NotFound {
@@ -86,7 +101,7 @@ pub enum RegistryError {
     },
     /// The TLS handshake failed (unknown CA, wrong name, or a plain-HTTP registry).
     #[error(
-        "TLS handshake with registry {host} failed (add its CA with --ca-file, or mark a plain-HTTP registry with --insecure-registry)"
+        "TLS handshake with registry {host} failed (trust its CA or its own certificate with --ca-file, or skip the check: --insecure-registry for build and validate, --insecure for unpack)"
     )]
     Tls {
         host: String,
@@ -95,7 +110,8 @@ pub enum RegistryError {
     },
     /// The registry kept answering with a server error (5xx) or throttling (429).
     #[error(
-        "registry {host} answered HTTP {status} for {object} of {reference} ({attempts} attempt(s))"
+        "registry {host} answered HTTP {status} for {object} of {reference} ({attempts} attempt(s)){}",
+        .body_cut_at.map(super::transport::cut_suffix).unwrap_or_default()
     )]
     Server {
         host: String,
@@ -105,9 +121,26 @@ pub enum RegistryError {
         status: u16,
         /// How many attempts were made.
         attempts: u32,
+        /// The last error body went past this many bytes and was not read further.
+        body_cut_at: Option<u64>,
     },
-    /// The registry answered in a way the distribution protocol does not allow, or sent
-    /// more than a manifest, token or error can be.
+    /// The registry (or its token server) sent more than a manifest or a token answer may
+    /// be: it was not read further.
+    #[error(
+        "registry {host} sent more than {} for {what} (for {reference}); that is over the limit for it, so it was not read further",
+        human_limit(*.limit)
+    )]
+    TooLarge {
+        /// The registry host contacted.
+        host: String,
+        /// The canonical image reference.
+        reference: String,
+        /// What was being read (a manifest, a token answer...).
+        what: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The registry answered in a way the distribution protocol does not allow.
     #[error("unexpected answer from registry {host} for {object} of {reference}")]
     Protocol {
         host: String,
@@ -178,6 +211,15 @@ pub enum RegistryError {
     },
 }
 
+/// `4 MiB (4194304 bytes)`, `64 KiB (65536 bytes)`.
+fn human_limit(limit: u64) -> String {
+    match limit {
+        l if l >= 1 << 20 && l % (1 << 20) == 0 => format!("{} MiB ({l} bytes)", l >> 20),
+        l if l >= 1 << 10 && l % (1 << 10) == 0 => format!("{} KiB ({l} bytes)", l >> 10),
+        l => format!("{l} bytes"),
+    }
+}
+
 fn auth_hint(had_credentials: bool) -> &'static str {
     if had_credentials {
         "the credentials sent were rejected"
@@ -203,10 +245,12 @@ impl RegistryError {
             | Self::MissingPlatform { .. }
             | Self::UnsupportedManifest { .. } => ErrorKind::Input,
             Self::AuthRefused { .. }
+            | Self::CredentialsWithheld { .. }
             | Self::NotFound { .. }
             | Self::Network { .. }
             | Self::Tls { .. }
             | Self::Server { .. }
+            | Self::TooLarge { .. }
             | Self::Protocol { .. } => ErrorKind::Remote,
             Self::Sink { .. } | Self::Source { .. } => ErrorKind::Local,
         }
@@ -235,12 +279,17 @@ impl Failure {
     /// Turns the failure into the error reported after `attempts` attempts.
     pub fn into_error(self, context: &RequestContext<'_>, attempts: u32) -> RegistryError {
         match self {
-            Failure::Transient(TransportError::Server { status, .. }) => RegistryError::Server {
+            Failure::Transient(TransportError::Server {
+                status,
+                body_cut_at,
+                ..
+            }) => RegistryError::Server {
                 host: context.host.to_string(),
                 reference: context.reference.to_string(),
                 object: context.object.to_string(),
                 status,
                 attempts,
+                body_cut_at,
             },
             // The connection failure itself: the transport's wrapper would repeat what
             // this error already says (the host, what was asked).
@@ -280,6 +329,20 @@ impl Failure {
                 host,
                 reference,
                 had_credentials,
+            },
+            TransportError::CredentialsWithheld {
+                realm, realm_host, ..
+            } => RegistryError::CredentialsWithheld {
+                host,
+                reference,
+                realm,
+                realm_host,
+            },
+            TransportError::TooLarge { what, limit, .. } => RegistryError::TooLarge {
+                host,
+                reference,
+                what,
+                limit,
             },
             TransportError::NotFound { .. } => RegistryError::NotFound {
                 host,
@@ -347,6 +410,7 @@ mod tests {
             what: "manifest 1".into(),
             status,
             code: None,
+            body_cut_at: None,
         }
     }
 
@@ -396,5 +460,60 @@ mod tests {
             Failure::from_transport(missing, &ctx),
             Failure::Final(RegistryError::NotFound { .. })
         ));
+    }
+
+    #[test]
+    fn withheld_credentials_say_why_and_what_to_do() {
+        let ctx = context();
+        let withheld = TransportError::CredentialsWithheld {
+            host: "registry.example.com".into(),
+            what: "blob x".into(),
+            realm: "http://auth.example.com:8080/token".into(),
+            realm_host: "auth.example.com:8080".into(),
+        };
+        let Failure::Final(error) = Failure::from_transport(withheld, &ctx) else {
+            panic!("a refusal is final");
+        };
+        let text = error.to_string();
+        for part in [
+            "registry.example.com",
+            "not sent",
+            "http://auth.example.com:8080/token",
+            "--insecure-registry auth.example.com:8080",
+        ] {
+            assert!(text.contains(part), "{part:?} not in {text}");
+        }
+        assert!(!text.contains("rejected"), "{text}");
+        assert_eq!(error.kind(), ErrorKind::Remote);
+    }
+
+    #[test]
+    fn answers_over_their_limit_name_the_registry_and_the_limit() {
+        let ctx = context();
+        let too_large = TransportError::TooLarge {
+            host: "registry.example.com".into(),
+            what: "manifest 1 of app".into(),
+            limit: 4 << 20,
+        };
+        let Failure::Final(error) = Failure::from_transport(too_large, &ctx) else {
+            panic!("too large is final");
+        };
+        let text = error.to_string();
+        assert!(
+            text.contains("registry registry.example.com sent more than 4 MiB (4194304 bytes)")
+                && text.contains("manifest 1 of app"),
+            "{text}"
+        );
+        let mut cut = server(500);
+        if let TransportError::Server { body_cut_at, .. } = &mut cut {
+            *body_cut_at = Some(64 << 10);
+        }
+        let text = Failure::from_transport(cut, &ctx)
+            .into_error(&ctx, 1)
+            .to_string();
+        assert!(
+            text.contains("HTTP 500") && text.contains("65536-byte limit"),
+            "{text}"
+        );
     }
 }

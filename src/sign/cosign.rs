@@ -18,7 +18,7 @@ use p256::ecdsa::Signature;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::{Fingerprint, KeySet, SignError, SigningKey, fingerprint_list};
+use super::{Fingerprint, KeySet, SignError, SigningKey};
 use crate::oci::{Descriptor, Digest, Manifest as OciManifest, MediaType};
 use crate::reference::{Reference, ReferenceError};
 
@@ -85,7 +85,10 @@ pub enum SignatureFailure {
     #[error("signature is not an ASN.1 DER ECDSA signature")]
     MalformedSignature,
     /// No key verifies the signature over the payload.
-    #[error("no key verifies the signature (tried {})", fingerprint_list(tried))]
+    /// (The keys are named by whoever reports the failure, e.g. [`PolicyError::Invalid`].)
+    ///
+    /// [`PolicyError::Invalid`]: crate::sign::PolicyError::Invalid
+    #[error("no key verifies the signature")]
     NoKeyVerified {
         /// The fingerprints of every key tried.
         tried: Vec<Fingerprint>,

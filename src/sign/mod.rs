@@ -86,17 +86,11 @@ pub enum SignError {
 
 impl SignError {
     /// A key or signature file that cannot be read after opening is local; every other
-    /// failure is about the input (a bad key, a signature that does not verify).
+    /// failure is about the input (a missing or unusable key, a signature that does not
+    /// verify).
     pub fn kind(&self) -> crate::ErrorKind {
         match self {
-            SignError::Read { source, .. }
-                if !matches!(
-                    source.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
-                ) =>
-            {
-                crate::ErrorKind::Local
-            }
+            SignError::Read { source, .. } => crate::files::read_failure_kind(source),
             _ => crate::ErrorKind::Input,
         }
     }

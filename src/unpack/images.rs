@@ -7,7 +7,7 @@ use crate::bundle::BundleManifest;
 use crate::oci::{Content, Descriptor, Digest, Manifest};
 use crate::reference::Reference;
 use crate::values::Role;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 /// Manifests larger than this are not manifests.
 const MANIFEST_LIMIT: u64 = 4 << 20;
@@ -76,15 +76,14 @@ impl LoadImage {
     }
 }
 
-/// Total bytes of the images' blobs and manifests, each counted once.
-pub fn total_bytes(images: &[LoadImage]) -> u64 {
-    let mut seen = BTreeSet::new();
+/// The images' config and layer blobs, each once, with their sizes: the blobs every
+/// command counts ([`BundleManifest::content_blobs`]).
+pub fn content_blobs(images: &[LoadImage]) -> BTreeMap<Digest, u64> {
     images
         .iter()
-        .flat_map(|i| i.manifests.iter().map(|m| &m.descriptor).chain(&i.blobs))
-        .filter(|d| seen.insert(d.digest))
-        .map(|d| d.size)
-        .sum()
+        .flat_map(|image| &image.blobs)
+        .map(|blob| (blob.digest, blob.size))
+        .collect()
 }
 
 fn content_error(bundle: &str, reason: String) -> UnpackError {

@@ -15,6 +15,7 @@ mod to_k0s;
 mod to_registry;
 pub mod values;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -100,7 +101,11 @@ pub struct UnpackRequest {
 /// Progress, for the caller to draw.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// The verification pass starts.
     Verifying,
+    /// How far the verification pass is.
+    Pass(bundle::PassEvent),
+    /// The bundle verified.
     Verified {
         /// SHA-256 of the bundle file.
         sha256: String,
@@ -109,7 +114,9 @@ pub enum Event {
     Loading {
         /// Images to load.
         images: usize,
-        /// Bytes of their blobs.
+        /// Their config and layer blobs, each once (as every command counts blobs).
+        blobs: usize,
+        /// Their bytes (the manifests, a few kB, come on top).
         bytes: u64,
     },
     /// Bytes handed to the target.
@@ -181,19 +188,26 @@ pub struct UnpackSummary {
     pub target: String,
     /// Per image.
     pub images: Vec<ImageAction>,
+    /// The images' config and layer blobs, each once
+    /// ([`bundle::BundleManifest::content_blobs`]): loaded, already there or mounted.
+    pub blobs: usize,
     /// Blobs loaded into the target.
     pub blobs_loaded: usize,
     /// Blobs the target already had.
     pub blobs_skipped: usize,
     /// Blobs mounted from another repository (registry target).
     pub blobs_mounted: usize,
-    /// Bytes loaded.
+    /// Bytes of the blobs loaded.
     pub bytes: u64,
     /// Whether nothing was loaded because the target had everything.
     pub nothing_to_do: bool,
     pub values_out: Option<PathBuf>,
     /// The address the values point at.
     pub values_address: String,
+    /// The proxy variables written into the values (`HTTP_PROXY`, `HTTPS_PROXY`,
+    /// `NO_PROXY`), each password replaced by `***`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub proxy_env: BTreeMap<String, String>,
     /// Warnings for the user (e.g. a loopback values address).
     pub warnings: Vec<String>,
     /// Whether this was a dry run.
@@ -372,7 +386,8 @@ pub async fn unpack(
     };
     events(Event::Loading {
         images: images.len(),
-        bytes: images::total_bytes(&images),
+        blobs: summary.blobs,
+        bytes: images::content_blobs(&images).values().sum(),
     });
     let loaded = load(
         &request,
@@ -393,7 +408,12 @@ pub async fn unpack(
         Ok(loaded) => loaded,
         Err(error) => {
             if let Some(log) = &request.audit_log {
-                audit::failure(log, &verified.sha256, &summary.target, &error.to_string());
+                audit::failure(
+                    log,
+                    &verified.sha256,
+                    &summary.target,
+                    &crate::chain(&error),
+                );
             }
             return Err(error);
         }
@@ -421,12 +441,31 @@ async fn verify_bundle(
 ) -> Result<Verified, UnpackError> {
     events(Event::Verifying);
     let (path, options) = (request.bundle.clone(), request.verify.clone());
-    let verification = crate::task::blocking(move || verify::verify(&path, &options)).await;
+    // The pass is blocking work: its progress comes back through a channel.
+    let (sender, mut received) = tokio::sync::mpsc::unbounded_channel();
+    let progress: bundle::PassProgress = Arc::new(move |event| {
+        // The receiver is gone only when the run is over.
+        let _ = sender.send(event);
+    });
+    let mut verifying = std::pin::pin!(crate::task::blocking(move || verify::verify(
+        &path,
+        &options,
+        Some(progress)
+    )));
+    let verification = loop {
+        tokio::select! {
+            Some(event) = received.recv() => events(Event::Pass(event)),
+            result = &mut verifying => break result,
+        }
+    };
+    while let Ok(event) = received.try_recv() {
+        events(Event::Pass(event));
+    }
     let verification = match verification {
         Ok(verification) => verification,
         Err(error) => {
             if let Some(log) = &request.audit_log {
-                audit::failure(log, "", &request.target.describe(), &error.to_string());
+                audit::failure(log, "", &request.target.describe(), &crate::chain(&error));
             }
             return Err(error.into());
         }
@@ -438,7 +477,7 @@ async fn verify_bundle(
             problems: report.problems,
         };
         if let Some(log) = &request.audit_log {
-            audit::failure(log, "", &request.target.describe(), &error.to_string());
+            audit::failure(log, "", &request.target.describe(), &crate::chain(&error));
         }
         return Err(error);
     };
@@ -478,6 +517,19 @@ fn values_address(
     Ok((address, warnings))
 }
 
+/// The proxy variables the values get, passwords hidden.
+fn proxy_env(install: &InstallSettings) -> BTreeMap<String, String> {
+    let proxy = install.proxy.redacted();
+    [
+        ("HTTP_PROXY", proxy.http_proxy),
+        ("HTTPS_PROXY", proxy.https_proxy),
+        ("NO_PROXY", proxy.no_proxy),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name.to_string(), value?)))
+    .collect()
+}
+
 /// Values that carry proxy credentials are readable by their owner only.
 fn values_privacy(install: &InstallSettings) -> Privacy {
     if install.proxy.has_credentials() {
@@ -500,10 +552,7 @@ async fn open_store(
     let path = request.bundle.clone();
     let staging = staging_dir(request);
     let store = crate::task::blocking(move || BlobStore::open(&path, compression, &staging)).await;
-    Ok(Some(store.map_err(|source| FileError::Read {
-        path: request.bundle.clone(),
-        source,
-    })?))
+    Ok(Some(store?))
 }
 
 fn staging_dir(request: &UnpackRequest) -> PathBuf {
@@ -606,6 +655,7 @@ impl UnpackSummary {
             bundle_sha256: verified.sha256.clone(),
             target: request.target.describe(),
             images: vec![],
+            blobs: verified.content.manifest.content_blobs().blobs,
             blobs_loaded: 0,
             blobs_skipped: 0,
             blobs_mounted: 0,
@@ -613,6 +663,7 @@ impl UnpackSummary {
             nothing_to_do: false,
             values_out: request.values_out.clone(),
             values_address,
+            proxy_env: proxy_env(&request.install),
             warnings,
             dry_run: request.dry_run,
             bundle_key_fingerprint: verified.bundle_key_fingerprint.clone(),

@@ -30,15 +30,19 @@ pub(crate) async fn import(
     let daemon = Containerd::connect(socket, namespace).await?;
     let import = daemon.begin().await?;
     let (blobs, manifests) = write_order(images)?;
-    let mut loaded = Loaded::default();
-    for batch in [blobs, manifests] {
-        let counts = write_batch(&import, batch, store, jobs, events).await?;
-        loaded.blobs_loaded += counts.written;
-        loaded.blobs_skipped += counts.present;
-        loaded.bytes += counts.bytes;
-    }
+    // Only configs and layers count as blobs (as every command counts them); a manifest
+    // written still means the images changed.
+    let counts = write_batch(&import, blobs, store, jobs, events).await?;
+    let mut loaded = Loaded {
+        blobs_loaded: counts.written,
+        blobs_skipped: counts.present,
+        bytes: counts.bytes,
+        ..Loaded::default()
+    };
+    let manifests = write_batch(&import, manifests, store, jobs, events).await?;
+    let wrote = counts.written > 0 || manifests.written > 0;
     for image in images {
-        let action = name_image(&import, image, address, loaded.blobs_loaded > 0).await?;
+        let action = name_image(&import, image, address, wrote).await?;
         events(Event::Image(action.clone()));
         loaded.images.push(action);
     }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use super::images::LoadImage;
+use super::images::{self, LoadImage};
 use super::{Event, ImageAction, LoadAction, Loaded, UnpackError};
 use crate::bundle::{BlobStore, blob_entry_name};
 use crate::files::{self, AtomicFile, FileError, Origin, Privacy};
@@ -92,13 +92,15 @@ pub(crate) async fn write(
         }
         return Ok(Loaded {
             images: actions,
+            blobs_skipped: images::content_blobs(images).len(),
             ..Loaded::default()
         });
     }
 
     let index_json = index_json(images, address)?;
     let blobs = distinct_blobs(images);
-    let (loaded_blobs, bytes) = (blobs.len(), blobs.values().sum());
+    let content = images::content_blobs(images);
+    let (loaded_blobs, bytes) = (content.len(), content.values().sum());
     let writer = ArchiveWriter {
         archive: archive.clone(),
         state_dir: target.state_dir.clone(),

@@ -5,10 +5,13 @@ use super::images::LoadImage;
 use super::{Event, ImageAction, LoadAction, Loaded, UnpackError};
 use crate::bundle::BlobStore;
 use crate::oci::Descriptor;
+use crate::oci::Digest;
 use crate::registry::{
     BasicCredentials, PushAction, PushEvent, PushImage, Pusher, RegistryOptions,
 };
+use std::collections::HashMap;
 use std::io;
+use std::sync::{Mutex, PoisonError};
 
 /// Pushes `images` to the registry at `address`.
 pub(crate) async fn push(
@@ -45,17 +48,30 @@ pub(crate) async fn push(
     let source = |blob: &Descriptor| -> io::Result<io::Take<std::fs::File>> {
         store.open_blob(&blob.digest)
     };
-    let on_event = |event: PushEvent| {
-        if let PushEvent::BlobProgress { bytes } = event {
-            events(Event::Progress { bytes });
+    // The pusher counts a blob once per repository; a blob is counted once here, by what
+    // happened to it anywhere: uploaded, else mounted, else already there.
+    let outcomes: Mutex<HashMap<Digest, PushAction>> = Mutex::new(HashMap::new());
+    let on_event = |event: PushEvent| match event {
+        PushEvent::BlobProgress { bytes } => events(Event::Progress { bytes }),
+        PushEvent::Blob { blob, action, .. } => {
+            let mut outcomes = outcomes.lock().unwrap_or_else(PoisonError::into_inner);
+            let known = outcomes.entry(blob.digest).or_insert(action);
+            if rank(action) > rank(*known) {
+                *known = action;
+            }
         }
+        PushEvent::Image(_) => {}
     };
     let report = pusher.push_images(&plan, &source, jobs, &on_event).await?;
+    let outcomes = outcomes
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    let count = |wanted: PushAction| outcomes.values().filter(|a| **a == wanted).count();
     let mut loaded = Loaded {
         warnings: pusher.warnings(),
-        blobs_loaded: report.blobs_pushed,
-        blobs_skipped: report.blobs_skipped,
-        blobs_mounted: report.blobs_mounted,
+        blobs_loaded: count(PushAction::Pushed),
+        blobs_skipped: count(PushAction::Skipped),
+        blobs_mounted: count(PushAction::Mounted),
         bytes: report.bytes_pushed,
         ..Loaded::default()
     };
@@ -76,4 +92,13 @@ pub(crate) async fn push(
         loaded.images.push(action);
     }
     Ok(loaded)
+}
+
+/// Which outcome of a blob says most about this run.
+fn rank(action: PushAction) -> u8 {
+    match action {
+        PushAction::Skipped => 0,
+        PushAction::Mounted => 1,
+        PushAction::Pushed => 2,
+    }
 }

@@ -64,8 +64,8 @@ impl Default for RenderInputs {
 
 /// Proxy settings the installer gets at install time. Serialised with the credentials
 /// of the URLs redacted; bundles made before they were recorded hold `true`/`false`,
-/// which reads as unknown.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// which reads as unknown. `Debug` hides the credentials too.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProxySettings {
     /// `HTTP_PROXY`.
@@ -87,14 +87,63 @@ pub struct ProxySettings {
     pub no_proxy: Option<String>,
 }
 
+impl std::fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = self.redacted();
+        f.debug_struct("ProxySettings")
+            .field("http_proxy", &redacted.http_proxy)
+            .field("https_proxy", &redacted.https_proxy)
+            .field("no_proxy", &redacted.no_proxy)
+            .finish()
+    }
+}
+
 impl ProxySettings {
     /// Whether a proxy URL carries a user name or password (`http://user:pass@host`).
     pub fn has_credentials(&self) -> bool {
-        [&self.http_proxy, &self.https_proxy]
-            .into_iter()
-            .flatten()
-            .any(|url| userinfo_span(url).is_some())
+        self.credential_flag().is_some()
     }
+
+    /// The flag (`--http-proxy` or `--https-proxy`) whose URL carries a user name or
+    /// password, if any: a literal secret once written into values.
+    pub fn credential_flag(&self) -> Option<&'static str> {
+        [
+            ("--http-proxy", &self.http_proxy),
+            ("--https-proxy", &self.https_proxy),
+        ]
+        .into_iter()
+        .find(|(_, url)| url.as_deref().and_then(userinfo_span).is_some())
+        .map(|(flag, _)| flag)
+    }
+
+    /// Refuses credentials in a proxy URL unless `allow_secrets`.
+    pub fn check_secrets(&self, allow_secrets: bool) -> Result<(), ProxyCredentialsError> {
+        match self.credential_flag() {
+            Some(flag) if !allow_secrets => Err(ProxyCredentialsError { flag }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The settings with user information replaced by `***`, for output.
+    pub fn redacted(&self) -> ProxySettings {
+        let hide = |url: &Option<String>| url.as_deref().map(redact_url);
+        ProxySettings {
+            http_proxy: hide(&self.http_proxy),
+            https_proxy: hide(&self.https_proxy),
+            no_proxy: self.no_proxy.clone(),
+        }
+    }
+}
+
+/// A proxy URL of the install-time flags carries credentials, and writing them into values
+/// that travel (`build`, `render`) was not allowed with `--allow-secrets`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{flag} carries proxy credentials (user:password@), which would be copied into the values and every bundle made from them; give them to `unpack {flag}` on the node instead, or pass --allow-secrets"
+)]
+pub struct ProxyCredentialsError {
+    /// `--http-proxy` or `--https-proxy`.
+    pub flag: &'static str,
 }
 
 /// Where `url`'s `user[:password]@` part is, if it has one.

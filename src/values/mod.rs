@@ -12,7 +12,9 @@ mod merge_patch;
 
 pub use emit::to_yaml;
 pub use images::{ImageField, Role};
-pub use inputs::{ProxySettings, RENDER_SCHEME, RenderInputs, redact_url, redacted_matches};
+pub use inputs::{
+    ProxyCredentialsError, ProxySettings, RENDER_SCHEME, RenderInputs, redact_url, redacted_matches,
+};
 pub use merge_patch::merge_patch;
 
 use crate::config::ClusterConfig;
@@ -54,7 +56,7 @@ pub enum RenderError {
     #[error(transparent)]
     Field(#[from] images::FieldError),
     /// An image field holds something that is not an image reference.
-    #[error("{path}: {source}")]
+    #[error("in {path}")]
     Reference {
         /// Path of the field in the values.
         path: String,
@@ -63,7 +65,7 @@ pub enum RenderError {
         source: crate::reference::ReferenceError,
     },
     /// A registry address to rewrite images to is not a valid host.
-    #[error("registry address: {0}")]
+    #[error("registry address")]
     Domain(#[from] crate::reference::DomainError),
 }
 

@@ -199,6 +199,41 @@ fn step4_proxy_env_as_name_value_list() {
 }
 
 #[test]
+fn proxy_credentials_are_found_per_flag_and_hidden_in_output() {
+    let settings = |http: Option<&str>, https: Option<&str>| ProxySettings {
+        http_proxy: http.map(str::to_string),
+        https_proxy: https.map(str::to_string),
+        no_proxy: Some("10.0.0.0/8".into()),
+    };
+    assert_eq!(
+        settings(Some("http://p:3128"), None).credential_flag(),
+        None
+    );
+    assert_eq!(
+        settings(Some("http://p:3128"), Some("http://u:s3cret@p:3128")).credential_flag(),
+        Some("--https-proxy")
+    );
+    assert_eq!(
+        settings(Some("u:s3cret@p:3128"), None).credential_flag(),
+        Some("--http-proxy")
+    );
+    // `@` after the authority is not userinfo.
+    assert!(!settings(Some("http://p:3128/a@b"), None).has_credentials());
+    let secret = settings(Some("u:s3cret@p:3128"), Some("http://u:s3cret@p:3128"));
+    let redacted = secret.redacted();
+    assert_eq!(redacted.http_proxy.as_deref(), Some("***@p:3128"));
+    assert_eq!(redacted.https_proxy.as_deref(), Some("http://***@p:3128"));
+    assert_eq!(redacted.no_proxy.as_deref(), Some("10.0.0.0/8"));
+    let debug = format!("{secret:?}");
+    assert!(
+        !debug.contains("s3cret") && debug.contains("***"),
+        "{debug}"
+    );
+    let plain = settings(Some("http://p:3128"), None);
+    assert_eq!(plain.redacted(), plain);
+}
+
+#[test]
 fn step5_ca_bundle_volume_mount_and_cert_dir() {
     let mut values = yaml("configuration: {extraEnvVars: [{name: A, value: b}]}");
     add_ca_bundle(&mut values, "/etc/ssl/certs/ca-certificates.crt");
@@ -329,4 +364,21 @@ fn output_is_deterministic_and_quotes_tags() {
     let second = to_yaml(&render(&input()).unwrap().values);
     assert_eq!(first, second);
     assert!(first.contains("  tag: \"v1.18.2\"\n"), "{first}");
+}
+
+#[test]
+fn render_errors_print_their_cause_once() {
+    let mut with_bad_image = input();
+    with_bad_image.overrides = vec![yaml("image: {repository: Bad/Repo, tag: '1'}")];
+    let error = render(&with_bad_image).unwrap_err();
+    assert_eq!(
+        crate::chain(&error),
+        "in image: invalid image reference \"Bad/Repo:1\": repository name must be lowercase"
+    );
+    let rendered = render(&input()).unwrap();
+    let error = to_airgap(&rendered, "http://10.0.0.1:5000", &BTreeMap::new()).unwrap_err();
+    assert_eq!(
+        crate::chain(&error),
+        "registry address: give the host only, without http://"
+    );
 }

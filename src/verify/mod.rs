@@ -17,7 +17,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::bundle::{self, BlobStore, ReadError, VerifiedContent, VerifyReport};
+use crate::bundle::{self, BlobStore, PassProgress, ReadError, VerifiedContent, VerifyReport};
 use crate::files::{self, FileError, Origin};
 use crate::oci::Digest;
 use crate::reference::Reference;
@@ -126,13 +126,17 @@ pub struct Verification {
 }
 
 /// Reads `BUNDLE.sig` first when keys are given, then makes the streaming pass and checks
-/// the bundle signature over the file's digest.
-pub fn verify(path: &Path, options: &VerifyOptions) -> Result<Verification, VerifyError> {
+/// the bundle signature over the file's digest. `progress` hears how far the pass is.
+pub fn verify(
+    path: &Path,
+    options: &VerifyOptions,
+    progress: Option<PassProgress>,
+) -> Result<Verification, VerifyError> {
     let signature = match &options.bundle_keys {
         Some(_) => Some(read_bundle_signature(path)?),
         None => None,
     };
-    let (mut report, mut content) = bundle::verify_keeping(path)?;
+    let (mut report, mut content) = bundle::verify_keeping(path, progress)?;
     if let Some(verified) = &content {
         let findings = consistency::check(verified);
         report.warnings.extend(findings.warnings);

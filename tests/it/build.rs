@@ -3,7 +3,8 @@
 
 use crate::lab::sources::{self, AWS_PLUGIN, MONGODB, POSTGRES, Sources, VELERO, build};
 use crate::lab::{
-    RegistryKind, freeze_when, interrupt_at, read_entry, signal, skopeo, velero_airgap,
+    Containerd, RegistryKind, freeze_when, interrupt_at, read_entry, run_with_closed_pipe, signal,
+    skopeo, velero_airgap,
 };
 use serde_json::Value;
 use std::path::Path;
@@ -258,8 +259,12 @@ fn cache_serves_a_rebuild() {
     let cache_arg = format!("--cache-dir={}", cache.display());
     build_ok(&sources, &sources.path("a.tar"), &[&cache_arg]);
     let again = build_ok(&sources, &sources.path("b.tar"), &[&cache_arg]);
-    assert_eq!(again["blobsFetched"], 0, "{again:#}");
-    assert_eq!(again["blobsCached"], again["blobs"], "{again:#}");
+    // Every layer, and the configs of the two indexed images, come from the cache; the
+    // configs of single-manifest images are read again while resolving (they say the
+    // platform).
+    assert_eq!(again["blobs"], 9, "{again:#}");
+    assert_eq!(again["blobsCached"], 7, "{again:#}");
+    assert_eq!(again["blobsFetched"], 2, "{again:#}");
 }
 
 #[test]
@@ -373,24 +378,83 @@ fn registry_stopped_mid_build_leaves_nothing() {
     assert_eq!(leftovers(keep.path(), "bundle.tar"), Vec::<String>::new());
 }
 
+/// Runs a command `inspect` printed, as a user would paste it into a shell.
+fn run_printed(command: &str, containerd: &Containerd) -> std::process::Output {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .env("CONTAINERD_ADDRESS", &containerd.socket)
+        .output()
+        .unwrap()
+}
+
 #[test]
-fn skopeo_reads_every_oci_image_of_the_bundle() {
+fn inspect_prints_a_command_that_reads_each_image() {
     let sources = Sources::start(RegistryKind::Plain, 16);
-    let bundle = sources.path("bundle.tar");
-    build_ok(&sources, &bundle, &[]);
-    // skopeo 1.9's OCI reader skips Docker-typed entries (DECISIONS.md), so the
-    // v2s2 plugin is read by containerd in the unpack tests instead.
-    for name in [VELERO, AWS_PLUGIN, POSTGRES] {
-        let out = skopeo(&[
-            "inspect",
-            "--raw",
-            &format!("oci-archive:{}:{name}", bundle.display()),
-        ]);
-        assert!(
-            out.status.success(),
-            "{name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let containerd = Containerd::start();
+    for (name, extra) in [
+        ("bundle.tar", &[][..]),
+        ("bundle.tar.zst", &[][..]),
+        ("bundle.tar.gz", &[][..]),
+        ("all.tar", &["--platform", "all"][..]),
+    ] {
+        let bundle = sources.path(name);
+        build_ok(&sources, &bundle, extra);
+        let summary = inspect_json(&bundle);
+        let text = velero_airgap()
+            .arg("inspect")
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&text.stdout).into_owned();
+        let images = summary["images"].as_array().unwrap();
+        assert_eq!(images.len(), 4);
+        for image in images {
+            let reference = image["canonicalReference"].as_str().unwrap();
+            let digest = image["digest"].as_str().unwrap();
+            let command = image["readCommand"].as_str().unwrap();
+            let docker = image["mediaType"].as_str().unwrap().contains("docker");
+            assert_eq!(reference == MONGODB, docker, "{name}: {image}");
+            assert!(text.contains(command), "{name}: {command} not in\n{text}");
+            let out = run_printed(command, &containerd);
+            let output = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(out.status.success(), "{name}: {command}: {output}");
+            if docker {
+                assert_eq!(image["readWith"], "ctr", "{name}");
+                let listed = containerd.ctr(&["images", "ls", &format!("name=={reference}")]);
+                let listed = String::from_utf8_lossy(&listed.stdout);
+                assert!(
+                    listed.contains(digest),
+                    "{name}: {reference} not imported: {listed}"
+                );
+                let removed =
+                    containerd.ctr(&["images", "rm", VELERO, AWS_PLUGIN, POSTGRES, MONGODB]);
+                assert!(removed.status.success());
+                // What the ctr command is for: skopeo 1.9 does not find Docker-typed entries.
+                let skopeo_out = skopeo(&[
+                    "inspect",
+                    &format!("oci-archive:{}:{reference}", bundle.display()),
+                ]);
+                assert!(
+                    !skopeo_out.status.success(),
+                    "{name}: skopeo read {reference}"
+                );
+                assert!(
+                    String::from_utf8_lossy(&skopeo_out.stderr)
+                        .contains("no descriptor found for reference"),
+                    "{name}: {}",
+                    String::from_utf8_lossy(&skopeo_out.stderr)
+                );
+            } else {
+                assert_eq!(image["readWith"], "skopeo", "{name}");
+                let inspected: Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(inspected["Digest"], digest, "{name}: {command}");
+            }
+        }
     }
 }
 
@@ -558,4 +622,71 @@ fn a_plugin_pinned_to_an_index_gets_values_naming_the_bundled_manifest() {
         "{values}"
     );
     assert!(!values.contains(&index), "{values}");
+}
+
+/// `velero-airgap build … 2>&1 | head -1`: the reader goes away, the build does not.
+#[test]
+fn a_closed_pipe_neither_panics_nor_loses_the_bundle() {
+    let sources = Sources::start(RegistryKind::Plain, 64);
+    let bundle = sources.path("bundle.tar");
+    let mut args: Vec<std::ffi::OsString> = vec!["build".into(), "-c".into()];
+    args.push(sources.config.clone().into());
+    args.extend(["-o".into(), bundle.clone().into()]);
+    args.extend(sources.registry_args().into_iter().map(Into::into));
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsString::as_os_str).collect();
+    let no_docker_config = sources.path("no-docker-config");
+    let envs = [("DOCKER_CONFIG", no_docker_config.as_path())];
+    assert_eq!(run_with_closed_pipe(&args, &envs), Some(0));
+    let (code, text) = verify(&bundle);
+    assert_eq!(code, 0, "{text}");
+
+    // The same with --json on the closed stdout.
+    std::fs::remove_file(&bundle).unwrap();
+    let mut json = args.clone();
+    json.push("--json".as_ref());
+    assert_eq!(run_with_closed_pipe(&json, &envs), Some(0));
+    assert_eq!(verify(&bundle).0, 0);
+
+    // `inspect … | head -1`: a good bundle is described (to nobody) and exits 0; a file
+    // that is not a bundle still exits 1, with its error lost in the closed pipe.
+    let inspect = |path: &Path| run_with_closed_pipe(&["inspect".as_ref(), path.as_os_str()], &[]);
+    assert_eq!(inspect(&bundle), Some(0));
+    let garbage = sources.path("garbage.tar");
+    std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+    assert_eq!(inspect(&garbage), Some(1));
+}
+
+/// Runs `velero-airgap ARGS` on a terminal (a pty from `script`) and returns everything it
+/// drew there.
+fn on_a_terminal(args: &[&str]) -> String {
+    let command = std::iter::once(env!("CARGO_BIN_EXE_velero-airgap"))
+        .chain(args.iter().copied())
+        .map(|arg| format!("'{}'", arg.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// On a terminal, verify draws its pass as a bar, in the units of every other line.
+#[test]
+fn verify_draws_a_progress_bar_on_a_terminal() {
+    let sources = Sources::start(RegistryKind::Plain, 1024);
+    let bundle = sources.path("bundle.tar");
+    build_ok(&sources, &bundle, &[]);
+    let size = std::fs::metadata(&bundle).unwrap().len();
+    let drawn = on_a_terminal(&["verify", bundle.to_str().unwrap()]);
+    let total = format!("/{:.1} MB", size as f64 / 1e6);
+    assert!(drawn.contains("verifying"), "{drawn:?}");
+    assert!(drawn.contains(&total), "{total} not in {drawn:?}");
+    assert!(drawn.contains(": ok (4 images, 9 blobs"), "{drawn:?}");
 }

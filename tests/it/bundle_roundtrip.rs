@@ -6,8 +6,8 @@ use std::process::Command;
 
 use crate::lab::bundles::*;
 use velero_airgap::bundle::{
-    BundleReader, BundleWriter, Compression, ProblemKind, SidecarStatus, SlotCheck, WriteError,
-    inspect, verify,
+    BundleReader, BundleWriter, Compression, PassEvent, PassProgress, ProblemKind, SidecarStatus,
+    SlotCheck, WriteError, inspect, verify, verify_keeping,
 };
 use velero_airgap::oci::Digest;
 use velero_airgap::values::Role as ImageRole;
@@ -35,7 +35,32 @@ fn every_compression_round_trips_and_verifies() {
         assert_eq!(report.sidecar, SidecarStatus::Matched);
         assert_eq!(report.sha256, Some(written.sha256));
         assert_eq!(report.images, images.len());
-        assert_eq!(report.blobs as usize, blob_count(&images));
+        assert_eq!(report.blobs, blob_count(&images));
+        assert_eq!(inspect(&path).unwrap().blobs.blobs, blob_count(&images));
+
+        // The pass reports every byte of the file it reads, from its own thread.
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let record = std::sync::Arc::clone(&seen);
+        let progress: PassProgress = std::sync::Arc::new(move |event| {
+            record.lock().unwrap().push(event);
+        });
+        let (report, _) = verify_keeping(&path, Some(progress)).unwrap();
+        assert!(report.is_ok());
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.first(),
+            Some(&PassEvent::Started {
+                file_size: written.size
+            })
+        );
+        let read: u64 = seen
+            .iter()
+            .map(|event| match event {
+                PassEvent::Read { bytes } => *bytes,
+                PassEvent::Started { .. } => 0,
+            })
+            .sum();
+        assert_eq!(read, written.size, "{name}");
     }
     // The sidecar works with no tool installed, and nothing else was left behind.
     let status = Command::new("sha256sum")
@@ -66,10 +91,11 @@ fn every_compression_round_trips_and_verifies() {
     }
 }
 
+/// Config and layer blobs, each once: what every command counts as blobs.
 fn blob_count(images: &[TestImage]) -> usize {
     let mut digests: Vec<Digest> = images
         .iter()
-        .flat_map(|image| image.manifests.iter().chain(&image.blobs))
+        .flat_map(|image| &image.blobs)
         .map(|blob| Digest::of(blob))
         .collect();
     digests.sort();
@@ -548,4 +574,87 @@ fn skopeo_reads_oci_images_from_a_bundle() {
     );
     let inspected: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(inspected["Layers"].as_array().unwrap().len(), 2);
+}
+
+/// `inspect` reads only the leading entries, and still tells a file cut short.
+#[test]
+fn inspect_warns_of_a_file_shorter_than_declared() {
+    let directory = temp_dir();
+    let path = path_in(&directory, "bundle.tar");
+    let written = write_bundle(&path, &standard_images(), None);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(written.size / 2).unwrap();
+    let out = crate::lab::velero_airgap()
+        .arg("inspect")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stderr.lines().collect::<Vec<_>>(),
+        [format!(
+            "warning: bundle.tar: the file holds {} bytes, but bundle.json describes an archive of {} bytes: it was cut short; copy it again",
+            written.size / 2,
+            written.size
+        )],
+    );
+}
+
+/// A file that is not a bundle is called so, whatever its first bytes are.
+#[test]
+fn a_file_that_is_not_a_bundle_is_called_so() {
+    let directory = temp_dir();
+    let junk = path_in(&directory, "junk.tar");
+    std::fs::write(&junk, pseudo_random(7, 10_000)).unwrap();
+    let other = path_in(&directory, "other.tar");
+    let mut builder = tar::Builder::new(std::fs::File::create(&other).unwrap());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(5);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    builder
+        .append_data(&mut header, "hello.txt", &b"hello"[..])
+        .unwrap();
+    builder.finish().unwrap();
+    drop(builder);
+    for (path, reason) in [
+        (&junk, "it is not a tar archive (plain, zstd or gzip)"),
+        (
+            &other,
+            "it is a tar archive whose first entry is \"hello.txt\", not oci-layout",
+        ),
+    ] {
+        let out = crate::lab::velero_airgap()
+            .arg("inspect")
+            .arg(path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!(
+                "error: {} is not a velero-airgap bundle: {reason}\n",
+                path.display()
+            )
+        );
+        let out = crate::lab::velero_airgap()
+            .arg("verify")
+            .arg(path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr).lines().next(),
+            Some(
+                format!(
+                    "{}: {name}: not a velero-airgap bundle: {reason}",
+                    path.display()
+                )
+                .as_str()
+            )
+        );
+    }
 }

@@ -3,8 +3,8 @@
 //! pull from a lab registry, and every started process is gone after its handle is dropped.
 
 use crate::lab::{
-    Containerd, ImageSpec, Registry, RegistryKind, SeedFormat, make_images, make_images_seeded,
-    pid_alive, seed, skopeo,
+    Containerd, ImageSpec, Registry, RegistryKind, SeedFormat, TokenSetup, make_images,
+    make_images_seeded, pid_alive, seed, skopeo,
 };
 
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -232,4 +232,114 @@ fn containerd_answers_and_pulls_from_a_lab_registry() {
 
     drop(containerd);
     assert!(!pid_alive(pid), "containerd {pid} still runs after drop");
+}
+
+#[test]
+fn ec_registry_is_shaped_like_embedded_clusters() {
+    let layout = sample_layout();
+    let registry = Registry::start(RegistryKind::EmbeddedCluster);
+    let ec = registry.ec_dir.clone().expect("EC dir");
+
+    // The certificate: self-signed, not a CA, anyExtendedKeyUsage only, naming 127.0.0.1.
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(ec.join("tls.crt"))
+        .output()
+        .expect("run openssl");
+    let text = String::from_utf8_lossy(&text.stdout);
+    for expected in [
+        "Subject: O = replicated, CN = registry",
+        "CA:FALSE",
+        "Any Extended Key Usage",
+        "IP Address:127.0.0.1",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    assert!(!text.contains("TLS Web Server Authentication"), "{text}");
+
+    // The fake kubectl serves the Secrets as EC's installer writes them.
+    let kubectl = |namespace: &str, name: &str, key: &str| {
+        let output = std::process::Command::new(ec.join("bin/kubectl"))
+            .args(["-n", namespace, "get", "secret", name, "-o"])
+            .arg(format!("jsonpath={{.data.{key}}}"))
+            .output()
+            .expect("run the fake kubectl");
+        assert!(output.status.success(), "{output:?}");
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(output.stdout)
+            .expect("base64 data")
+    };
+    let docker_config = kubectl("kotsadm", "registry-creds", r"\.dockerconfigjson");
+    assert_eq!(
+        docker_config,
+        std::fs::read(ec.join("docker/config.json")).unwrap()
+    );
+    let config: serde_json::Value = serde_json::from_slice(&docker_config).unwrap();
+    assert_eq!(
+        config["auths"][&registry.addr]["username"],
+        "embedded-cluster"
+    );
+    assert_eq!(
+        kubectl("registry", "registry-tls", r"tls\.crt"),
+        std::fs::read(ec.join("tls.crt")).unwrap()
+    );
+
+    // Go's client trusts the certificate as given; the password is enforced.
+    seed(
+        &registry,
+        layout.path(),
+        SINGLE,
+        "lab/single:1",
+        SeedFormat::Oci,
+        false,
+    );
+    let cert_dir = format!("--cert-dir={}", registry.ca_dir.as_ref().unwrap().display());
+    let creds = format!("--creds={}", registry.credentials().unwrap());
+    let (ok, stderr) = inspect_with(&registry, "lab/single:1", &[&cert_dir, &creds]);
+    assert!(ok, "{stderr}");
+    let (ok, _) = inspect_with(&registry, "lab/single:1", &[&cert_dir]);
+    assert!(!ok, "accepted without credentials");
+}
+
+#[test]
+fn token_registry_gives_anyone_pull_and_the_user_push() {
+    let layout = sample_layout();
+    let registry = Registry::start(RegistryKind::Token(TokenSetup {
+        auth: true,
+        ..TokenSetup::default()
+    }));
+    let token = registry.token.clone().expect("token server");
+    assert_eq!(token.realm, format!("http://{}/token", token.addr));
+    // skopeo sends the user's credentials to the token server and pushes.
+    seed(
+        &registry,
+        layout.path(),
+        SINGLE,
+        "lab/single:1",
+        SeedFormat::Oci,
+        false,
+    );
+    let pushes: Vec<_> = token
+        .token_requests()
+        .into_iter()
+        .filter(|r| r["granted"].to_string().contains("push"))
+        .collect();
+    assert!(!pushes.is_empty(), "{:#?}", token.token_requests());
+    assert!(
+        pushes
+            .iter()
+            .all(|r| r["basic_auth"] == true && r["user"] == Registry::USERNAME)
+    );
+    // Anyone pulls.
+    let before = token.token_requests().len();
+    let (ok, stderr) = inspect_with(&registry, "lab/single:1", &["--tls-verify=false"]);
+    assert!(ok, "{stderr}");
+    let anonymous = &token.token_requests()[before..];
+    assert!(!anonymous.is_empty());
+    assert!(
+        anonymous
+            .iter()
+            .all(|r| r["basic_auth"] == false && r["scheme"] == "http")
+    );
 }

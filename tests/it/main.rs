@@ -4,18 +4,24 @@
 
 mod lab;
 
+mod bounded_answers;
 mod build;
 mod bundle_consistency;
 mod bundle_hostile;
 mod bundle_roundtrip;
 mod containerd_import;
+mod embedded_cluster;
+mod exit_codes;
 mod lab_services;
 mod planted_links;
+mod proxy;
 mod registry_credentials;
 mod registry_faults;
 mod registry_pull;
 mod registry_push;
 mod sign_openssl;
 mod signatures;
+mod token_auth;
+mod transport;
 mod unpack;
 mod validate;

@@ -293,6 +293,66 @@ async fn plain_push_is_byte_exact_mounts_shared_layers_and_reruns_as_a_no_op() {
     assert!(push(&fresh, &layout, &images).await.nothing_pushed());
 }
 
+/// An image the registry holds whole, but whose tag was moved to another manifest, only
+/// gets its tag put back; an image already there lends its blobs to the images still to
+/// push, which mount them without a check of the image that is there.
+#[tokio::test]
+async fn images_already_there_are_decided_by_their_manifests() {
+    let registry = Registry::start(RegistryKind::Plain);
+    let scratch = tempfile::tempdir().unwrap();
+    let (layout, images) = sample(&scratch.path().join("layout"), &registry, "held");
+    let pusher = Pusher::new(
+        options(&registry, &empty_docker_config(scratch.path())),
+        None,
+    )
+    .unwrap();
+    // Only the single image first: the Docker one shares its base layer.
+    let first = push(&pusher, &layout, &images[1..2]).await;
+    assert_eq!(first.manifests_pushed, 1);
+    let second = push(&pusher, &layout, &images[1..]).await;
+    assert_eq!(second.images[0].action, PushAction::Skipped);
+    assert_eq!(second.images[1].action, PushAction::Pushed);
+    // The Docker image: its config and own layer uploaded, the base layer mounted from the
+    // single image's repository, which the registry vouches for by its manifest.
+    assert_eq!(second.blobs_pushed, 2, "{second:?}");
+    assert_eq!(second.blobs_mounted, 1, "{second:?}");
+    assert_eq!(second.blobs_skipped, images[1].blobs.len());
+    assert_served_exactly(&registry, &images[1..]);
+
+    // The multi-arch image, then its tag moved to one of its platform manifests.
+    push(&pusher, &layout, &images).await;
+    let multi = &images[0];
+    let child = &multi.children[0];
+    pusher
+        .push_manifest(
+            &format!("{}:1.0", multi.repository),
+            child.bytes.clone(),
+            &child.descriptor.media_type,
+        )
+        .await
+        .unwrap();
+    let path = multi
+        .repository
+        .strip_prefix(&format!("{}/", registry.addr))
+        .unwrap();
+    assert_eq!(
+        sha256(&raw(&registry, &format!("{path}:1.0"))),
+        child.descriptor.digest
+    );
+    let report = push(&pusher, &layout, &images).await;
+    assert_eq!(report.manifests_pushed, 1, "{report:?}");
+    assert_eq!(report.blobs_pushed + report.blobs_mounted, 0, "{report:?}");
+    assert_eq!(report.bytes_pushed, 0);
+    assert_eq!(report.images[0].action, PushAction::Pushed);
+    assert!(
+        report.images[1..]
+            .iter()
+            .all(|i| i.action == PushAction::Skipped)
+    );
+    assert_served_exactly(&registry, &images);
+    assert!(push(&pusher, &layout, &images).await.nothing_pushed());
+}
+
 #[tokio::test]
 async fn tls_basic_auth_push_with_explicit_and_docker_config_credentials() {
     let registry = Registry::start(RegistryKind::TlsBasicAuth);

@@ -1,6 +1,7 @@
 //! `velero-airgap unpack` through the binary, against a real registry and a real
 //! containerd from the lab.
 
+use crate::lab::proxy::{LoggingProxy, ProxyRecord};
 use crate::lab::sources::{AWS_PLUGIN, MONGODB, POSTGRES, Sources, VELERO};
 use crate::lab::{
     Containerd, Registry, RegistryKind, freeze_when, keypair, read_entry, signal, skopeo,
@@ -10,12 +11,12 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// A bundle built from a fresh source registry; the registry is gone afterwards.
-struct Built {
-    sources: Sources,
-    bundle: PathBuf,
+pub(crate) struct Built {
+    pub(crate) sources: Sources,
+    pub(crate) bundle: PathBuf,
 }
 
-fn build_bundle(layer_kib: u64, extra: &[&str]) -> Built {
+pub(crate) fn build_bundle(layer_kib: u64, extra: &[&str]) -> Built {
     build_bundle_with(layer_kib, extra, None)
 }
 
@@ -46,12 +47,12 @@ fn build_bundle_with(layer_kib: u64, extra: &[&str], config: Option<String>) -> 
 }
 
 impl Built {
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.sources.path(name)
     }
 }
 
-fn unpack(bundle: &Path, args: &[&str], stdin: Option<&str>) -> (i32, Value, String) {
+pub(crate) fn unpack(bundle: &Path, args: &[&str], stdin: Option<&str>) -> (i32, Value, String) {
     let mut command = velero_airgap();
     command.arg("unpack").arg("--json").arg(bundle).args(args);
     // The k0s target's state lives in the test's own directory, never in the machine's.
@@ -78,7 +79,7 @@ fn unpack_ok(bundle: &Path, args: &[&str]) -> Value {
 }
 
 /// Every image reference the values make the chart run.
-fn value_images(values: &Path) -> Vec<String> {
+pub(crate) fn value_images(values: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(values).unwrap();
     let yaml: velero_airgap::yaml::Value = velero_airgap::yaml::from_str(&text).unwrap();
     let mut refs = vec![format!(
@@ -100,7 +101,7 @@ fn value_images(values: &Path) -> Vec<String> {
 
 /// skopeo 1.9 refuses `repo:tag@digest`: ask for `repo@digest` (what CRI asks
 /// for too).
-fn pullable(reference: &str) -> String {
+pub(crate) fn pullable(reference: &str) -> String {
     match reference.split_once('@') {
         Some((name, digest)) => {
             let repo =
@@ -195,6 +196,71 @@ fn unpack_to_a_plain_registry_then_rerun_is_a_no_op() {
         assert!(line["bundleSha256"].as_str().unwrap().len() == 64);
         assert!(line["time"].as_str().unwrap().ends_with('Z'));
     }
+}
+
+/// The requests a re-run makes, seen by the lab's logging proxy: the manifests of each image
+/// (the top one through its tag, each child of an index by digest) and not one blob.
+#[test]
+fn rerun_into_a_registry_checks_manifests_not_blobs() {
+    let built = build_bundle(16, &["--platform", "all"]);
+    let target = Registry::start(RegistryKind::Plain);
+    let proxy = LoggingProxy::start();
+    let values = built.path("values.yaml");
+    let run = || {
+        let out = velero_airgap()
+            .arg("unpack")
+            .arg("--json")
+            .arg(&built.bundle)
+            .args(["--registry", &target.addr, "--insecure", "--values-out"])
+            .arg(&values)
+            .env("HTTP_PROXY", proxy.url())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let base = format!("http://{}/v2/", target.addr);
+    let is_blob_head = |r: &&ProxyRecord| r.method == "HEAD" && r.target.contains("/blobs/");
+
+    let first = run();
+    assert_eq!(first["nothingToDo"], false);
+    let records = proxy.records();
+    // The proxy sees the blob checks of a first run: their absence below means something.
+    assert!(records.iter().any(|r| is_blob_head(&r)), "{records:#?}");
+
+    proxy.clear();
+    let second = run();
+    assert_eq!(second["nothingToDo"], true, "{second:#}");
+    let records = proxy.records();
+    assert_eq!(
+        records.iter().filter(is_blob_head).count(),
+        0,
+        "{records:#?}"
+    );
+    let manifests: Vec<&ProxyRecord> = records
+        .iter()
+        .filter(|r| r.target.contains("/manifests/"))
+        .collect();
+    for record in &records {
+        assert!(
+            record.target == base || (record.method == "HEAD" && manifests.contains(&record)),
+            "unexpected {record:?}"
+        );
+    }
+    // One per image and one per child of each index, nothing more.
+    let bundle: Value = serde_json::from_slice(&read_entry(&built.bundle, "bundle.json")).unwrap();
+    let expected: usize = bundle["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|image| image["manifests"].as_array().unwrap().len())
+        .sum();
+    assert!(expected > 4, "no index in the bundle");
+    assert_eq!(manifests.len(), expected, "{manifests:#?}");
 }
 
 #[test]
@@ -774,4 +840,254 @@ fn require_signature_for_an_unknown_plugin_is_refused() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("velero-plugin-postgress"), "{stderr}");
     assert!(!dir.exists());
+}
+
+/// A containerd socket that is not there: the hint and the system's error, each once.
+#[test]
+fn a_missing_containerd_socket_is_named_once() {
+    let built = build_bundle(16, &[]);
+    let socket = built.path("no-such.sock");
+    let values = built.path("values.yaml");
+    let (code, _, stderr) = unpack(
+        &built.bundle,
+        &[
+            "--containerd",
+            socket.to_str().unwrap(),
+            "--values-out",
+            values.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some(
+            format!(
+                "error: cannot connect to containerd at {}: no socket there: is containerd running? check --containerd SOCKET: transport error: No such file or directory (os error 2)",
+                socket.display()
+            )
+            .as_str()
+        ),
+        "{stderr}"
+    );
+}
+
+/// unpack's registry hints name unpack's flags (`--registry`, `--insecure`), never build's
+/// (`--mirror`, `--insecure-registry`).
+#[test]
+fn registry_hints_name_unpack_flags() {
+    let built = build_bundle(16, &[]);
+    let values = built.path("values.yaml");
+    let values = values.to_str().unwrap();
+    let stderr_of = |args: &[&str]| {
+        let (code, _, stderr) = unpack(&built.bundle, args, None);
+        assert_eq!(code, 3, "{stderr}");
+        assert!(!stderr.contains("--mirror"), "{stderr}");
+        assert!(!stderr.contains("--insecure-registry"), "{stderr}");
+        stderr.lines().last().unwrap_or_default().to_string()
+    };
+
+    // Nothing listens there.
+    let nowhere = format!("127.0.0.1:{}", crate::lab::free_port());
+    let line = stderr_of(&[
+        "--registry",
+        &nowhere,
+        "--insecure",
+        "--retries",
+        "0",
+        "--values-out",
+        values,
+    ]);
+    // Images are pushed in parallel: any of them may be the one that fails.
+    assert!(
+        line.starts_with(&format!(
+            "error: cannot reach registry {nowhere} (for {nowhere}/library/"
+        )),
+        "{line}"
+    );
+    assert!(
+        line.contains(", 1 attempt(s)); check that it runs and that --registry is right: "),
+        "{line}"
+    );
+
+    // A plain-HTTP registry spoken to with TLS.
+    let registry = Registry::start(RegistryKind::Plain);
+    let line = stderr_of(&["--registry", &registry.addr, "--values-out", values]);
+    let expected = format!(
+        "error: TLS handshake with registry {} failed (add its CA with --ca-file, or pass --insecure for a plain-HTTP registry): ",
+        registry.addr
+    );
+    assert!(line.starts_with(&expected), "{line}");
+}
+
+/// One definition of "blobs" (the images' config and layer blobs, each once) and one unit
+/// family (kB, MB) in build, verify, inspect and unpack; a no-op re-run says so and
+/// nothing else.
+#[test]
+fn every_command_counts_the_same_blobs() {
+    let sources = Sources::start(RegistryKind::Plain, 64);
+    let bundle = sources.path("bundle.tar");
+    let (code, built, stderr) = crate::lab::sources::build(&sources, &bundle, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    // 4 configs, 4 layers of their own and one base layer they share.
+    assert_eq!(built["blobs"], 9, "{built:#}");
+    let bytes = built["bytes"].as_u64().unwrap();
+
+    let json = |args: &[&std::ffi::OsStr]| -> Value {
+        let out = velero_airgap().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let verified = json(&["verify".as_ref(), "--json".as_ref(), bundle.as_os_str()]);
+    assert_eq!(verified["blobs"], 9, "{verified:#}");
+    let inspected = json(&["inspect".as_ref(), "--json".as_ref(), bundle.as_os_str()]);
+    assert_eq!(inspected["blobs"]["blobs"], 9, "{inspected:#}");
+    assert_eq!(inspected["blobs"]["bytes"], bytes, "{inspected:#}");
+    let inspect_text = velero_airgap()
+        .arg("inspect")
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    let inspect_text = String::from_utf8_lossy(&inspect_text.stdout).into_owned();
+    assert!(inspect_text.contains("\nblobs:     9 ("), "{inspect_text}");
+    assert!(!inspect_text.contains("iB"), "{inspect_text}");
+
+    let target = Registry::start(RegistryKind::Plain);
+    let values = sources.path("values.yaml");
+    let to_registry = [
+        "--registry",
+        &target.addr,
+        "--insecure",
+        "--values-out",
+        values.to_str().unwrap(),
+    ];
+    let first = unpack_ok(&bundle, &to_registry);
+    assert_eq!(
+        (
+            &first["blobs"],
+            &first["blobsLoaded"],
+            &first["blobsMounted"],
+            &first["blobsSkipped"]
+        ),
+        (&9.into(), &9.into(), &0.into(), &0.into()),
+        "{first:#}"
+    );
+    assert_eq!(first["bytes"], bytes, "{first:#}");
+    let again = unpack_ok(&bundle, &to_registry);
+    assert_eq!(
+        (
+            &again["blobs"],
+            &again["blobsLoaded"],
+            &again["blobsSkipped"]
+        ),
+        (&9.into(), &0.into(), &9.into()),
+        "{again:#}"
+    );
+
+    let images = sources.path("images");
+    let to_k0s = [
+        "--k0s-images-dir",
+        images.to_str().unwrap(),
+        "--values-out",
+        values.to_str().unwrap(),
+    ];
+    let first = unpack_ok(&bundle, &to_k0s);
+    assert_eq!(
+        (&first["blobs"], &first["blobsLoaded"]),
+        (&9.into(), &9.into()),
+        "{first:#}"
+    );
+    assert_eq!(first["bytes"], bytes, "{first:#}");
+    let again = unpack_ok(&bundle, &to_k0s);
+    assert_eq!(
+        (&again["blobsLoaded"], &again["blobsSkipped"]),
+        (&0.into(), &9.into()),
+        "{again:#}"
+    );
+
+    // The no-op run in words: one line after the progress, and nothing else.
+    let out = velero_airgap()
+        .arg("unpack")
+        .arg(&bundle)
+        .args(to_k0s)
+        .arg("--state-dir")
+        .arg(bundle.parent().unwrap().join("state"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let summary: Vec<&str> = stderr
+        .lines()
+        .skip_while(|line| !line.starts_with("skipped "))
+        .skip_while(|line| line.starts_with("skipped "))
+        .collect();
+    assert_eq!(
+        summary,
+        [format!(
+            "k0s images directory {} already has every image: nothing to load",
+            images.display()
+        )],
+        "{stderr}"
+    );
+}
+
+/// `-q` prints only errors: every warning of build, verify, validate and unpack is
+/// silenced (each shows without `-q`).
+#[test]
+fn quiet_prints_nothing_but_errors() {
+    let sources = Sources::start(RegistryKind::Plain, 16);
+    let (_, public) = keypair(sources.dir.path(), "k");
+    let bundle = sources.path("bundle.tar");
+    let target = Registry::start(RegistryKind::Plain);
+    let values = sources.path("values.yaml");
+    let registry_args = sources.registry_args();
+    let mut build: Vec<&str> = vec!["build", "-c", sources.config.to_str().unwrap()];
+    build.extend(["-o", bundle.to_str().unwrap()]);
+    build.extend(registry_args.iter().map(String::as_str));
+    let verify_key = format!("--verify-key={}", public.display());
+    let commands: [(Vec<&str>, &str); 4] = [
+        (build, "image signatures were not checked"),
+        (
+            vec!["verify", bundle.to_str().unwrap(), &verify_key],
+            "is unsigned",
+        ),
+        (
+            vec!["validate", "-c", sources.config.to_str().unwrap()],
+            "is not pinned by digest",
+        ),
+        (
+            vec![
+                "unpack",
+                bundle.to_str().unwrap(),
+                "--registry",
+                &target.addr,
+                "--insecure",
+                "--values-out",
+                values.to_str().unwrap(),
+            ],
+            "a loopback address",
+        ),
+    ];
+    for (args, warning) in commands {
+        let loud = velero_airgap()
+            .args(&args)
+            .env("DOCKER_CONFIG", sources.path("no-docker-config"))
+            .output()
+            .unwrap();
+        let loud_stderr = String::from_utf8_lossy(&loud.stderr);
+        assert_eq!(loud.status.code(), Some(0), "{args:?}: {loud_stderr}");
+        assert!(loud_stderr.contains(warning), "{args:?}: {loud_stderr}");
+        let quiet = velero_airgap()
+            .arg("-q")
+            .args(&args)
+            .env("DOCKER_CONFIG", sources.path("no-docker-config"))
+            .output()
+            .unwrap();
+        assert_eq!(quiet.status.code(), Some(0), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&quiet.stderr), "", "{args:?}");
+    }
 }

@@ -388,3 +388,241 @@ fn unknown_velero_version_lists_known_ones() {
         "{stderr}"
     );
 }
+
+const VALUES_PATH: &str = "spec.unsupportedOverrides.builtInExtensions[0].values";
+
+fn at(inner: &str) -> String {
+    format!("{VALUES_PATH} ({inner})")
+}
+
+#[test]
+fn literal_secrets_in_environment_lists_warn() {
+    let values = "extraEnvVars:\n- name: PGPASSWORD\n  value: hunter2\n- name: PGHOST\n  value: db\n- name: API_TOKEN\n  valueFrom:\n    secretKeyRef: {name: api, key: token}\nextraContainers:\n- name: side\n  env:\n  - {name: S3_SECRET, value: abc}\n";
+    let o = validate(&config(&good_plugin("pg"), &overrides(values)), &[]);
+    let f = assert_warning(
+        &o,
+        "environment variable PGPASSWORD holds a literal value",
+        &at("extraEnvVars[0].value"),
+    );
+    assert_eq!(f["line"], 15);
+    assert_warning(
+        &o,
+        "environment variable S3_SECRET holds a literal value",
+        &at("extraContainers[0].env[0].value"),
+    );
+    assert_eq!(o.findings.len(), 2, "{:#?}", o.findings);
+    assert_eq!(o.code, 0);
+}
+
+#[test]
+fn build_refuses_literal_secrets_in_environment_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = "initContainers:\n- name: x\n  image: registry.example.com/x/y:1\n  env:\n  - {name: MONGO_PASSWORD, value: hunter2}\n";
+    let path = write_config(&dir, &config(&good_plugin("pg"), &overrides(values)));
+    // The check runs before any registry is contacted: the mirror points nowhere.
+    let out = Command::cargo_bin("velero-airgap")
+        .unwrap()
+        .args(["build", "--insecure-registry", "127.0.0.1:9", "-c"])
+        .arg(&path)
+        .arg("-o")
+        .arg(dir.path().join("bundle.tar"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{} carries a literal secret",
+            at("initContainers[0].env[0].value")
+        )),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}
+
+#[test]
+fn privilege_in_overrides_warns_naming_the_field() {
+    let values = "hostNetwork: true\nnodeAgent:\n  hostPID: true\n  hostIPC: true\nextraContainers:\n- name: side\n  image: registry.example.com/x/side:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n  securityContext:\n    privileged: true\n    runAsUser: 0\n    capabilities:\n      add: [SYS_ADMIN]\nextraVolumes:\n- name: host\n  hostPath: {path: /var/run}\ninitContainers:\n- name: setup\n  image: registry.example.com/x/setup:1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n  command: [sh, -c, 'curl https://example.com | sh']\n";
+    let o = validate(&config(&good_plugin("pg"), &overrides(values)), &[]);
+    for (needle, inner) in [
+        ("hostNetwork: true shares the node's network", "hostNetwork"),
+        ("hostPID: true shares", "nodeAgent.hostPID"),
+        ("hostIPC: true shares", "nodeAgent.hostIPC"),
+        (
+            "privileged: true gives",
+            "extraContainers[0].securityContext.privileged",
+        ),
+        (
+            "runAsUser: 0 runs the container as root",
+            "extraContainers[0].securityContext.runAsUser",
+        ),
+        (
+            "capabilities.add grants SYS_ADMIN",
+            "extraContainers[0].securityContext.capabilities.add",
+        ),
+        ("hostPath volume (/var/run)", "extraVolumes[0].hostPath"),
+        (
+            "initContainer setup sets command:",
+            "initContainers[0].command",
+        ),
+    ] {
+        assert_warning(&o, needle, &at(inner));
+    }
+    assert_eq!(o.code, 0);
+    assert_eq!(
+        validate(
+            &config(&good_plugin("pg"), &overrides(values)),
+            &["--strict"]
+        )
+        .code,
+        1
+    );
+}
+
+#[test]
+fn unpinned_kubectl_image_in_overrides_warns() {
+    let values = "upgradeCRDs: true\nkubectl:\n  image:\n    repository: registry.example.com/bitnami/kubectl\n    tag: latest\n";
+    let o = validate(&config(&good_plugin("pg"), &overrides(values)), &[]);
+    let f = assert_warning(&o, "is not pinned by digest", &at("kubectl.image"));
+    assert_eq!(f["line"], 15);
+    assert_warning(&o, "uses the tag latest", &at("kubectl.image"));
+    assert_eq!(o.code, 0);
+    let strict = validate(
+        &config(&good_plugin("pg"), &overrides(values)),
+        &["--strict"],
+    );
+    assert_eq!(strict.code, 1);
+}
+
+/// `validate --json | head -c 10` and `validate 2>&1 | head -1`: the verdict survives
+/// the closed pipe.
+#[test]
+fn a_closed_pipe_keeps_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &config("        - name: ''\n          image: ''\n", ""),
+    );
+    for json in [true, false] {
+        let mut args = vec!["validate".as_ref(), "-c".as_ref(), path.as_os_str()];
+        if json {
+            args.push("--json".as_ref());
+        }
+        assert_eq!(
+            crate::lab::run_with_closed_pipe(&args, &[]),
+            Some(1),
+            "json: {json}"
+        );
+    }
+}
+
+/// `validate ARGS` on `text`: (exit code, stderr, JSON report with `--json`).
+fn validate_raw(text: &str, args: &[&str]) -> (i32, String, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, text);
+    let out = Command::cargo_bin("velero-airgap")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["validate", "-c", "config.yaml"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(path.exists());
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+    )
+}
+
+#[test]
+fn strict_failures_are_counted_in_the_summary() {
+    let plugins = "        - name: pg\n          image: registry.example.com/acme/pg:1.0\n";
+    let (code, stderr, _) = validate_raw(&config(plugins, ""), &["--strict"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.lines().last(),
+        Some(
+            "config.yaml: 0 error(s), 1 warning(s), 1 strict failure(s), 0 online failure(s): failed"
+        ),
+        "{stderr}"
+    );
+    let (code, _, json) = validate_raw(&config(plugins, ""), &["--strict", "--json"]);
+    assert_eq!(code, 1);
+    assert_eq!(json["ok"], false, "{json:#}");
+    assert_eq!(json["errors"], 0);
+    assert_eq!(json["warnings"], 1);
+    assert_eq!(json["strictFailures"], 1);
+    assert_eq!(json["onlineFailures"], 0);
+
+    // Without --strict the same warning passes, and the summary says so.
+    let (code, stderr, _) = validate_raw(&config(plugins, ""), &[]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        stderr.lines().last(),
+        Some("config.yaml: 0 error(s), 1 warning(s), 0 strict failure(s), 0 online failure(s): ok"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn online_failures_are_counted_in_the_summary() {
+    // Every image is looked up on a port of 127.0.0.1 where nothing listens.
+    let port = crate::lab::free_port();
+    let nowhere = format!("127.0.0.1:{port}");
+    let args = [
+        "--online".to_string(),
+        "--retries=0".to_string(),
+        format!("--insecure-registry={nowhere}"),
+        format!("--mirror=proxy.replicated.com={nowhere}"),
+        format!("--mirror=registry.example.com={nowhere}"),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stderr, _) = validate_raw(&config(&good_plugin("pg"), ""), &args);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some(
+            "config.yaml: 0 error(s), 0 warning(s), 0 strict failure(s), 3 online failure(s): failed"
+        ),
+        "{stderr}"
+    );
+    let mut json_args = args.clone();
+    json_args.push("--json");
+    let (code, _, json) = validate_raw(&config(&good_plugin("pg"), ""), &json_args);
+    assert_eq!(code, 1);
+    assert_eq!(json["ok"], false, "{json:#}");
+    assert_eq!(json["errors"], 0);
+    assert_eq!(json["onlineFailures"], 3);
+    assert_eq!(json["strictFailures"], 0);
+}
+
+/// A file that cannot be read or parsed is one finding without a path; each thing is
+/// said once: the file, the cause, the line.
+#[test]
+fn unreadable_and_unparsable_files_say_each_thing_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("velero-airgap")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["validate", "-c", "nope.yaml"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr.lines().next(),
+        Some("nope.yaml: error: cannot read nope.yaml: No such file or directory (os error 2)"),
+        "{stderr}"
+    );
+    let (code, stderr, _) = validate_raw(
+        "apiVersion: x\nkind: Config\nspec:\n  a: [1,\n  b: c: d\n",
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        stderr.lines().next(),
+        Some("config.yaml: error: line 5: invalid YAML: invalid indentation in flow construct"),
+        "{stderr}"
+    );
+}

@@ -1,11 +1,21 @@
 //! Pushing whole images: blobs before manifests, an index after its children, each piece
 //! only when the registry lacks it, shared blobs uploaded once and mounted elsewhere.
 //!
-//! Blobs go first, `jobs` at a time, each (repository, digest) pair once. Work on one digest
-//! is serialised across repositories, so a layer shared by two images is uploaded once and
-//! then mounted. Manifests follow per image: children by digest, then the top manifest by
-//! tag (which stores it under its digest too), or by digest when there is no tag. A HEAD
-//! before every piece makes a re-run push nothing.
+//! Manifests are checked first, one image at a time: an image whose top manifest the
+//! registry holds by digest (found through its tag, else by digest), with every child
+//! manifest of an index, is there whole. A registry holds its manifests' blobs: the
+//! distribution registry (and those built on it) refuses a manifest whose blobs, or an
+//! index whose child manifests, are missing from the repository. So the blobs of such an
+//! image are not checked one by one, and a re-run that finds everything makes one request
+//! per image (plus one per child of an index) instead of one per blob.
+//!
+//! For the other images, blobs go first, `jobs` at a time, each (repository, digest) pair
+//! once. Work on one digest is serialised across repositories, so a layer shared by two
+//! images is uploaded once and then mounted (also from a repository of an image already
+//! there). Manifests follow per image: children by digest, then the top manifest by tag
+//! (which stores it under its digest too), or by digest when there is no tag. A HEAD before
+//! every piece makes a re-run after an interruption push only what is missing. An image
+//! that is there under another tag's manifest only gets its tag put back.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -68,7 +78,8 @@ pub struct PushReport {
     pub blobs_pushed: usize,
     /// Blobs mounted from another repository.
     pub blobs_mounted: usize,
-    /// Blobs the registry already had in the target repository.
+    /// Blobs the registry already had in the target repository: found there, or held by a
+    /// manifest the registry holds (then not checked one by one).
     pub blobs_skipped: usize,
     /// Bytes uploaded.
     pub bytes_pushed: u64,
@@ -105,11 +116,13 @@ pub enum PushEvent {
 }
 
 impl Pusher {
-    /// Pushes `images`: blobs first (skipping those present, mounting those already in
-    /// another repository of the same registry, uploading the rest from `source`), then per
-    /// image its children by digest and its top manifest by tag (or by digest when it has no
+    /// Pushes `images`. Images the registry holds whole (top manifest and children, see
+    /// the module documentation) are skipped, blobs unchecked, or only get their tag put
+    /// back. For the others: blobs first (skipping those present, mounting those already in
+    /// another repository of the same registry, uploading the rest from `source`), then
+    /// their children by digest and their top manifest by tag (or by digest when it has no
     /// tag), skipping what is already there. Up to `jobs` requests run at once. A second run
-    /// pushes nothing ([`PushReport::nothing_pushed`]).
+    /// pushes nothing ([`PushReport::nothing_pushed`]) and checks no blob.
     pub async fn push_images<S, R>(
         &self,
         images: &[PushImage],
@@ -129,15 +142,51 @@ impl Pusher {
                 check_manifest_type(&image.repository, &manifest.descriptor.media_type)?;
             }
         }
-        // Each blob once per repository, in image order.
-        let mut seen = HashSet::new();
+        let holdings: Vec<Holding> = futures::stream::iter(images)
+            .map(|image| self.holding(image))
+            .buffered(jobs)
+            .try_collect()
+            .await?;
+        // The blobs of images that are there are there; the rest are checked, each once
+        // per repository, in image order.
+        let mut implied = HashSet::new();
+        for (image, holding) in images.iter().zip(&holdings) {
+            if *holding != Holding::Missing {
+                for blob in &image.blobs {
+                    implied.insert((image.repository.as_str(), blob.digest));
+                }
+            }
+        }
+        let mut seen = implied.clone();
         let blobs: Vec<(&str, &Descriptor)> = images
             .iter()
-            .flat_map(|image| image.blobs.iter().map(|b| (image.repository.as_str(), b)))
+            .zip(&holdings)
+            .filter(|(_, holding)| **holding == Holding::Missing)
+            .flat_map(|(image, _)| image.blobs.iter().map(|b| (image.repository.as_str(), b)))
             .filter(|(repository, blob)| seen.insert((*repository, blob.digest)))
             .collect();
         let known = KnownBlobs::default();
-        let report = Mutex::new(PushReport::default());
+        let report = PushReport {
+            blobs_skipped: implied.len(),
+            ..PushReport::default()
+        };
+        for (image, holding) in images.iter().zip(&holdings) {
+            if *holding == Holding::Missing {
+                continue;
+            }
+            for blob in &image.blobs {
+                // Each pair once, and a mount source for the images still to push.
+                if implied.remove(&(image.repository.as_str(), blob.digest)) {
+                    known.add(&blob.digest, &image.repository);
+                    events(PushEvent::Blob {
+                        repository: image.repository.clone(),
+                        blob: blob.clone(),
+                        action: PushAction::Skipped,
+                    });
+                }
+            }
+        }
+        let report = Mutex::new(report);
         futures::stream::iter(blobs)
             .map(|(repository, blob)| {
                 let (known, report) = (&known, &report);
@@ -166,11 +215,15 @@ impl Pusher {
             .buffer_unordered(jobs)
             .try_collect::<Vec<()>>()
             .await?;
-        let pushed = futures::stream::iter(images)
-            .map(|image| {
+        let pushed = futures::stream::iter(images.iter().zip(holdings))
+            .map(|(image, holding)| {
                 let report = &report;
                 async move {
-                    let (pushed, written) = self.place_manifests(image).await?;
+                    let (pushed, written) = match holding {
+                        Holding::Missing => self.place_manifests(image).await?,
+                        Holding::Whole => (pushed_image(image, 0), 0),
+                        Holding::Retag => self.put_tag(image).await?,
+                    };
                     let mut report = report.lock().unwrap_or_else(PoisonError::into_inner);
                     report.manifests_pushed += written;
                     report.manifests_skipped += image.children.len() + 1 - written;
@@ -185,6 +238,52 @@ impl Pusher {
         let mut report = report.into_inner().unwrap_or_else(PoisonError::into_inner);
         report.images = pushed;
         Ok(report)
+    }
+
+    /// Whether the registry holds `image` whole: its top manifest (through its tag, else
+    /// by digest) and every child manifest by digest.
+    async fn holding(&self, image: &PushImage) -> Result<Holding, RegistryError> {
+        let top = &image.top.descriptor;
+        let tagged = match &image.tag {
+            // A tag naming the manifest means the registry holds it by digest.
+            Some(tag) => {
+                self.manifest_exists(&format!("{}:{tag}", image.repository), &top.digest)
+                    .await?
+            }
+            None => false,
+        };
+        if !tagged
+            && !self
+                .manifest_exists(&format!("{}@{}", image.repository, top.digest), &top.digest)
+                .await?
+        {
+            return Ok(Holding::Missing);
+        }
+        for child in &image.children {
+            let digest = &child.descriptor.digest;
+            let reference = format!("{}@{digest}", image.repository);
+            if !self.manifest_exists(&reference, digest).await? {
+                return Ok(Holding::Missing);
+            }
+        }
+        Ok(if tagged || image.tag.is_none() {
+            Holding::Whole
+        } else {
+            Holding::Retag
+        })
+    }
+
+    /// Points `image`'s tag at its top manifest, which the registry holds.
+    async fn put_tag(&self, image: &PushImage) -> Result<(PushedImage, usize), RegistryError> {
+        let tag = image.tag.as_deref().unwrap_or_default();
+        let top = &image.top.descriptor;
+        self.push_manifest(
+            &format!("{}:{tag}", image.repository),
+            image.top.bytes.clone(),
+            &top.media_type,
+        )
+        .await?;
+        Ok((pushed_image(image, 1), 1))
     }
 
     /// Makes sure `blob` is in `repository`: skipped when there, mounted when a repository
@@ -254,17 +353,32 @@ impl Pusher {
                 .await?;
             written += 1;
         }
-        let pushed = PushedImage {
-            repository: image.repository.clone(),
-            tag: image.tag.clone(),
-            digest: top.digest,
-            action: if written > 0 {
-                PushAction::Pushed
-            } else {
-                PushAction::Skipped
-            },
-        };
-        Ok((pushed, written))
+        Ok((pushed_image(image, written), written))
+    }
+}
+
+/// What the registry holds of an image before the push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holding {
+    /// Not all of its manifests: push what is missing, blobs first.
+    Missing,
+    /// Every manifest, and the tag (if any) names the top one: nothing to do.
+    Whole,
+    /// Every manifest, but the tag names another manifest or nothing: put the tag.
+    Retag,
+}
+
+/// The outcome for `image` after `written` manifest writes.
+fn pushed_image(image: &PushImage, written: usize) -> PushedImage {
+    PushedImage {
+        repository: image.repository.clone(),
+        tag: image.tag.clone(),
+        digest: image.top.descriptor.digest,
+        action: if written > 0 {
+            PushAction::Pushed
+        } else {
+            PushAction::Skipped
+        },
     }
 }
 
@@ -276,6 +390,15 @@ struct KnownBlobs {
 }
 
 impl KnownBlobs {
+    /// Records that `repository` holds `digest` (before any work starts).
+    fn add(&self, digest: &Digest, repository: &str) {
+        let holders = self.holders(digest);
+        // Nothing else holds the lock before the blob work starts.
+        if let Ok(mut holders) = holders.try_lock() {
+            holders.push(repository.to_string());
+        }
+    }
+
     fn holders(&self, digest: &Digest) -> Arc<tokio::sync::Mutex<Vec<String>>> {
         self.holders
             .lock()

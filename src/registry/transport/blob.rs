@@ -113,8 +113,9 @@ impl Transport {
 
     /// Mounts blob `digest` from `source` into `destination` (same host), with one token
     /// for push on the destination and pull on the source. Anything but a mount (another
-    /// host, a 202 upload session, which is cancelled, or a refusal) is
-    /// [`MountOutcome::NotMounted`]: the caller uploads instead.
+    /// host, a 202 upload session, which is cancelled, a refusal by the registry, or no such
+    /// token from the token server) is [`MountOutcome::NotMounted`]: the caller uploads
+    /// instead.
     pub async fn mount_blob(
         &self,
         destination: &Repository,
@@ -139,7 +140,19 @@ impl Transport {
         );
         let mut outgoing = Outgoing::new(Method::POST, path);
         outgoing.body = Some(Bytes::new());
-        let response = self.send(&mut exchange, &outgoing).await?;
+        let response = match self.send(&mut exchange, &outgoing).await {
+            Ok(response) => response,
+            // The token server would not give one token for both repositories (a caller
+            // without pull on the source): a mount is only a shortcut, so upload instead.
+            // Credentials that are wrong altogether fail the upload, which says so.
+            Err(
+                TransportError::AuthRefused { .. } | TransportError::CredentialsWithheld { .. },
+            ) => {
+                tracing::debug!(host = exchange.host, %digest, "mount declined: no token for both repositories");
+                return Ok(MountOutcome::NotMounted);
+            }
+            Err(error) => return Err(error),
+        };
         match response.status() {
             StatusCode::CREATED => Ok(MountOutcome::Mounted),
             StatusCode::ACCEPTED => {

@@ -66,13 +66,35 @@ pub(crate) async fn read_response(
     read_capped(chunks, declared, limit, host, what).await
 }
 
-/// The distribution error code of an error response, read within [`ERROR_LIMIT`]; a body
-/// too large or not JSON simply has no code (the status says enough).
+/// What an error response's body told: its distribution error code, if any, and whether it
+/// went past [`ERROR_LIMIT`] (then it was not read further and has no code).
+#[derive(Debug, Default)]
+pub(crate) struct ErrorBody {
+    /// `errors[0].code`.
+    pub code: Option<String>,
+    /// `Some(ERROR_LIMIT)` when the body was larger than that.
+    pub cut_at: Option<u64>,
+}
+
+/// Reads an error response's body within [`ERROR_LIMIT`]; a body that is not JSON simply has
+/// no code (the status says enough).
+pub(crate) async fn read_error_body(response: reqwest::Response, host: &str) -> ErrorBody {
+    match read_response(response, ERROR_LIMIT, host, "error body").await {
+        Ok(body) => ErrorBody {
+            code: super::error::error_code(&body),
+            cut_at: None,
+        },
+        Err(TransportError::TooLarge { limit, .. }) => ErrorBody {
+            code: None,
+            cut_at: Some(limit),
+        },
+        Err(_) => ErrorBody::default(),
+    }
+}
+
+/// The distribution error code of an error response (see [`read_error_body`]).
 pub(crate) async fn read_error_code(response: reqwest::Response, host: &str) -> Option<String> {
-    let body = read_response(response, ERROR_LIMIT, host, "error body")
-        .await
-        .ok()?;
-    super::error::error_code(&body)
+    read_error_body(response, host).await.code
 }
 
 /// Streams `chunks`, failing with [`TransportError::Timeout`] when no chunk arrives for

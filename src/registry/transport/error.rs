@@ -44,6 +44,21 @@ pub enum TransportError {
         /// Whether credentials were sent.
         had_credentials: bool,
     },
+    /// The registry refused access, and the caller's credentials were not sent: its token
+    /// server is plain HTTP and not an insecure host (the credentials would travel in clear).
+    #[error(
+        "registry {host} refused access to {what}: its token server {realm} is plain HTTP, so the credentials were not sent"
+    )]
+    CredentialsWithheld {
+        /// The registry host.
+        host: String,
+        /// What was asked for.
+        what: String,
+        /// The token realm, without its query.
+        realm: String,
+        /// The realm's `host[:port]`, as an insecure host would be named.
+        realm_host: String,
+    },
     /// The registry does not have it.
     #[error("registry {host} has no {what}{}", code_suffix(.code))]
     NotFound {
@@ -54,7 +69,11 @@ pub enum TransportError {
         code: Option<String>,
     },
     /// 429 or 5xx: the registry is overloaded or broken for now.
-    #[error("registry {host} answered HTTP {status} for {what}{}", code_suffix(.code))]
+    #[error(
+        "registry {host} answered HTTP {status} for {what}{}{}",
+        code_suffix(.code),
+        .body_cut_at.map(cut_suffix).unwrap_or_default()
+    )]
     Server {
         host: String,
         /// What was asked for.
@@ -62,6 +81,8 @@ pub enum TransportError {
         status: u16,
         /// The distribution error code, if the body named one.
         code: Option<String>,
+        /// The error body went past this many bytes and was not read further.
+        body_cut_at: Option<u64>,
     },
     /// A streamed upload met a 401: the token was refreshed, but the body cannot be replayed,
     /// so the caller must reopen it and call again. Transient.
@@ -196,6 +217,11 @@ fn auth_hint(had_credentials: bool) -> &'static str {
     }
 }
 
+/// What an error message adds when the error body went past `limit` bytes.
+pub(crate) fn cut_suffix(limit: u64) -> String {
+    format!("; its error body went past the {limit}-byte limit and was not read further")
+}
+
 fn code_suffix(code: &Option<String>) -> String {
     code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
 }
@@ -271,7 +297,8 @@ mod tests {
                 host: host(),
                 what: what(),
                 status: 503,
-                code: None
+                code: None,
+                body_cut_at: None,
             }
             .is_transient()
         );

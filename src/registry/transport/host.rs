@@ -25,6 +25,9 @@ pub(crate) struct HostState {
     pub challenge: std::sync::Mutex<Option<RegistryChallenge>>,
     /// The caller's credentials for the host, looked up once.
     pub credentials: tokio::sync::OnceCell<Credentials>,
+    /// The token realm (URL without query, and its `host[:port]`) the credentials were last
+    /// kept from, being plain HTTP; `None` when they went along (or there were none).
+    pub withheld_from: std::sync::Mutex<Option<(String, String)>>,
 }
 
 impl Transport {
@@ -117,6 +120,12 @@ impl Transport {
                 })
         };
         state.credentials.get_or_try_init(lookup).await.cloned()
+    }
+
+    /// What the transport knows about `host`, if it was contacted.
+    pub(crate) fn hosts_state(&self, host: &str) -> Option<Arc<HostState>> {
+        let hosts = self.hosts.lock().unwrap_or_else(PoisonError::into_inner);
+        hosts.get(host).cloned()
     }
 
     /// Whether the caller had credentials for `host` (once they were looked up).

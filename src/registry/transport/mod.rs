@@ -42,6 +42,7 @@ use crate::oci::Digest;
 
 pub use blob::{BlobDownload, MountOutcome};
 pub use credentials::Credentials;
+pub(crate) use error::cut_suffix;
 pub use error::{BoxError, TransportError};
 pub use manifest::{Manifest, ManifestHead};
 pub use proxy::{ProxyConfig, redact};

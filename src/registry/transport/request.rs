@@ -100,13 +100,19 @@ impl Transport {
                 let realm_host = host_key(&realm);
                 let send_credentials = realm.scheme() == "https"
                     || matches!(self.policy(&realm_host), RegistryPolicy::Insecure);
-                if !send_credentials && !credentials.is_anonymous() {
+                let withheld = !send_credentials && !credentials.is_anonymous();
+                if withheld {
                     tracing::debug!(
                         host,
                         realm_host,
                         "not sending credentials to a plain-HTTP token realm"
                     );
                 }
+                *state
+                    .withheld_from
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner) =
+                    withheld.then(|| (loggable(&realm), realm_host.clone()));
                 let client = self.client(&realm_host)?;
                 let request = TokenRequest {
                     host,
@@ -117,7 +123,9 @@ impl Transport {
                     send_credentials,
                     timeout: self.options.request_timeout,
                 };
-                let (token, lifetime) = fetch_token(&client, &request).await?;
+                let (token, lifetime) = fetch_token(&client, &request)
+                    .await
+                    .map_err(|error| self.withheld(exchange, state, error))?;
                 self.tokens
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -142,7 +150,38 @@ impl Transport {
         response: Response,
     ) -> TransportError {
         let had_credentials = self.had_credentials(exchange.host);
-        status_error(response, exchange.host, &exchange.what, had_credentials).await
+        let error = status_error(response, exchange.host, &exchange.what, had_credentials).await;
+        match self.hosts_state(exchange.host) {
+            Some(state) => self.withheld(exchange, &state, error),
+            None => error,
+        }
+    }
+
+    /// A refusal after the credentials were kept from a plain-HTTP token realm becomes
+    /// [`TransportError::CredentialsWithheld`], which says so (instead of "rejected").
+    fn withheld(
+        &self,
+        exchange: &Exchange<'_>,
+        state: &HostState,
+        error: TransportError,
+    ) -> TransportError {
+        if !matches!(error, TransportError::AuthRefused { .. }) {
+            return error;
+        }
+        let withheld = state
+            .withheld_from
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match withheld {
+            Some((realm, realm_host)) => TransportError::CredentialsWithheld {
+                host: exchange.host.to_string(),
+                what: exchange.what.clone(),
+                realm,
+                realm_host,
+            },
+            None => error,
+        }
     }
 
     /// Sends `outgoing` with the host's auth; on a 401, absorbs the challenge and sends once

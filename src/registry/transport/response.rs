@@ -4,9 +4,9 @@
 use reqwest::Response;
 use reqwest::header::WWW_AUTHENTICATE;
 
-use super::body::read_error_code;
+use super::body::read_error_body;
 use super::challenge::{RegistryChallenge, registry_challenge};
-use super::error::TransportError;
+use super::error::{TransportError, cut_suffix};
 
 /// The registry's challenge in a 401's `WWW-Authenticate` headers.
 pub(crate) fn challenge_of(
@@ -27,7 +27,8 @@ pub(crate) fn challenge_of(
 }
 
 /// The error for an unexpected status, with the distribution error code if the body has
-/// one (read within the error-body limit).
+/// one (read within the error-body limit, which the error mentions when the body went past
+/// it).
 pub(crate) async fn status_error(
     response: Response,
     host: &str,
@@ -35,7 +36,8 @@ pub(crate) async fn status_error(
     had_credentials: bool,
 ) -> TransportError {
     let status = response.status().as_u16();
-    let code = read_error_code(response, host).await;
+    let body = read_error_body(response, host).await;
+    let code = body.code;
     let (host, what) = (host.to_string(), what.to_string());
     match status {
         401 | 403 => TransportError::AuthRefused {
@@ -49,13 +51,15 @@ pub(crate) async fn status_error(
             what,
             status,
             code,
+            body_cut_at: body.cut_at,
         },
         _ => TransportError::Protocol {
             host,
             what,
-            reason: match code {
-                Some(code) => format!("HTTP {status} ({code})"),
-                None => format!("HTTP {status}"),
+            reason: match (code, body.cut_at) {
+                (Some(code), _) => format!("HTTP {status} ({code})"),
+                (None, Some(limit)) => format!("HTTP {status}{}", cut_suffix(limit)),
+                (None, None) => format!("HTTP {status}"),
             },
         },
     }

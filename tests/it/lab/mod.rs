@@ -7,7 +7,9 @@
 //! clearest report a test can give.
 
 pub mod bundles;
+pub mod fake;
 pub mod layout;
+pub mod proxy;
 pub mod sources;
 
 use std::fmt::Write as _;
@@ -110,17 +112,72 @@ pub enum RegistryKind {
     Tls,
     /// HTTPS and basic auth.
     TlsBasicAuth,
+    /// Shaped like Embedded Cluster's registry (`lab.sh registry --ec`): HTTPS with EC's kind
+    /// of self-signed CA:FALSE certificate, htpasswd user `embedded-cluster` with a random
+    /// password, the Secrets as fixtures and a fake kubectl that reads them.
+    EmbeddedCluster,
+    /// Token authentication with the lab's token server (`lab.sh registry --token`).
+    Token(TokenSetup),
+}
+
+/// How a token-auth registry is set up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TokenSetup {
+    /// The token server knows [`Registry::USERNAME`] (pull and push); anyone else gets pull.
+    pub auth: bool,
+    /// The registry serves HTTPS (lab CA).
+    pub tls: bool,
+    /// The token realm is HTTPS (lab CA); otherwise plain `http://`.
+    pub token_tls: bool,
+    /// Token lifetime in seconds (`None`: the lab's default, 300).
+    pub ttl: Option<u32>,
 }
 
 impl RegistryKind {
     /// Whether the registry serves HTTPS.
     pub fn tls(self) -> bool {
-        matches!(self, RegistryKind::Tls | RegistryKind::TlsBasicAuth)
+        match self {
+            RegistryKind::Tls | RegistryKind::TlsBasicAuth | RegistryKind::EmbeddedCluster => true,
+            RegistryKind::Token(setup) => setup.tls,
+            RegistryKind::Plain | RegistryKind::BasicAuth => false,
+        }
     }
 
-    /// Whether the registry wants basic auth.
+    /// Whether the registry wants credentials (for a token registry: whether the token server
+    /// knows a user; anonymous pulls work there anyway).
     pub fn auth(self) -> bool {
-        matches!(self, RegistryKind::BasicAuth | RegistryKind::TlsBasicAuth)
+        match self {
+            RegistryKind::BasicAuth
+            | RegistryKind::TlsBasicAuth
+            | RegistryKind::EmbeddedCluster => true,
+            RegistryKind::Token(setup) => setup.auth,
+            RegistryKind::Plain | RegistryKind::Tls => false,
+        }
+    }
+
+    /// The `lab.sh registry DIR PORT` options for this kind.
+    fn lab_args(self, credentials: &str) -> Vec<String> {
+        let mut args = Vec::new();
+        if let RegistryKind::EmbeddedCluster = self {
+            args.push("--ec".to_owned());
+            return args;
+        }
+        if let RegistryKind::Token(setup) = self {
+            args.push("--token".to_owned());
+            if setup.token_tls {
+                args.push("--token-tls".to_owned());
+            }
+            if let Some(ttl) = setup.ttl {
+                args.extend(["--token-ttl".to_owned(), ttl.to_string()]);
+            }
+        }
+        if self.auth() {
+            args.extend(["--auth".to_owned(), credentials.to_owned()]);
+        }
+        if self.tls() {
+            args.push("--tls".to_owned());
+        }
+        args
     }
 }
 
@@ -140,8 +197,43 @@ pub struct Registry {
     pub password: Option<String>,
     /// The registry's PID.
     pub pid: u32,
+    /// For [`RegistryKind::EmbeddedCluster`]: `DIR/ec` (`tls.crt`, `password`,
+    /// `docker/config.json`, `secrets/`, and the fake kubectl in `bin/`).
+    pub ec_dir: Option<PathBuf>,
+    /// For [`RegistryKind::Token`]: the token server.
+    pub token: Option<TokenServer>,
     stopped: bool,
     _tmp: TempDir,
+}
+
+/// The token server of a token-auth lab registry.
+#[derive(Clone, Debug)]
+pub struct TokenServer {
+    /// The realm URL the registry sends clients to (`http://` or `https://127.0.0.1:TPORT/token`).
+    pub realm: String,
+    /// `127.0.0.1:TPORT`.
+    pub addr: String,
+    /// Its request log: one JSON object per request.
+    pub log: PathBuf,
+}
+
+impl TokenServer {
+    /// Every request the token server logged so far.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.log)
+            .expect("read the token server's log")
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line in the token log"))
+            .collect()
+    }
+
+    /// The token requests (GET or POST /token) logged so far, without the readiness probes.
+    pub fn token_requests(&self) -> Vec<serde_json::Value> {
+        self.requests()
+            .into_iter()
+            .filter(|request| request["path"] == "/token")
+            .collect()
+    }
 }
 
 impl Registry {
@@ -159,16 +251,12 @@ impl Registry {
         let dir = tmp.path().join("registry");
         let dir_arg = dir.to_string_lossy().into_owned();
         let credentials = format!("{}:{}", Self::USERNAME, Self::PASSWORD);
+        let options = kind.lab_args(&credentials);
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
             let port_arg = port.to_string();
             let mut args = vec!["registry", &dir_arg, &port_arg];
-            if kind.auth() {
-                args.extend(["--auth", &credentials]);
-            }
-            if kind.tls() {
-                args.push("--tls");
-            }
+            args.extend(options.iter().map(String::as_str));
             let output = lab_sh(&args);
             if output.status.code() == Some(EXIT_PORT_IN_USE) {
                 continue;
@@ -179,13 +267,44 @@ impl Registry {
                 String::from_utf8_lossy(&output.stderr)
             );
             let ca_dir = kind.tls().then(|| dir.join("certs"));
+            let ec_dir = (kind == RegistryKind::EmbeddedCluster).then(|| dir.join("ec"));
+            let (username, password) = match &ec_dir {
+                Some(ec) => (
+                    Some("embedded-cluster".to_owned()),
+                    Some(std::fs::read_to_string(ec.join("password")).expect("read EC password")),
+                ),
+                None => (
+                    kind.auth().then(|| Self::USERNAME.to_owned()),
+                    kind.auth().then(|| Self::PASSWORD.to_owned()),
+                ),
+            };
+            let token = matches!(kind, RegistryKind::Token(_)).then(|| {
+                let realm = std::fs::read_to_string(dir.join("token/realm"))
+                    .expect("read the token realm")
+                    .trim()
+                    .to_owned();
+                let port =
+                    std::fs::read_to_string(dir.join("token/port")).expect("read the token port");
+                TokenServer {
+                    realm,
+                    addr: format!("127.0.0.1:{}", port.trim()),
+                    log: dir.join("token/log"),
+                }
+            });
             return Registry {
                 addr: format!("127.0.0.1:{port}"),
-                ca_cert: ca_dir.as_ref().map(|d| d.join("ca.crt")),
+                // EC's own certificate, as the registry-tls Secret holds it (certs/ca.crt is
+                // a copy, alone in its directory for skopeo).
+                ca_cert: match &ec_dir {
+                    Some(ec) => Some(ec.join("tls.crt")),
+                    None => ca_dir.as_ref().map(|d| d.join("ca.crt")),
+                },
                 ca_dir,
-                username: kind.auth().then(|| Self::USERNAME.to_owned()),
-                password: kind.auth().then(|| Self::PASSWORD.to_owned()),
+                username,
+                password,
                 pid: started_pid(&output),
+                ec_dir,
+                token,
                 dir,
                 stopped: false,
                 _tmp: tmp,
@@ -507,9 +626,27 @@ pub fn skopeo_ok<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     run_ok(Command::new("skopeo").arg("--insecure-policy").args(args))
 }
 
-/// The `velero-airgap` binary under test.
+/// The proxy variables the tool reads (Go's names plus curl's `ALL_PROXY`).
+pub const PROXY_VARIABLES: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+/// The `velero-airgap` binary under test, without the proxy variables of the environment the
+/// tests run in (the lab is on 127.0.0.1, which the tool would send through them): tests that
+/// want a proxy set their own.
 pub fn velero_airgap() -> assert_cmd::Command {
-    assert_cmd::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
+    let mut command = assert_cmd::Command::new(env!("CARGO_BIN_EXE_velero-airgap"));
+    for name in PROXY_VARIABLES {
+        command.env_remove(name);
+    }
+    command
 }
 
 /// Runs the binary under test with `args` and returns its exit code, stderr and peak
@@ -654,4 +791,22 @@ pub async fn refuse_tls(socket: &mut tokio::net::TcpStream) -> bool {
         return true;
     }
     false
+}
+
+/// Runs `velero-airgap ARGS` with stdout and stderr on a pipe whose read end is closed
+/// before it starts, as `velero-airgap … 2>&1 | head -0` would, so every write it makes
+/// fails with EPIPE. Returns the exit code (`None` when a signal ended it).
+pub fn run_with_closed_pipe(args: &[&std::ffi::OsStr], envs: &[(&str, &Path)]) -> Option<i32> {
+    let (reader, writer) = std::io::pipe().expect("create a pipe");
+    drop(reader);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_velero-airgap"));
+    command
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer.try_clone().expect("clone the pipe's write end"))
+        .stderr(writer);
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    command.status().expect("run velero-airgap").code()
 }
