@@ -246,10 +246,9 @@ fn shared_layers_are_fetched_once() {
     let summary = build_ok(&sources, &bundle, &[]);
     // Each image has its own layer plus the shared base layer: 8 layer uses, 5
     // distinct layers; the three plugin images (the AWS plugin, postgres, mongodb) each
-    // add the layer holding their binary. Configs of the two indexed images are fetched
-    // as blobs too (single-manifest configs are already fetched while resolving): 10.
-    assert_eq!(summary["blobs"], 10, "{summary:#}");
-    assert_eq!(summary["blobsFetched"], 10, "{summary:#}");
+    // add the layer holding their binary; and the four configs: 12.
+    assert_eq!(summary["blobs"], 12, "{summary:#}");
+    assert_eq!(summary["blobsFetched"], 12, "{summary:#}");
 }
 
 #[test]
@@ -259,12 +258,12 @@ fn cache_serves_a_rebuild() {
     let cache_arg = format!("--cache-dir={}", cache.display());
     build_ok(&sources, &sources.path("a.tar"), &[&cache_arg]);
     let again = build_ok(&sources, &sources.path("b.tar"), &[&cache_arg]);
-    // Every layer, and the configs of the two indexed images, come from the cache; the
-    // configs of single-manifest images are read again while resolving (they say the
-    // platform).
-    assert_eq!(again["blobs"], 9, "{again:#}");
-    assert_eq!(again["blobsCached"], 7, "{again:#}");
-    assert_eq!(again["blobsFetched"], 2, "{again:#}");
+    // Every layer comes from the cache; the four configs are read again from the
+    // registry (while resolving, and by the plugin checks): they say the platform and
+    // the user.
+    assert_eq!(again["blobs"], 12, "{again:#}");
+    assert_eq!(again["blobsCached"], 8, "{again:#}");
+    assert_eq!(again["blobsFetched"], 4, "{again:#}");
 }
 
 #[test]
@@ -360,11 +359,37 @@ fn build_until_laid_out(sources: &Sources, bundle: &Path, extra: &[&str]) -> std
     child
 }
 
+/// The registry goes away while the plugin checks fetch the layers of the plugin and
+/// Velero images (every layer of this set: they are all read before the bundle is laid
+/// out, see `pack::inspect`).
 #[test]
 fn registry_stopped_mid_build_leaves_nothing() {
+    use std::io::BufRead;
     let sources = Sources::start(RegistryKind::Plain, 48 * 1024);
     let bundle = sources.path("bundle.tar");
-    let child = build_until_laid_out(&sources, &bundle, &["--retries", "0"]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
+        .arg("build")
+        .arg("-c")
+        .arg(&sources.config)
+        .arg("-o")
+        .arg(&bundle)
+        .args(sources.registry_args())
+        .args(["--jobs", "1", "--retries", "0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("for the plugin checks") {
+            signal(&child, "STOP");
+            break;
+        }
+    }
+    assert!(seen.contains("for the plugin checks"), "{seen}");
     let Sources {
         registry,
         dir: keep,
@@ -372,10 +397,14 @@ fn registry_stopped_mid_build_leaves_nothing() {
     } = sources;
     drop(registry);
     signal(&child, "CONT");
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    for line in lines {
+        seen.push_str(&line.unwrap());
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{seen}");
     assert_eq!(leftovers(keep.path(), "bundle.tar"), Vec::<String>::new());
+    assert!(!bundle.exists());
 }
 
 /// Runs a command `inspect` printed, as a user would paste it into a shell.
@@ -688,5 +717,5 @@ fn verify_draws_a_progress_bar_on_a_terminal() {
     let total = format!("/{:.1} MB", size as f64 / 1e6);
     assert!(drawn.contains("verifying"), "{drawn:?}");
     assert!(drawn.contains(&total), "{total} not in {drawn:?}");
-    assert!(drawn.contains(": ok (4 images, 9 blobs"), "{drawn:?}");
+    assert!(drawn.contains(": ok (4 images, 12 blobs"), "{drawn:?}");
 }
