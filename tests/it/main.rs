@@ -14,6 +14,7 @@ mod embedded_cluster;
 mod exit_codes;
 mod lab_services;
 mod planted_links;
+mod plugins;
 mod proxy;
 mod registry_credentials;
 mod registry_faults;

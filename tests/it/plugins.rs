@@ -1,0 +1,400 @@
+//! The plugin checks on real plugin images: binaries compiled by `scripts/mkplugins.sh`
+//! (static and dynamic C, Go with build information naming a Velero version, a foreign
+//! architecture, whiteouts, collisions), served by a lab registry next to stand-ins for
+//! the Velero and AWS plugin images of the default release (Velero 1.18.2). Each case of
+//! issue 11 is one build here; `plugin_run` shows the good image really copies its binary
+//! under the hardening the rendered values set.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use crate::lab::sources::{self, AWS_PLUGIN, Sources, VELERO, path_of};
+use crate::lab::{
+    ImageSpec, Registry, RegistryKind, SeedFormat, make_images, read_entry, run_ok, script, seed,
+    velero_airgap,
+};
+
+/// The layout `mkplugins.sh` writes, once per test process; its build cache is kept in
+/// the target directory, so that Go compiles the standard library once per checkout.
+fn plugin_layout() -> &'static Path {
+    static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let layout = tmp.join(format!("plugins-layout-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&layout);
+        run_ok(
+            std::process::Command::new("bash")
+                .arg(script("mkplugins.sh"))
+                .arg("--cache")
+                .arg(tmp.join("mkplugins-cache"))
+                .arg(&layout),
+        );
+        layout
+    })
+}
+
+/// The canonical reference of a `mkplugins.sh` case, as the config names it.
+fn case(name: &str) -> String {
+    format!("registry.example.com/plugins/{name}:1.0")
+}
+
+/// A lab registry serving Velero, the AWS plugin and the given `mkplugins.sh` cases (plus
+/// `extra` images made by `mkimages.py`), and a config naming the cases and extras as
+/// plugins (each named after its repository).
+fn lab(cases: &[&str], extra: &[ImageSpec]) -> Sources {
+    let registry = Registry::start(RegistryKind::Plain);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let layout = dir.path().join("layout");
+    let mut specs = vec![
+        ImageSpec::single(VELERO, &[16]),
+        ImageSpec::multi_arch(AWS_PLUGIN, &["amd64", "arm64"], &[16]),
+    ];
+    specs.extend(extra.iter().cloned());
+    make_images(&layout, &specs);
+    for spec in &specs {
+        let all = spec.platforms.len() > 1;
+        seed(
+            &registry,
+            &layout,
+            &spec.name,
+            path_of(&spec.name),
+            SeedFormat::Oci,
+            all,
+        );
+    }
+    let plugins = plugin_layout();
+    for name in cases {
+        let local = format!("lab.test/plugins/{name}:1.0");
+        seed(
+            &registry,
+            plugins,
+            &local,
+            &format!("plugins/{name}:1.0"),
+            SeedFormat::Oci,
+            false,
+        );
+    }
+    let mut references: Vec<String> = cases.iter().map(|name| case(name)).collect();
+    references.extend(extra.iter().map(|spec| spec.name.clone()));
+    let references: Vec<&str> = references.iter().map(String::as_str).collect();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, sources::config_text(&references)).expect("write config");
+    Sources {
+        registry,
+        dir,
+        config,
+    }
+}
+
+/// `build`: exit code, stderr, and `bundle.json` when a bundle was written.
+fn build(lab: &Sources, extra: &[&str]) -> (i32, String, Option<Value>) {
+    let bundle = lab.path("bundle.tar");
+    let (code, _, stderr) = sources::build(lab, &bundle, extra);
+    let manifest = bundle
+        .exists()
+        .then(|| serde_json::from_slice(&read_entry(&bundle, "bundle.json")).unwrap());
+    (code, stderr, manifest)
+}
+
+/// The one report of the image whose canonical reference is `reference`.
+fn report<'a>(manifest: &'a Value, reference: &str) -> &'a Value {
+    let image = manifest["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|image| image["canonicalReference"] == reference)
+        .unwrap_or_else(|| panic!("{reference} not in {manifest:#}"));
+    let reports = image["plugin"].as_object().expect("a plugin report");
+    assert_eq!(reports.len(), 1, "{image:#}");
+    reports.values().next().unwrap()
+}
+
+/// The codes of a report's findings.
+fn codes(report: &Value) -> Vec<&str> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|finding| finding["code"].as_str().unwrap())
+        .collect()
+}
+
+/// A build that must fail on one plugin check: exit 1, the finding named on stderr as an
+/// error, and no bundle.
+fn refused(cases: &[&str], message: &str) -> String {
+    let lab = lab(cases, &[]);
+    let (exit, stderr, manifest) = build(&lab, &[]);
+    assert_eq!(exit, 1, "{stderr}");
+    assert!(manifest.is_none(), "a bundle was written: {stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.starts_with("error:") && line.contains(message)),
+        "{message:?} not in an error line of {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn static_c_plugin_passes_and_is_reported() {
+    let lab = lab(&["static-c"], &[]);
+    let (exit, stderr, manifest) = build(&lab, &[]);
+    assert_eq!(exit, 0, "{stderr}");
+    let manifest = manifest.unwrap();
+    let static_c = report(&manifest, &case("static-c"));
+    assert_eq!(static_c["platform"], "linux/amd64");
+    assert_eq!(
+        static_c["entrypoint"],
+        serde_json::json!([
+            "cp-plugin",
+            "/plugins/velero-plugin-static-c",
+            "/target/velero-plugin-static-c"
+        ])
+    );
+    assert_eq!(static_c["user"], "65532:65532");
+    let binary = &static_c["binaries"][0];
+    assert_eq!(binary["path"], "/plugins/velero-plugin-static-c");
+    assert_eq!(binary["architecture"], "amd64");
+    assert_eq!(binary["static"], true);
+    // A C program: no Go build information, so compatibility is unknown.
+    assert_eq!(codes(static_c), ["no-build-info"], "{static_c:#}");
+    // The AWS plugin has a report per bundled platform manifest too; Velero has none.
+    report(&manifest, AWS_PLUGIN);
+    let velero = manifest["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|image| image["canonicalReference"] == VELERO)
+        .unwrap();
+    assert!(velero.get("plugin").is_none(), "{velero:#}");
+}
+
+#[test]
+fn go_plugin_records_the_velero_version_it_was_built_against() {
+    let lab = lab(&["go-plugin", "go-plugin-fork"], &[]);
+    let (exit, stderr, manifest) = build(&lab, &[]);
+    assert_eq!(exit, 0, "{stderr}");
+    let manifest = manifest.unwrap();
+    let go = &report(&manifest, &case("go-plugin"))["binaries"][0];
+    assert_eq!(go["static"], true, "{go:#}");
+    assert!(
+        go["goVersion"].as_str().unwrap().starts_with("go1."),
+        "{go:#}"
+    );
+    assert!(go["mainModule"].as_str().is_some(), "{go:#}");
+    // Replaced by a local stub directory: the required version stays.
+    assert_eq!(go["veleroVersion"], "v1.16.1", "{go:#}");
+    assert!(codes(report(&manifest, &case("go-plugin"))).is_empty());
+    // Replaced by another module's version: that version is what was compiled in.
+    let fork = &report(&manifest, &case("go-plugin-fork"))["binaries"][0];
+    assert_eq!(fork["veleroVersion"], "v1.17.0", "{fork:#}");
+}
+
+#[test]
+fn plugin_built_against_a_newer_velero_is_a_warning() {
+    let lab = lab(&["go-plugin-new"], &[]);
+    let (exit, stderr, manifest) = build(&lab, &[]);
+    assert_eq!(exit, 0, "{stderr}");
+    let report = report(manifest.as_ref().unwrap(), &case("go-plugin-new"));
+    assert_eq!(codes(report), ["newer-plugin-api"], "{report:#}");
+    assert!(
+        stderr.lines().any(|line| line.starts_with("warning:")
+            && line.contains("built against Velero v1.19.0, newer than the server's 1.18")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn dynamic_binary_is_refused() {
+    refused(&["dynamic"], "dynamically linked");
+}
+
+#[test]
+fn binary_for_another_architecture_is_refused() {
+    refused(&["wrong-arch"], "is built for arm64");
+}
+
+#[test]
+fn entrypoint_that_does_not_copy_is_refused_unless_allowed() {
+    let stderr = refused(
+        &["sleep"],
+        "not a Velero plugin image: its entrypoint does not copy into /target",
+    );
+    assert!(
+        stderr.contains("--allow-unrecognised-plugin sleep"),
+        "{stderr}"
+    );
+    let lab = lab(&["sleep"], &[]);
+    let (exit, stderr, manifest) = build(&lab, &["--allow-unrecognised-plugin", "sleep"]);
+    assert_eq!(exit, 0, "{stderr}");
+    let manifest = manifest.unwrap();
+    let report = report(&manifest, &case("sleep"));
+    assert_eq!(report["findings"][0]["code"], "not-a-plugin");
+    assert_eq!(report["findings"][0]["severity"], "warning");
+    // Recorded, so that an offline re-check judges the same way.
+    assert_eq!(
+        manifest["renderInputs"]["allowUnrecognisedPlugins"],
+        serde_json::json!(["sleep"])
+    );
+    let verified = velero_airgap()
+        .args(["verify", "--plugins"])
+        .arg(lab.path("bundle.tar"))
+        .output()
+        .unwrap();
+    assert!(
+        verified.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    // A name that is no plugin of the config is a mistake.
+    let (exit, stderr, _) = build(&lab, &["--allow-unrecognised-plugin", "slepe"]);
+    assert_eq!(exit, 1, "{stderr}");
+    assert!(stderr.contains("slepe"), "{stderr}");
+}
+
+#[test]
+fn binary_removed_by_a_later_layer_is_refused() {
+    refused(&["whiteout"], "velero-plugin-whiteout");
+}
+
+#[test]
+fn csi_plugin_is_refused_with_velero_1_18() {
+    refused(&["csi"], "another plugin is already registered");
+}
+
+#[test]
+fn aws_plugin_configured_twice_is_refused() {
+    refused(&["aws-again"], "which the deployment already carries");
+}
+
+#[test]
+fn two_plugins_with_the_same_binary_name_are_refused() {
+    refused(
+        &["same-name-a", "same-name-b"],
+        "both install /target/velero-plugin-dup",
+    );
+}
+
+#[test]
+fn shell_and_busybox_cp_entrypoints_are_recognised() {
+    let lab = lab(&["busybox-style", "cp-r"], &[]);
+    let (exit, stderr, manifest) = build(&lab, &[]);
+    assert_eq!(exit, 0, "{stderr}");
+    let manifest = manifest.unwrap();
+    for name in ["busybox-style", "cp-r"] {
+        let report = report(&manifest, &case(name));
+        assert!(
+            !report["binaries"].as_array().unwrap().is_empty(),
+            "{name}: {report:#}"
+        );
+        assert!(
+            !codes(report).contains(&"not-a-plugin"),
+            "{name}: {report:#}"
+        );
+    }
+}
+
+#[test]
+fn plugin_running_as_root_is_a_warning() {
+    let root = ImageSpec::single("registry.example.com/acme/velero-plugin-root:1.0", &[4])
+        .options(&["user=0:0"]);
+    let lab = lab(&[], &[root]);
+    let (exit, stderr, manifest) = build(&lab, &[]);
+    assert_eq!(exit, 0, "{stderr}");
+    let report = report(
+        manifest.as_ref().unwrap(),
+        "registry.example.com/acme/velero-plugin-root:1.0",
+    );
+    assert!(codes(report).contains(&"runs-as-root"), "{report:#}");
+    assert!(stderr.contains("runs as root"), "{stderr}");
+}
+
+#[test]
+fn inspect_shows_the_plugin_table() {
+    let lab = lab(&["go-plugin"], &[]);
+    let (exit, stderr, _) = build(&lab, &[]);
+    assert_eq!(exit, 0, "{stderr}");
+    let out = velero_airgap()
+        .arg("inspect")
+        .arg(lab.path("bundle.tar"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("plugins:"), "{text}");
+    let row = text
+        .lines()
+        .find(|line| line.contains("go-plugin") && line.contains("linux/amd64"))
+        .unwrap_or_else(|| panic!("no go-plugin row in {text}"));
+    for cell in ["velero-plugin-go", "amd64", "yes", "v1.16.1", "65532:65532"] {
+        assert!(row.contains(cell), "{cell} not in {row:?}");
+    }
+    let json = velero_airgap()
+        .args(["inspect", "--json"])
+        .arg(lab.path("bundle.tar"))
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&json.stdout).unwrap();
+    let image = json["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|image| image["canonicalReference"] == case("go-plugin"))
+        .unwrap();
+    assert!(
+        image["plugin"]
+            .as_object()
+            .is_some_and(|reports| reports.len() == 1)
+    );
+}
+
+#[test]
+fn validate_online_shows_the_plugin_report() {
+    let lab = lab(&["static-c", "dynamic"], &[]);
+    let out = velero_airgap()
+        .args(["validate", "--online", "--json", "-c"])
+        .arg(&lab.config)
+        .args(lab.registry_args())
+        .env("DOCKER_CONFIG", lab.path("no-docker-config"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let online = json["online"].as_array().unwrap();
+    let find = |reference: &str| {
+        online
+            .iter()
+            .find(|result| result["reference"] == reference)
+            .unwrap_or_else(|| panic!("{reference} not in {json:#}"))
+    };
+    let dynamic = find(&case("dynamic"));
+    assert_eq!(dynamic["ok"], false, "{dynamic:#}");
+    let reports = dynamic["plugin"].as_object().unwrap();
+    let findings = &reports.values().next().unwrap()["findings"];
+    assert!(
+        findings
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|finding| finding["code"] == "dynamic-binary"),
+        "{dynamic:#}"
+    );
+    assert_eq!(find(&case("static-c"))["ok"], true);
+    // The text form prints the findings as they come.
+    let text = velero_airgap()
+        .args(["validate", "--online", "-c"])
+        .arg(&lab.config)
+        .args(lab.registry_args())
+        .env("DOCKER_CONFIG", lab.path("no-docker-config"))
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&text.stdout),
+        String::from_utf8_lossy(&text.stderr)
+    );
+    assert!(all.contains("dynamically linked"), "{all}");
+}
