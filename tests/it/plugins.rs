@@ -398,3 +398,80 @@ fn validate_online_shows_the_plugin_report() {
     );
     assert!(all.contains("dynamically linked"), "{all}");
 }
+
+/// Runs `NAME` of the OCI layout `layout` with `scripts/run-plugin.sh` (`ctr run`, runc,
+/// the restrictions of the rendered securityContext) into a fresh `/target`: exit code,
+/// the target directory, and the script's output.
+fn run_plugin(layout: &Path, name: &str, scratch: &Path) -> (i32, PathBuf, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let target = scratch.join(format!("target-{}", name.replace(['/', ':'], "_")));
+    std::fs::create_dir_all(&target).unwrap();
+    // The plugin runs as 65532, like the emptyDir a pod mounts writable for any user.
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg(script("run-plugin.sh"))
+        .arg(layout)
+        .arg(name)
+        .arg(&target)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), target, text)
+}
+
+/// The checks and the hardening agree with reality: the plugin image as bundled, run the
+/// way Kubernetes runs the init container under the rendered securityContext (read-only
+/// root, no capabilities, no privilege escalation, the image's non-root user), leaves its
+/// binary in `/target`; the image whose binary a later layer whites out, which the checks
+/// refuse, leaves nothing.
+#[test]
+fn plugin_run_the_bundled_plugin_lands_in_target_under_the_hardening() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let lab = lab(&["static-c"], &[]);
+    let (exit, stderr, _) = build(&lab, &[]);
+    assert_eq!(exit, 0, "{stderr}");
+    let values = String::from_utf8(read_entry(&lab.path("bundle.tar"), "values.yaml")).unwrap();
+    let container = values
+        .split("- name: ")
+        .find(|block| block.starts_with("\"static-c\"\n"))
+        .unwrap_or_else(|| panic!("no static-c init container in {values}"));
+    for setting in [
+        "allowPrivilegeEscalation: false",
+        "readOnlyRootFilesystem: true",
+        "- \"ALL\"",
+        "runAsNonRoot: true",
+        "type: \"RuntimeDefault\"",
+    ] {
+        assert!(container.contains(setting), "{setting} not in {container}");
+    }
+
+    // The bundle is an OCI layout: unpacked, run-plugin.sh runs the bundled bytes.
+    let layout = lab.path("unpacked");
+    std::fs::create_dir_all(&layout).unwrap();
+    run_ok(
+        std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(lab.path("bundle.tar"))
+            .arg("-C")
+            .arg(&layout),
+    );
+    let (code, target, text) = run_plugin(&layout, &case("static-c"), lab.dir.path());
+    assert_eq!(code, 0, "{text}");
+    let binary = target.join("velero-plugin-static-c");
+    let metadata = std::fs::metadata(&binary).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(metadata.permissions().mode() & 0o777, 0o755, "{text}");
+    assert_eq!((metadata.uid(), metadata.gid()), (65532, 65532), "{text}");
+    assert!(std::fs::read(&binary).unwrap().starts_with(b"\x7fELF"));
+
+    let (code, target, text) = run_plugin(
+        plugin_layout(),
+        "lab.test/plugins/whiteout:1.0",
+        lab.dir.path(),
+    );
+    assert_ne!(code, 0, "{text}");
+    assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{text}");
+}
