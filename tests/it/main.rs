@@ -20,6 +20,7 @@ mod registry_credentials;
 mod registry_faults;
 mod registry_pull;
 mod registry_push;
+mod sbom;
 mod sign_openssl;
 mod signatures;
 mod token_auth;

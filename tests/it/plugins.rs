@@ -18,7 +18,7 @@ use crate::lab::{
 
 /// The layout `mkplugins.sh` writes, once per test process; its build cache is kept in
 /// the target directory, so that Go compiles the standard library once per checkout.
-fn plugin_layout() -> &'static Path {
+pub(crate) fn plugin_layout() -> &'static Path {
     static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
     LAYOUT.get_or_init(|| {
         let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
@@ -36,14 +36,14 @@ fn plugin_layout() -> &'static Path {
 }
 
 /// The canonical reference of a `mkplugins.sh` case, as the config names it.
-fn case(name: &str) -> String {
+pub(crate) fn case(name: &str) -> String {
     format!("registry.example.com/plugins/{name}:1.0")
 }
 
 /// A lab registry serving Velero, the AWS plugin and the given `mkplugins.sh` cases (plus
 /// `extra` images made by `mkimages.py`), and a config naming the cases and extras as
 /// plugins (each named after its repository).
-fn lab(cases: &[&str], extra: &[ImageSpec]) -> Sources {
+pub(crate) fn lab(cases: &[&str], extra: &[ImageSpec]) -> Sources {
     let registry = Registry::start(RegistryKind::Plain);
     let dir = tempfile::tempdir().expect("temp dir");
     let layout = dir.path().join("layout");
