@@ -475,3 +475,144 @@ fn plugin_run_the_bundled_plugin_lands_in_target_under_the_hardening() {
     assert_ne!(code, 0, "{text}");
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{text}");
 }
+
+/// A copy of the tar `bundle` at `output` with each entry `edit` changes, and
+/// `SHA256SUMS` (and `bundle.json`'s file list) updated to match: every checksum agrees,
+/// as after a deliberate edit.
+fn rewrite_bundle(bundle: &Path, output: &Path, edit: impl Fn(&str, Vec<u8>) -> Vec<u8>) {
+    use sha2::Digest as _;
+    let sha = |bytes: &[u8]| hex::encode(sha2::Sha256::digest(bytes));
+    let mut archive = tar::Archive::new(std::fs::File::open(bundle).unwrap());
+    let mut entries: Vec<(tar::Header, String, Vec<u8>)> = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        let edited = edit(&name, bytes);
+        entries.push((entry.header().clone(), name, edited));
+    }
+    let hashes: Vec<(String, String, usize)> = entries
+        .iter()
+        .map(|(_, name, bytes)| (name.clone(), sha(bytes), bytes.len()))
+        .collect();
+    for (_, name, bytes) in entries.iter_mut() {
+        if name == "bundle.json" {
+            let mut manifest: Value = serde_json::from_slice(bytes).unwrap();
+            for file in manifest["files"].as_array_mut().unwrap() {
+                let (_, hash, size) = hashes.iter().find(|(n, ..)| *n == file["name"]).unwrap();
+                file["sha256"] = hash.clone().into();
+                file["size"] = (*size).into();
+            }
+            let mut json = serde_json::to_vec_pretty(&manifest).unwrap();
+            json.push(b'\n');
+            *bytes = json;
+        }
+    }
+    let bundle_json = entries.iter().find(|(_, n, _)| n == "bundle.json").unwrap();
+    let bundle_json_hash = sha(&bundle_json.2);
+    for (_, name, bytes) in entries.iter_mut() {
+        if name == "SHA256SUMS" {
+            let text = String::from_utf8(bytes.clone()).unwrap();
+            let lines: Vec<String> = text
+                .lines()
+                .map(|line| {
+                    let (_, file) = line.split_once("  ").unwrap();
+                    let hash = if file == "bundle.json" {
+                        bundle_json_hash.clone()
+                    } else {
+                        hashes.iter().find(|(n, ..)| n == file).unwrap().1.clone()
+                    };
+                    format!("{hash}  {file}\n")
+                })
+                .collect();
+            *bytes = lines.concat().into_bytes();
+        }
+    }
+    let mut builder = tar::Builder::new(std::fs::File::create(output).unwrap());
+    for (mut header, _, bytes) in entries {
+        header.set_size(bytes.len() as u64);
+        header.set_cksum();
+        builder.append(&header, bytes.as_slice()).unwrap();
+    }
+    builder.finish().unwrap();
+}
+
+/// `verify --plugins` and `unpack --plugins` derive the reports and the SBOM from the
+/// bundled layers again: an edited report or SBOM, which every checksum agrees with (so
+/// plain `verify` passes), is caught, and unpack refuses the bundle before loading it.
+#[test]
+fn verify_and_unpack_plugins_rederive_reports_and_sbom() {
+    let lab = lab(&["go-plugin"], &[]);
+    let (exit, stderr, _) = build(&lab, &[]);
+    assert_eq!(exit, 0, "{stderr}");
+    let bundle = lab.path("bundle.tar");
+    let verify = |bundle: &Path, plugins: bool| {
+        let mut command = velero_airgap();
+        command.arg("verify");
+        if plugins {
+            command.arg("--plugins");
+        }
+        let out = command.arg(bundle).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, text) = verify(&bundle, true);
+    assert_eq!(code, 0, "{text}");
+
+    let edited_report = lab.path("report.tar");
+    rewrite_bundle(&bundle, &edited_report, |name, bytes| {
+        if name != "bundle.json" {
+            return bytes;
+        }
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.contains("\"v1.16.1\""));
+        text.replace("\"v1.16.1\"", "\"v1.18.0\"").into_bytes()
+    });
+    let (code, text) = verify(&edited_report, false);
+    assert_eq!(code, 0, "plain verify trusts the checksums: {text}");
+    let (code, text) = verify(&edited_report, true);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("the plugin report of {}", case("go-plugin"))),
+        "{text}"
+    );
+
+    let edited_sbom = lab.path("sbom.tar");
+    rewrite_bundle(&bundle, &edited_sbom, |name, bytes| {
+        if name != "sbom.cdx.json" {
+            return bytes;
+        }
+        let text = String::from_utf8(bytes).unwrap();
+        text.replacen("\"application\"", "\"library\"", 1)
+            .into_bytes()
+    });
+    let (code, text) = verify(&edited_sbom, false);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = verify(&edited_sbom, true);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("sbom.cdx.json"), "{text}");
+
+    let values = lab.path("values-out.yaml");
+    let out = velero_airgap()
+        .args([
+            "unpack",
+            "--plugins",
+            "--dry-run",
+            "--registry",
+            "127.0.0.1:1",
+        ])
+        .arg("--values-out")
+        .arg(&values)
+        .arg(&edited_report)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the plugin report of"), "{stderr}");
+    assert!(!values.exists());
+}
