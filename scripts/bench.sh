@@ -316,8 +316,8 @@ row() {
     awk -v label="$label" -v ours="$ours_t" -v peer="$peer_t" -v name="$peer_name" \
         -v rss="${RSS[$2]:--}" -v target="$target" 'BEGIN {
         ratio = ours / peer
-        verdict = target == "" ? "" : (ratio <= target ? sprintf("ok (<=%.1f)", target) \
-            : sprintf("MISSED (<=%.1f)", target))
+        verdict = target == "" ? "" : (ratio <= target ? sprintf("ok (<=%g)", target) \
+            : sprintf("MISSED (<=%g)", target))
         printf "%-18s %8.3f %8.3f %6.2fx %9s   %-15s %s\n", label, ours, peer, ratio, rss, verdict, name
     }'
 }

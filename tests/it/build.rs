@@ -337,21 +337,25 @@ fn registry_gone_fails_with_no_output_file() {
     assert_eq!(leftovers(dir.path(), "bundle.tar"), Vec::<String>::new());
 }
 
-/// Starts `build` (one job at a time) and returns once the laid-out temp file
-/// beside the bundle exists: blobs are being filled.
-fn build_until_laid_out(sources: &Sources, bundle: &Path, extra: &[&str]) -> std::process::Child {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
+/// Starts `build` with its stderr piped.
+fn spawn_build(sources: &Sources, bundle: &Path, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
         .arg("build")
         .arg("-c")
         .arg(&sources.config)
         .arg("-o")
         .arg(bundle)
         .args(sources.registry_args())
-        .args(["--jobs", "1"])
         .args(extra)
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Starts `build` (one job at a time) and returns once the laid-out temp file
+/// beside the bundle exists: blobs are being filled.
+fn build_until_laid_out(sources: &Sources, bundle: &Path, extra: &[&str]) -> std::process::Child {
+    let mut child = spawn_build(sources, bundle, &[&["--jobs", "1"], extra].concat());
     // Stopped as soon as the layout exists: the caller acts, then resumes it.
     freeze_when(&mut child, || {
         !leftovers(sources.dir.path(), "bundle.tar").is_empty()
@@ -367,17 +371,7 @@ fn registry_stopped_mid_build_leaves_nothing() {
     use std::io::BufRead;
     let sources = Sources::start(RegistryKind::Plain, 48 * 1024);
     let bundle = sources.path("bundle.tar");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
-        .arg("build")
-        .arg("-c")
-        .arg(&sources.config)
-        .arg("-o")
-        .arg(&bundle)
-        .args(sources.registry_args())
-        .args(["--jobs", "1", "--retries", "0"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_build(&sources, &bundle, &["--jobs", "1", "--retries", "0"]);
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
     let mut seen = String::new();
     for line in lines.by_ref() {
@@ -577,16 +571,7 @@ fn literal_secrets_are_refused_unless_allowed() {
 fn ctrl_c_while_compressing_leaves_no_bundle() {
     let sources = Sources::start(RegistryKind::Plain, 32 * 1024);
     let bundle = sources.path("bundle.tar.gz");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
-        .arg("build")
-        .arg("-c")
-        .arg(&sources.config)
-        .arg("-o")
-        .arg(&bundle)
-        .args(sources.registry_args())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_build(&sources, &bundle, &[]);
     let stderr = interrupt_at(&mut child, "writing bundle");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");
