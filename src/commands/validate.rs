@@ -21,9 +21,10 @@ fn online(args: &ValidateArgs, output: Output) -> anyhow::Result<Vec<OnlineResul
             && !args.json
             && (!output.quiet || finding.severity == FindingSeverity::Error)
         {
-            eprintln!(
+            note!(
                 "{file}: {}: {subject}: {}",
-                finding.severity, finding.message
+                finding.severity,
+                finding.message
             );
         }
     };

@@ -55,9 +55,7 @@ pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
                 note!("sha256 {}", sha256.hex());
             }
             if options.plugins {
-                eprintln!(
-                    "plugin reports and SBOM derived again from the bundled layers: identical"
-                );
+                note!("plugin reports and SBOM derived again from the bundled layers: identical");
             }
             if let Some(fingerprint) = &signatures.bundle_key_fingerprint {
                 note!("bundle signature verified with key {fingerprint}");

@@ -86,7 +86,7 @@ fn file_names<'a>(entry: &PluginEntry<'a>) -> impl Iterator<Item = &'a str> {
         .report
         .binaries
         .iter()
-        .map(|binary| binary.file_name())
+        .map(super::report::BinaryReport::file_name)
 }
 
 /// The CSI plugin with a Velero that has it built in: Velero refuses to start with

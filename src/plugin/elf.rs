@@ -403,7 +403,7 @@ impl ElfScanner {
             match tag {
                 DT_NULL => break,
                 DT_NEEDED if self.needed_offsets.len() < MAX_NEEDED => {
-                    self.needed_offsets.push(value)
+                    self.needed_offsets.push(value);
                 }
                 DT_STRTAB => table_address = Some(value),
                 DT_STRSZ => table_size = Some(value),

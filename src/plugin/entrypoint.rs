@@ -174,7 +174,7 @@ fn split_script(script: &str) -> Option<Vec<Vec<String>>> {
                         '$' | '`' => return None,
                         '\\' => match characters.next()? {
                             escaped @ ('"' | '\\' | '$' | '`') => {
-                                glob::push_escaped(&mut word, escaped)
+                                glob::push_escaped(&mut word, escaped);
                             }
                             '\n' => {}
                             other => {
@@ -261,7 +261,7 @@ fn cp(program: String, arguments: &[String]) -> Option<CopyCommand> {
             match long.split_once('=') {
                 _ if long.is_empty() => options_done = true,
                 Some(("target-directory", directory)) => {
-                    target_directory = Some(directory.to_string())
+                    target_directory = Some(directory.to_string());
                 }
                 Some(("preserve" | "no-preserve", _)) => {}
                 _ => match long {
@@ -370,7 +370,7 @@ mod tests {
     use super::*;
 
     fn argv(words: &[&str]) -> Vec<String> {
-        words.iter().map(|word| word.to_string()).collect()
+        words.iter().map(std::string::ToString::to_string).collect()
     }
 
     #[test]

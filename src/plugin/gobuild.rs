@@ -170,7 +170,7 @@ impl GoBuildInfoScanner {
                     self.captured = Some(bytes);
                 }
                 State::Capturing { start, bytes, .. } => {
-                    self.consume(bytes.get(1..).unwrap_or(&[]), start + 1)
+                    self.consume(bytes.get(1..).unwrap_or(&[]), start + 1);
                 }
             }
         }

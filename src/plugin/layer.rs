@@ -227,7 +227,7 @@ impl Scanner {
             return self.record(change, 0);
         }
         let link_target = |link: Option<Vec<u8>>| {
-            link.or_else(|| header.link_name_bytes().map(|link| link.into_owned()))
+            link.or_else(|| header.link_name_bytes().map(std::borrow::Cow::into_owned))
                 .unwrap_or_default()
         };
         let (node, extra) = match kind {

@@ -59,7 +59,10 @@ impl ElfBuilder {
         self
     }
     pub fn needed(mut self, libraries: &[&str]) -> Self {
-        self.needed = libraries.iter().map(|name| name.to_string()).collect();
+        self.needed = libraries
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect();
         self
     }
     /// Zero bytes before the string table and the dynamic section.
