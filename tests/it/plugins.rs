@@ -476,10 +476,10 @@ fn plugin_run_the_bundled_plugin_lands_in_target_under_the_hardening() {
     assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{text}");
 }
 
-/// A copy of the tar `bundle` at `output` with each entry `edit` changes, and
-/// `SHA256SUMS` (and `bundle.json`'s file list) updated to match: every checksum agrees,
-/// as after a deliberate edit.
-fn rewrite_bundle(bundle: &Path, output: &Path, edit: impl Fn(&str, Vec<u8>) -> Vec<u8>) {
+/// A copy of the tar `bundle` at `output` with each entry as `edit` makes it (`None`
+/// drops it), and `SHA256SUMS` and `bundle.json`'s file list updated to match: every
+/// checksum agrees, as after a deliberate edit.
+fn rewrite_bundle(bundle: &Path, output: &Path, edit: impl Fn(&str, Vec<u8>) -> Option<Vec<u8>>) {
     use sha2::Digest as _;
     let sha = |bytes: &[u8]| hex::encode(sha2::Sha256::digest(bytes));
     let mut archive = tar::Archive::new(std::fs::File::open(bundle).unwrap());
@@ -489,46 +489,39 @@ fn rewrite_bundle(bundle: &Path, output: &Path, edit: impl Fn(&str, Vec<u8>) -> 
         let name = entry.path().unwrap().display().to_string();
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
-        let edited = edit(&name, bytes);
-        entries.push((entry.header().clone(), name, edited));
+        if let Some(edited) = edit(&name, bytes) {
+            entries.push((entry.header().clone(), name, edited));
+        }
     }
-    let hashes: Vec<(String, String, usize)> = entries
+    let hash_of = |entries: &[(tar::Header, String, Vec<u8>)], name: &str| {
+        let (_, _, bytes) = entries.iter().find(|(_, n, _)| n == name)?;
+        Some((sha(bytes), bytes.len()))
+    };
+    let manifest_at = entries
         .iter()
-        .map(|(_, name, bytes)| (name.clone(), sha(bytes), bytes.len()))
+        .position(|(_, n, _)| n == "bundle.json")
+        .unwrap();
+    let mut manifest: Value = serde_json::from_slice(&entries[manifest_at].2).unwrap();
+    let files = manifest["files"].as_array_mut().unwrap();
+    files.retain(|file| hash_of(&entries, file["name"].as_str().unwrap()).is_some());
+    for file in files {
+        let (hash, size) = hash_of(&entries, file["name"].as_str().unwrap()).unwrap();
+        file["sha256"] = hash.into();
+        file["size"] = size.into();
+    }
+    let mut json = serde_json::to_vec_pretty(&manifest).unwrap();
+    json.push(b'\n');
+    entries[manifest_at].2 = json;
+    let sums_at = entries
+        .iter()
+        .position(|(_, n, _)| n == "SHA256SUMS")
+        .unwrap();
+    let sums: String = entries
+        .iter()
+        .filter(|(_, name, _)| name != "SHA256SUMS")
+        .map(|(_, name, bytes)| format!("{}  {name}\n", sha(bytes)))
         .collect();
-    for (_, name, bytes) in entries.iter_mut() {
-        if name == "bundle.json" {
-            let mut manifest: Value = serde_json::from_slice(bytes).unwrap();
-            for file in manifest["files"].as_array_mut().unwrap() {
-                let (_, hash, size) = hashes.iter().find(|(n, ..)| *n == file["name"]).unwrap();
-                file["sha256"] = hash.clone().into();
-                file["size"] = (*size).into();
-            }
-            let mut json = serde_json::to_vec_pretty(&manifest).unwrap();
-            json.push(b'\n');
-            *bytes = json;
-        }
-    }
-    let bundle_json = entries.iter().find(|(_, n, _)| n == "bundle.json").unwrap();
-    let bundle_json_hash = sha(&bundle_json.2);
-    for (_, name, bytes) in entries.iter_mut() {
-        if name == "SHA256SUMS" {
-            let text = String::from_utf8(bytes.clone()).unwrap();
-            let lines: Vec<String> = text
-                .lines()
-                .map(|line| {
-                    let (_, file) = line.split_once("  ").unwrap();
-                    let hash = if file == "bundle.json" {
-                        bundle_json_hash.clone()
-                    } else {
-                        hashes.iter().find(|(n, ..)| n == file).unwrap().1.clone()
-                    };
-                    format!("{hash}  {file}\n")
-                })
-                .collect();
-            *bytes = lines.concat().into_bytes();
-        }
-    }
+    entries[sums_at].2 = sums.into_bytes();
     let mut builder = tar::Builder::new(std::fs::File::create(output).unwrap());
     for (mut header, _, bytes) in entries {
         header.set_size(bytes.len() as u64);
@@ -567,11 +560,11 @@ fn verify_and_unpack_plugins_rederive_reports_and_sbom() {
     let edited_report = lab.path("report.tar");
     rewrite_bundle(&bundle, &edited_report, |name, bytes| {
         if name != "bundle.json" {
-            return bytes;
+            return Some(bytes);
         }
         let text = String::from_utf8(bytes).unwrap();
         assert!(text.contains("\"v1.16.1\""));
-        text.replace("\"v1.16.1\"", "\"v1.18.0\"").into_bytes()
+        Some(text.replace("\"v1.16.1\"", "\"v1.18.0\"").into_bytes())
     });
     let (code, text) = verify(&edited_report, false);
     assert_eq!(code, 0, "plain verify trusts the checksums: {text}");
@@ -585,11 +578,13 @@ fn verify_and_unpack_plugins_rederive_reports_and_sbom() {
     let edited_sbom = lab.path("sbom.tar");
     rewrite_bundle(&bundle, &edited_sbom, |name, bytes| {
         if name != "sbom.cdx.json" {
-            return bytes;
+            return Some(bytes);
         }
         let text = String::from_utf8(bytes).unwrap();
-        text.replacen("\"application\"", "\"library\"", 1)
-            .into_bytes()
+        Some(
+            text.replacen("\"application\"", "\"library\"", 1)
+                .into_bytes(),
+        )
     });
     let (code, text) = verify(&edited_sbom, false);
     assert_eq!(code, 0, "{text}");
@@ -615,4 +610,47 @@ fn verify_and_unpack_plugins_rederive_reports_and_sbom() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("the plugin report of"), "{stderr}");
     assert!(!values.exists());
+}
+
+/// Readers accept format 1 (no `sbom.cdx.json`, no plugin reports): `verify` and
+/// `inspect` read it; `inspect --sbom` and `verify --plugins` say there is nothing to
+/// show or compare.
+#[test]
+fn format_1_bundles_are_still_read() {
+    let lab = lab(&["static-c"], &[]);
+    let (exit, stderr, _) = build(&lab, &[]);
+    assert_eq!(exit, 0, "{stderr}");
+    let old = lab.path("format-1.tar");
+    rewrite_bundle(&lab.path("bundle.tar"), &old, |name, bytes| match name {
+        "sbom.cdx.json" => None,
+        "bundle.json" => {
+            let mut manifest: Value = serde_json::from_slice(&bytes).unwrap();
+            manifest["formatVersion"] = 1.into();
+            for image in manifest["images"].as_array_mut().unwrap() {
+                image.as_object_mut().unwrap().remove("plugin");
+            }
+            Some(serde_json::to_vec_pretty(&manifest).unwrap())
+        }
+        _ => Some(bytes),
+    });
+    let run = |args: &[&str]| {
+        let out = velero_airgap().args(args).arg(&old).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code().unwrap_or(-1), text)
+    };
+    let (code, text) = run(&["verify"]);
+    assert_eq!(code, 0, "{text}");
+    let (code, text) = run(&["inspect", "--json"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("\"formatVersion\": 1"), "{text}");
+    let (code, text) = run(&["inspect", "--sbom"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("has no SBOM"), "{text}");
+    let (code, text) = run(&["verify", "--plugins"]);
+    assert_ne!(code, 0, "{text}");
+    assert!(text.contains("format 1"), "{text}");
 }
