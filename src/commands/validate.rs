@@ -1,6 +1,7 @@
 //! `velero-airgap validate`: print every finding, exit 1 on errors (and on
 //! warnings with `--strict`).
 
+use super::plugin_table::plugin_table;
 use super::settings;
 use super::{ExitStatus, Output};
 use crate::cli::ValidateArgs;
@@ -101,6 +102,13 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
             }
         }
         if !output.quiet {
+            let table = plugin_table(
+                online_results
+                    .iter()
+                    .flatten()
+                    .map(|result| (&result.role, &result.plugin)),
+            );
+            super::write_output(None, table.as_bytes())?;
             note!(
                 "{file}: {}",
                 summary(errors, warnings, strict_failures, online_failures)

@@ -48,8 +48,10 @@ pub(super) struct Reader<'a> {
     pub(super) registry: &'a Registry,
     pub(super) jobs: usize,
     pub(super) cache: Option<&'a Path>,
-    /// Where the spool goes: beside the bundle, so the kernel can copy from it cheaply.
-    pub(super) spool_dir: &'a Path,
+    /// The spool goes in this file's directory: beside the bundle, so the kernel can
+    /// copy from it cheaply. A spool that cannot be made is reported as this file not
+    /// being writable, which is what the user can act on.
+    pub(super) spool_beside: &'a Path,
     pub(super) cancel: &'a CancellationToken,
     pub(super) events: &'a (dyn Fn(Event) + Sync),
 }
@@ -143,12 +145,14 @@ pub(super) async fn read_blobs(
         layers: layers.len(),
         bytes: layers.iter().map(|(_, layer)| layer.size).sum(),
     });
-    let spool = Spool::create(reader.spool_dir, layers.iter().map(|(_, layer)| layer)).map_err(
-        |source| crate::files::FileError::Write {
-            path: reader.spool_dir.to_path_buf(),
-            source,
-        },
-    )?;
+    let spool = Spool::create(
+        crate::files::parent_directory(reader.spool_beside),
+        layers.iter().map(|(_, layer)| layer),
+    )
+    .map_err(|source| crate::files::FileError::Write {
+        path: reader.spool_beside.to_path_buf(),
+        source,
+    })?;
     let spool = Arc::new(spool);
     let shared = Mutex::new(std::mem::take(read));
     let resolved = &*resolved;

@@ -422,7 +422,7 @@ async fn check_plugins(
         registry,
         jobs: request.jobs,
         cache: request.cache_dir.as_deref(),
-        spool_dir: files::parent_directory(&request.output),
+        spool_beside: &request.output,
         cancel: &request.cancel,
         events,
     };

@@ -167,13 +167,14 @@ async fn check_plugins(
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<Vec<ImageFacts>, PackError> {
     let images = inspect::deployment(resolved, rendered)?;
-    let spool_dir = std::env::temp_dir();
+    // Nothing is written: the spool is an unnamed file in the temp directory.
+    let spool_beside = std::env::temp_dir().join("velero-airgap-plugin-checks");
     let cancel = tokio_util::sync::CancellationToken::new();
     let reader = inspect::Reader {
         registry,
         jobs: request.jobs,
         cache: None,
-        spool_dir: &spool_dir,
+        spool_beside: &spool_beside,
         cancel: &cancel,
         events,
     };

@@ -397,6 +397,15 @@ fn validate_online_shows_the_plugin_report() {
         String::from_utf8_lossy(&text.stderr)
     );
     assert!(all.contains("dynamically linked"), "{all}");
+    // And the report as the table inspect prints.
+    let table = String::from_utf8_lossy(&text.stdout);
+    let row = table
+        .lines()
+        .find(|line| line.contains("dynamic") && line.contains("linux/amd64"))
+        .unwrap_or_else(|| panic!("no row for the dynamic plugin in {table}"));
+    for cell in ["velero-plugin-dynamic", "amd64", " no ", "1 error"] {
+        assert!(row.contains(cell), "{cell:?} not in {row:?}");
+    }
 }
 
 /// Runs `NAME` of the OCI layout `layout` with `scripts/run-plugin.sh` (`ctr run`, runc,

@@ -929,8 +929,9 @@ fn every_command_counts_the_same_blobs() {
     let bundle = sources.path("bundle.tar");
     let (code, built, stderr) = crate::lab::sources::build(&sources, &bundle, &[]);
     assert_eq!(code, 0, "{stderr}");
-    // 4 configs, 4 layers of their own and one base layer they share.
-    assert_eq!(built["blobs"], 9, "{built:#}");
+    // 4 configs, 4 layers of their own, one base layer they share, and the layer
+    // holding the binary of each of the three plugin images.
+    assert_eq!(built["blobs"], 12, "{built:#}");
     let bytes = built["bytes"].as_u64().unwrap();
 
     let json = |args: &[&std::ffi::OsStr]| -> Value {
@@ -943,9 +944,9 @@ fn every_command_counts_the_same_blobs() {
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let verified = json(&["verify".as_ref(), "--json".as_ref(), bundle.as_os_str()]);
-    assert_eq!(verified["blobs"], 9, "{verified:#}");
+    assert_eq!(verified["blobs"], 12, "{verified:#}");
     let inspected = json(&["inspect".as_ref(), "--json".as_ref(), bundle.as_os_str()]);
-    assert_eq!(inspected["blobs"]["blobs"], 9, "{inspected:#}");
+    assert_eq!(inspected["blobs"]["blobs"], 12, "{inspected:#}");
     assert_eq!(inspected["blobs"]["bytes"], bytes, "{inspected:#}");
     let inspect_text = velero_airgap()
         .arg("inspect")
@@ -953,7 +954,7 @@ fn every_command_counts_the_same_blobs() {
         .output()
         .unwrap();
     let inspect_text = String::from_utf8_lossy(&inspect_text.stdout).into_owned();
-    assert!(inspect_text.contains("\nblobs:     9 ("), "{inspect_text}");
+    assert!(inspect_text.contains("\nblobs:     12 ("), "{inspect_text}");
     assert!(!inspect_text.contains("iB"), "{inspect_text}");
 
     let target = Registry::start(RegistryKind::Plain);
@@ -973,7 +974,7 @@ fn every_command_counts_the_same_blobs() {
             &first["blobsMounted"],
             &first["blobsSkipped"]
         ),
-        (&9.into(), &9.into(), &0.into(), &0.into()),
+        (&12.into(), &12.into(), &0.into(), &0.into()),
         "{first:#}"
     );
     assert_eq!(first["bytes"], bytes, "{first:#}");
@@ -984,7 +985,7 @@ fn every_command_counts_the_same_blobs() {
             &again["blobsLoaded"],
             &again["blobsSkipped"]
         ),
-        (&9.into(), &0.into(), &9.into()),
+        (&12.into(), &0.into(), &12.into()),
         "{again:#}"
     );
 
@@ -998,14 +999,14 @@ fn every_command_counts_the_same_blobs() {
     let first = unpack_ok(&bundle, &to_k0s);
     assert_eq!(
         (&first["blobs"], &first["blobsLoaded"]),
-        (&9.into(), &9.into()),
+        (&12.into(), &12.into()),
         "{first:#}"
     );
     assert_eq!(first["bytes"], bytes, "{first:#}");
     let again = unpack_ok(&bundle, &to_k0s);
     assert_eq!(
         (&again["blobsLoaded"], &again["blobsSkipped"]),
-        (&0.into(), &9.into()),
+        (&0.into(), &12.into()),
         "{again:#}"
     );
 
