@@ -248,6 +248,16 @@ fn check_domains(config: &ClusterConfig, findings: &mut Vec<Finding>) {
     }
 }
 
+/// What the config's Velero overrides ask for on their own (literal secrets, privilege on
+/// the node, dropped plugins, an unpinned `kubectl.image`): the part of [`validate`] that
+/// `verify` and `unpack` repeat on a bundle's `config.yaml`, where checksums alone prove
+/// consistency, not origin.
+pub fn override_checks(config: &ClusterConfig) -> Vec<Finding> {
+    let mut findings = vec![];
+    check_overrides(&config.velero_overrides(), &mut findings);
+    findings
+}
+
 fn check_overrides(overrides: &[VeleroOverride], findings: &mut Vec<Finding>) {
     for over in overrides {
         let values = match &over.values {

@@ -99,6 +99,20 @@ impl Pusher {
             .collect()
     }
 
+    /// Proves `repository` (`HOST[:PORT]/PATH`) is reachable and takes pushes with these
+    /// credentials, without writing anything: a check before long work.
+    pub async fn check_push(&self, repository: &str) -> Result<(), RegistryError> {
+        let target = repository_named(repository)?;
+        let context = context(&target, repository, "an upload");
+        retrying(self.retries, &context, || async {
+            self.transport
+                .check_push(&target)
+                .await
+                .map_err(|error| Failure::from_transport(error, &context))
+        })
+        .await
+    }
+
     /// Whether `repository` (`HOST[:PORT]/PATH`) holds blob `digest` (a HEAD request).
     pub async fn blob_exists(
         &self,

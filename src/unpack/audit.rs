@@ -1,5 +1,6 @@
 //! `--audit-log FILE`: one JSON line per image loaded (time, bundle sha256,
-//! canonical and target references, digest, target, action, result), appended,
+//! canonical and target references, digest, target, action, the run's warnings (the
+//! bundled config's privilege and secret findings among them), result), appended,
 //! so security reviewers have a record of what was loaded where. Nothing
 //! secret is written: credentials never reach these records.
 
@@ -41,6 +42,7 @@ pub(crate) fn success(path: &Path, summary: &UnpackSummary) -> Result<(), FileEr
                 "action": image.action,
                 "signature": image.signature,
                 "bundleKeyFingerprint": summary.bundle_key_fingerprint,
+                "warnings": summary.warnings,
                 "result": "ok",
             })
         })

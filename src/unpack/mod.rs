@@ -336,6 +336,7 @@ pub async fn unpack(
     request: UnpackRequest,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<UnpackSummary, UnpackError> {
+    let checked = preflight(&request).await?;
     let verified = verify_bundle(&request, events).await?;
     let manifest = &verified.content.manifest;
     let bundle_name = request.bundle.display().to_string();
@@ -347,8 +348,8 @@ pub async fn unpack(
         &values_address,
         &request.install,
     )?;
-    if matches!(request.target, Target::Containerd { .. } | Target::K0s(_)) {
-        check_platform(&request, manifest).await?;
+    if !checked.target {
+        check_target(&request, manifest).await?;
     }
     if !request.dry_run {
         check_space(&request, &verified)?;
@@ -375,15 +376,7 @@ pub async fn unpack(
         summary.images = dry_run(&images, &target_address)?;
         return Ok(summary);
     };
-    // The values file must be writable before the target is touched.
-    let values_file = match &request.values_out {
-        Some(out) => Some(AtomicFile::create(
-            out,
-            values_privacy(&request.install),
-            None,
-        )?),
-        None => None,
-    };
+    let values_file = checked.values_file;
     events(Event::Loading {
         images: images.len(),
         blobs: summary.blobs,
@@ -423,6 +416,79 @@ pub async fn unpack(
         audit::success(log, &summary)?;
     }
     Ok(summary)
+}
+
+/// What the checks before verification established.
+struct Preflight {
+    /// The values file, created (not yet in place) so it is known to be writable.
+    values_file: Option<AtomicFile>,
+    /// Whether the target was checked against the leading `bundle.json`.
+    target: bool,
+}
+
+/// Cheap checks before the long verification pass, so that a wrong flag, an unwritable file
+/// or an unreachable target fails in seconds rather than after reading gigabytes: the audit
+/// log and the values file can be written, and the target is checked against `bundle.json`
+/// read from the leading entries (verification proves it afterwards; when it cannot be read
+/// there, verification reports why and the target is checked after it).
+async fn preflight(request: &UnpackRequest) -> Result<Preflight, UnpackError> {
+    if request.dry_run {
+        return Ok(Preflight {
+            values_file: None,
+            target: false,
+        });
+    }
+    if let Some(log) = &request.audit_log {
+        crate::files::append_to_log(log, b"")?;
+    }
+    let values_file = match &request.values_out {
+        Some(out) => Some(AtomicFile::create(
+            out,
+            values_privacy(&request.install),
+            None,
+        )?),
+        None => None,
+    };
+    let path = request.bundle.clone();
+    let leading = crate::task::blocking(move || bundle::BundleReader::open(&path)).await;
+    let target = match leading {
+        Ok(reader) => {
+            check_target(request, reader.bundle()).await?;
+            true
+        }
+        Err(error) => {
+            tracing::debug!(%error, "bundle.json not readable before verification");
+            false
+        }
+    };
+    Ok(Preflight {
+        values_file,
+        target,
+    })
+}
+
+/// The target answers and suits the bundle: a registry takes pushes with the credentials
+/// given; containerd answers and runs a platform the bundle holds, as does the node for k0s.
+async fn check_target(
+    request: &UnpackRequest,
+    manifest: &bundle::BundleManifest,
+) -> Result<(), UnpackError> {
+    match &request.target {
+        Target::Registry {
+            address,
+            options,
+            credentials,
+        } if !request.dry_run => {
+            let images = images::describe_images(manifest, &request.bundle.display().to_string())?;
+            let Some(first) = images.first() else {
+                return Ok(());
+            };
+            let pusher = crate::registry::Pusher::new(options.clone(), credentials.clone())?;
+            Ok(pusher.check_push(&first.names(address)?.repository).await?)
+        }
+        Target::Registry { .. } => Ok(()),
+        Target::Containerd { .. } | Target::K0s(_) => check_platform(request, manifest).await,
+    }
 }
 
 /// Puts the values file in place, once the images it names are loaded.

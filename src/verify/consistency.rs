@@ -47,6 +47,23 @@ pub fn check(content: &VerifiedContent) -> Findings {
         }
     };
     check_plugins(manifest, &config, &mut findings);
+    // Without a bundle key, whoever rewrote the sums could have rewritten the config too:
+    // what it asks of the node is said again here, before anything is loaded.
+    findings
+        .warnings
+        .extend(
+            crate::validate::override_checks(&config)
+                .into_iter()
+                .map(|finding| {
+                    let line = finding.line.map(|line| format!(":{line}"));
+                    format!(
+                        "{CONFIG_YAML}{}: {}: {}",
+                        line.unwrap_or_default(),
+                        finding.path,
+                        finding.message
+                    )
+                }),
+        );
     match re_derivable(manifest) {
         Ok(release) => re_derive(content, &config, release, &pins, &mut findings),
         Err(why) => {

@@ -288,3 +288,73 @@ fn proxy_credentials_stay_out_of_the_record_and_the_values_still_re_derive() {
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("values.yaml: line"), "{stderr}");
 }
+
+/// Checksums prove a bundle's files belong together, not where they came from: so what
+/// the bundled config asks of the node is said again by `verify` and `unpack`, in their
+/// `--json` and in the audit log, before anything is loaded.
+#[test]
+fn privilege_in_the_bundled_config_is_reported_by_verify_and_unpack() {
+    let sources = Sources::start(RegistryKind::Plain, 4);
+    let mut config = config_text(&[POSTGRES, MONGODB]);
+    config.push_str(
+        "  unsupportedOverrides:\n    builtInExtensions:\n      - name: velero\n        values: |\n          nodeAgent:\n            hostNetwork: true\n",
+    );
+    std::fs::write(&sources.config, config).unwrap();
+    let bundle = sources.path("bundle.tar");
+    let (code, _, stderr) = build(&sources, &bundle, &[]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let (code, _, stderr) = run(&["verify"], &bundle);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: config.yaml:")
+            && stderr.contains(
+                "(nodeAgent.hostNetwork): hostNetwork: true shares the node's network namespace"
+            ),
+        "{stderr}"
+    );
+    let (code, stdout, _) = run(&["verify", "--json"], &bundle);
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let said = |warnings: &serde_json::Value| {
+        warnings
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("nodeAgent.hostNetwork"))
+    };
+    assert!(said(&json["warnings"]), "{json:#}");
+
+    // Into a registry (the source one serves as well as any), with an audit log.
+    let audit = sources.path("audit.log");
+    let values = sources.path("values.yaml");
+    let out = velero_airgap()
+        .args([
+            "unpack",
+            "--json",
+            "--insecure",
+            "--registry",
+            &sources.registry.addr,
+        ])
+        .arg("--values-out")
+        .arg(&values)
+        .arg("--audit-log")
+        .arg(&audit)
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(said(&summary["warnings"]), "{summary:#}");
+    let log = std::fs::read_to_string(&audit).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{log}");
+    assert!(lines.iter().all(|line| said(&line["warnings"])), "{log}");
+}

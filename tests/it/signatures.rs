@@ -499,6 +499,84 @@ fn signed_bundles_check_with_the_tool_and_with_openssl() {
     assert!(!lab.path("images").exists());
 }
 
+/// The files the tool finds beside a bundle by itself (the sidecar, `BUNDLE.sig`) must be
+/// regular files and small: a link to `/dev/zero` or a FIFO is refused, never read without
+/// end or waited on; and a missing signature fails before the long pass.
+#[test]
+fn files_found_beside_the_bundle_are_regular_small_and_checked_first() {
+    let lab = lab();
+    let bundle = lab.path("bundle.tar");
+    let out = velero_airgap()
+        .args(["build", "-q", "-c"])
+        .arg(&lab.sources.config)
+        .arg("-o")
+        .arg(&bundle)
+        .args(lab.sources.registry_args())
+        .arg(format!("--sign-key={}", lab.key.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verify = |bundle: &Path, key: Option<&Path>| {
+        let mut command = velero_airgap();
+        command.arg("verify").arg(bundle);
+        if let Some(key) = key {
+            command.arg(format!("--bundle-key={}", key.display()));
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let copy = |name: &str| {
+        let path = lab.path(name);
+        std::fs::copy(&bundle, &path).unwrap();
+        path
+    };
+
+    // BUNDLE.sig -> /dev/zero.
+    let zero = copy("zero.tar");
+    std::os::unix::fs::symlink("/dev/zero", lab.path("zero.tar.sig")).unwrap();
+    let (code, stderr) = verify(&zero, Some(&lab.public));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("zero.tar.sig is not a regular file"),
+        "{stderr}"
+    );
+
+    // A BUNDLE.sig far larger than any signature.
+    let large = copy("large.tar");
+    std::fs::write(lab.path("large.tar.sig"), vec![0x30; 1 << 20]).unwrap();
+    let (code, stderr) = verify(&large, Some(&lab.public));
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("large.tar.sig"), "{stderr}");
+
+    // A FIFO as the sidecar: nobody writes to it, so reading it would wait for ever.
+    let piped = copy("piped.tar");
+    let fifo = lab.path("piped.tar.sha256");
+    let status = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let (code, stderr) = verify(&piped, None);
+    assert_ne!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("piped.tar.sha256 is not a regular file"),
+        "{stderr}"
+    );
+
+    // No BUNDLE.sig, and a damaged blob section: the missing signature is what is said.
+    let damaged = copy("damaged.tar");
+    let size = std::fs::metadata(&damaged).unwrap().len();
+    crate::lab::bundles::flip_byte(&damaged, size / 2);
+    let (code, stderr) = verify(&damaged, Some(&lab.public));
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no bundle signature"), "{stderr}");
+    assert!(!stderr.contains("blobs/sha256/"), "{stderr}");
+}
+
 #[test]
 fn validate_online_resolves_every_image_and_checks_signatures() {
     let lab = lab();

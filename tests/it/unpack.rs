@@ -127,6 +127,11 @@ fn stored_repositories(registry: &Registry) -> Vec<String> {
             .flatten()
             .flatten()
         {
+            // An upload session cancelled by unpack's early push check leaves an empty
+            // repository directory: only one holding manifests stores anything.
+            if !repo.path().join("_manifests").exists() {
+                continue;
+            }
             found.push(format!(
                 "{}/{}",
                 org.file_name().to_string_lossy(),
@@ -245,9 +250,23 @@ fn rerun_into_a_registry_checks_manifests_not_blobs() {
         .iter()
         .filter(|r| r.target.contains("/manifests/"))
         .collect();
+    // Before verifying, one upload session is opened and cancelled: the check that the
+    // credentials can push.
+    let uploads = format!("{base}library/velero/blobs/uploads/");
+    let is_upload_check = |r: &ProxyRecord| {
+        (r.method == "POST" && r.target == uploads)
+            || (r.method == "DELETE" && r.target.starts_with(&uploads))
+    };
+    assert_eq!(
+        records.iter().filter(|r| is_upload_check(r)).count(),
+        2,
+        "{records:#?}"
+    );
     for record in &records {
         assert!(
-            record.target == base || (record.method == "HEAD" && manifests.contains(&record)),
+            record.target == base
+                || is_upload_check(record)
+                || (record.method == "HEAD" && manifests.contains(&record)),
             "unexpected {record:?}"
         );
     }
@@ -929,8 +948,8 @@ fn every_command_counts_the_same_blobs() {
     let bundle = sources.path("bundle.tar");
     let (code, built, stderr) = crate::lab::sources::build(&sources, &bundle, &[]);
     assert_eq!(code, 0, "{stderr}");
-    // 4 configs, 4 layers of their own, one base layer they share, and the layer
-    // holding the binary of each of the three plugin images.
+    // 4 configs, 4 layers of their own, one base layer they share and the binary layers
+    // of the three plugin images.
     assert_eq!(built["blobs"], 12, "{built:#}");
     let bytes = built["bytes"].as_u64().unwrap();
 
@@ -1091,4 +1110,98 @@ fn quiet_prints_nothing_but_errors() {
         assert_eq!(quiet.status.code(), Some(0), "{args:?}");
         assert_eq!(String::from_utf8_lossy(&quiet.stderr), "", "{args:?}");
     }
+}
+
+/// What can be checked in seconds is checked before the verification pass, which reads the
+/// whole bundle: here the blob section is damaged, so a run that verified first would fail
+/// on that instead, and name the bundle rather than the flag.
+#[test]
+fn cheap_checks_fail_before_the_long_verification() {
+    let built = build_bundle(64, &[]);
+    let damaged = built.path("damaged.tar");
+    std::fs::copy(&built.bundle, &damaged).unwrap();
+    let size = std::fs::metadata(&damaged).unwrap().len();
+    crate::lab::bundles::flip_byte(&damaged, size / 2);
+    let values = built.path("values.yaml");
+    let values = values.to_str().unwrap();
+    let plain = Registry::start(RegistryKind::Plain);
+    let guarded = Registry::start(RegistryKind::BasicAuth);
+    let missing = built.path("missing/dir");
+    let missing = missing.to_str().unwrap();
+    let values_in_missing = format!("{missing}/values.yaml");
+    let log_in_missing = format!("{missing}/audit.log");
+    let socket = built.path("no-containerd.sock");
+    let socket = socket.to_str().unwrap();
+
+    let cases: Vec<(&str, Vec<&str>, Option<&str>, &str)> = vec![
+        (
+            "values file",
+            vec![
+                "--registry",
+                &plain.addr,
+                "--insecure",
+                "--values-out",
+                &values_in_missing,
+            ],
+            None,
+            "missing/dir/values.yaml",
+        ),
+        (
+            "audit log",
+            vec![
+                "--registry",
+                &plain.addr,
+                "--insecure",
+                "--values-out",
+                values,
+                "--audit-log",
+                &log_in_missing,
+            ],
+            None,
+            "missing/dir/audit.log",
+        ),
+        (
+            "registry credentials",
+            vec![
+                "--registry",
+                &guarded.addr,
+                "--insecure",
+                "--values-out",
+                values,
+                "--username",
+                "intruder",
+                "--password-stdin",
+            ],
+            Some("wrong-password\n"),
+            &guarded.addr,
+        ),
+        (
+            "containerd socket",
+            vec!["--containerd", socket, "--values-out", values],
+            None,
+            "no-containerd.sock",
+        ),
+    ];
+    for (what, args, stdin, named) in cases {
+        let (code, _, stderr) = unpack(&damaged, &args, stdin);
+        assert_ne!(code, 0, "{what}: {stderr}");
+        assert!(!stderr.contains("verification failed"), "{what}: {stderr}");
+        assert!(stderr.contains(named), "{what}: {stderr}");
+        assert!(!std::path::Path::new(values).exists(), "{what}");
+    }
+    // With every flag right, the damage is what stops the run.
+    let (code, _, stderr) = unpack(
+        &damaged,
+        &[
+            "--registry",
+            &plain.addr,
+            "--insecure",
+            "--values-out",
+            values,
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("verification failed"), "{stderr}");
+    assert_eq!(stored_repositories(&plain), Vec::<String>::new());
 }

@@ -193,20 +193,7 @@ impl Transport {
             what: format!("blob {digest} of {}", repository.name),
             scopes: Scopes::push(&repository.name),
         };
-        let mut start = Outgoing::new(
-            Method::POST,
-            format!("v2/{}/blobs/uploads/", repository.name),
-        );
-        start.body = Some(Bytes::new());
-        let response = self.send(&mut exchange, &start).await?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(self.unexpected(&exchange, response).await);
-        }
-        let session = location(&response).ok_or_else(|| TransportError::Protocol {
-            host: repository.host.clone(),
-            what: exchange.what.clone(),
-            reason: "upload session without a usable Location".into(),
-        })?;
+        let session = self.open_upload(&mut exchange, repository).await?;
         let url = with_digest(session, digest);
         let mut put = Outgoing::new(Method::PUT, String::new());
         put.headers.insert(CONTENT_LENGTH, HeaderValue::from(size));
@@ -244,6 +231,55 @@ impl Transport {
             return Err(self.unexpected(&exchange, response).await);
         }
         check_announced(&response, &repository.host, exchange.what, digest)
+    }
+}
+
+impl Transport {
+    /// Proves `repository` takes pushes, cheaply: opens an upload session (on a token
+    /// registry that needs a push token, where `/v2/` alone proves nothing) and cancels it.
+    pub async fn check_push(&self, repository: &Repository) -> Result<(), TransportError> {
+        let mut exchange = Exchange {
+            host: &repository.host,
+            what: format!("an upload to {}", repository.name),
+            scopes: Scopes::push(&repository.name),
+        };
+        let session = self.open_upload(&mut exchange, repository).await?;
+        // Best effort: a session left open holds nothing and expires on the registry.
+        let cancel = Outgoing::new(Method::DELETE, String::new());
+        let cancelled = self
+            .send_once(
+                &mut exchange,
+                &session,
+                &cancel,
+                reqwest::Body::from(Bytes::new()),
+            )
+            .await;
+        if let Err(error) = cancelled {
+            tracing::debug!(host = exchange.host, %error, "cancelling the upload session failed");
+        }
+        Ok(())
+    }
+
+    /// Opens an upload session (a POST), returning its URL.
+    async fn open_upload(
+        &self,
+        exchange: &mut Exchange<'_>,
+        repository: &Repository,
+    ) -> Result<Url, TransportError> {
+        let mut start = Outgoing::new(
+            Method::POST,
+            format!("v2/{}/blobs/uploads/", repository.name),
+        );
+        start.body = Some(Bytes::new());
+        let response = self.send(exchange, &start).await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(self.unexpected(exchange, response).await);
+        }
+        location(&response).ok_or_else(|| TransportError::Protocol {
+            host: repository.host.clone(),
+            what: exchange.what.clone(),
+            reason: "upload session without a usable Location".into(),
+        })
     }
 }
 
