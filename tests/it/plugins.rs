@@ -44,11 +44,16 @@ pub(crate) fn case(name: &str) -> String {
 /// `extra` images made by `mkimages.py`), and a config naming the cases and extras as
 /// plugins (each named after its repository).
 pub(crate) fn lab(cases: &[&str], extra: &[ImageSpec]) -> Sources {
+    lab_with_velero(cases, extra, ImageSpec::single(VELERO, &[16]))
+}
+
+/// [`lab`] with the Velero image made from `velero`.
+fn lab_with_velero(cases: &[&str], extra: &[ImageSpec], velero: ImageSpec) -> Sources {
     let registry = Registry::start(RegistryKind::Plain);
     let dir = tempfile::tempdir().expect("temp dir");
     let layout = dir.path().join("layout");
     let mut specs = vec![
-        ImageSpec::single(VELERO, &[16]),
+        velero,
         ImageSpec::multi_arch(AWS_PLUGIN, &["amd64", "arm64"], &[16]),
     ];
     specs.extend(extra.iter().cloned());
@@ -209,6 +214,38 @@ fn plugin_built_against_a_newer_velero_is_a_warning() {
 #[test]
 fn dynamic_binary_is_refused() {
     refused(&["dynamic"], "dynamically linked");
+}
+
+/// A dynamic plugin whose loader and libraries the Velero image holds (the binary runs in
+/// Velero's container) would work: a warning, not an error.
+#[test]
+fn dynamic_binary_is_a_warning_when_the_velero_image_has_its_libraries() {
+    let velero = ImageSpec::single(VELERO, &[16]).options(&[
+        "extra=/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2:/lib64/ld-linux-x86-64.so.2",
+        "extra=/lib/x86_64-linux-gnu/libc.so.6:/lib/x86_64-linux-gnu/libc.so.6",
+    ]);
+    let lab = lab_with_velero(&["dynamic"], &[], velero);
+    let (exit, stderr, manifest) = build(&lab, &[]);
+    assert_eq!(exit, 0, "{stderr}");
+    let report = report(manifest.as_ref().unwrap(), &case("dynamic"));
+    let binary = &report["binaries"][0];
+    assert_eq!(binary["static"], false, "{report:#}");
+    assert_eq!(
+        binary["interpreter"], "/lib64/ld-linux-x86-64.so.2",
+        "{report:#}"
+    );
+    assert_eq!(
+        binary["needed"],
+        serde_json::json!(["libc.so.6"]),
+        "{report:#}"
+    );
+    let finding = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|finding| finding["code"] == "dynamic-binary")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(finding["severity"], "warning", "{report:#}");
 }
 
 #[test]
