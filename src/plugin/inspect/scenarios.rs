@@ -32,6 +32,15 @@ fn codes_of(report: &PluginReport) -> Vec<&str> {
         .collect()
 }
 
+/// Where each binary lands below `/target`, in copy order.
+fn targets(report: &PluginReport) -> Vec<&str> {
+    report
+        .binaries
+        .iter()
+        .map(|binary| binary.target.as_str())
+        .collect()
+}
+
 fn aws_config() -> Vec<u8> {
     config(
         &[
@@ -105,12 +114,7 @@ fn busybox_cp_through_a_symlink_reaches_two_binaries() {
         ])],
     );
     assert!(report.findings.is_empty(), "{:?}", report.findings);
-    let targets: Vec<&str> = report
-        .binaries
-        .iter()
-        .map(|binary| binary.target.as_str())
-        .collect();
-    assert_eq!(targets, ["sub/velero-plugin-b", "velero-plugin-a"]);
+    assert_eq!(targets(&report), ["sub/velero-plugin-b", "velero-plugin-a"]);
 }
 
 #[test]
@@ -188,12 +192,7 @@ fn shell_list_with_a_glob() {
         ])],
     );
     assert!(report.findings.is_empty(), "{:?}", report.findings);
-    let targets: Vec<&str> = report
-        .binaries
-        .iter()
-        .map(|binary| binary.target.as_str())
-        .collect();
-    assert_eq!(targets, ["velero-a", "velero-b", "renamed"]);
+    assert_eq!(targets(&report), ["velero-a", "velero-b", "renamed"]);
 }
 
 #[test]
