@@ -120,6 +120,14 @@ ours() {
     LAST_RSS=$(awk '/Maximum resident set size/ {printf "%.1f", $NF / 1024}' "$WORK/.rusage")
 }
 
+# ours_failing ARGS...: like ours, for a run that must fail (it is the success that stops
+# the benchmark).
+fails() { ! "$@"; }
+ours_failing() {
+    clock fails /usr/bin/time -v -o "$WORK/.rusage" "$BIN" -q "$@"
+    LAST_RSS=$(awk '/Maximum resident set size/ {printf "%.1f", $NF / 1024}' "$WORK/.rusage")
+}
+
 # best_of KEY STEP: runs the function STEP RUNS times (it does its own untimed setup and
 # sets LAST_T, maybe LAST_RSS); keeps the best time in T[KEY], the largest RSS in RSS[KEY].
 declare -A T RSS
@@ -235,6 +243,33 @@ echo "==> verify (best of $RUNS)"
 best_of verify ours_verify
 best_of verify_peer peer_verify
 
+# --- failing early and hostile configs ----------------------------------------------
+
+# A wrong flag fails before the verification pass: the time does not grow with the bundle.
+ours_wrong_flag() {
+    ours_failing unpack "$BUNDLE" --registry 127.0.0.1:9 --insecure \
+        --values-out "$WORK/no/such/dir/v.yaml"
+}
+# The worst configs under the 1 MiB cap: nesting as deep as the bytes allow, and one long
+# key (850 kB) given once and used as the explicit key of 10,000 list items through an
+# alias (before the bounded parser: 6 GB and a minute of CPU).
+python3 - "$WORK" <<'PY'
+import sys
+work = sys.argv[1]
+depth = (1 << 20) // 2 - 16
+open(f"{work}/deep.yaml", "w").write("a: " + "[" * depth + "]" * depth + "\n")
+open(f"{work}/wide.yaml", "w").write(
+    "k: &k " + "k" * 850_000 + "\na:\n" + "  - ? *k\n    : 1\n" * 10_000
+)
+PY
+ours_deep_config() { ours_failing validate -c "$WORK/deep.yaml"; }
+ours_wide_config() { ours_failing validate -c "$WORK/wide.yaml"; }
+
+echo "==> failing early and hostile configs (best of $RUNS)"
+best_of wrong_flag ours_wrong_flag
+best_of deep_config ours_deep_config
+best_of wide_config ours_wide_config
+
 # --- unpack into a registry ----------------------------------------------------------
 
 # The skopeo side reads an OCI layout, which the bundle is once extracted; it pushes
@@ -332,7 +367,12 @@ row "unpack registry" registry registry_peer "skopeo copy from OCI layout" 0.7
 row "unpack re-run" rerun registry "the first unpack" 0.2
 if [[ -z $PLUGINS ]]; then
     row "unpack containerd" containerd containerd_peer "ctr images import --no-unpack" 0.7
-else
+fi
+row "unpack wrong flag" wrong_flag verify "verify (what a late check would wait for)"
+printf '\n%-36s %8s %9s\n' "validate, hostile config (1 MiB cap)" "s" "RSS MiB"
+printf '%-36s %8.3f %9s\n' "  nested as deep as 1 MiB allows" "${T[deep_config]}" "${RSS[deep_config]}"
+printf '%-36s %8.3f %9s\n' "  one 1000-byte key on every item" "${T[wide_config]}" "${RSS[wide_config]}"
+if [[ -n $PLUGINS ]]; then
     # The re-run verifies the bundle too; on top of that it may spend at most a second.
     awk -v rerun="${T[rerun]}" -v verify="${T[verify]}" -v images="${#SPECS[@]}" 'BEGIN {
         verdict = rerun <= verify + 1 ? "ok" : "MISSED"
