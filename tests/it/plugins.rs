@@ -12,17 +12,30 @@ use serde_json::Value;
 
 use crate::lab::sources::{self, AWS_PLUGIN, Sources, VELERO, path_of};
 use crate::lab::{
-    ImageSpec, Registry, RegistryKind, SeedFormat, make_images, read_entry, run_ok, script, seed,
-    velero_airgap,
+    ImageSpec, Registry, RegistryKind, SeedFormat, make_images, pid_alive, read_entry, run_ok,
+    script, seed, velero_airgap,
 };
 
-/// The layout `mkplugins.sh` writes, once per test process; its build cache is kept in
-/// the target directory, so that Go compiles the standard library once per checkout.
+/// The layout `mkplugins.sh` writes, once per test process (in a directory of its own,
+/// so that test runs at the same time do not share one; those of ended runs are removed);
+/// its build cache is kept in the target directory, so that Go compiles the standard
+/// library once per checkout.
 pub(crate) fn plugin_layout() -> &'static Path {
+    const PREFIX: &str = "plugins-layout-";
     static LAYOUT: OnceLock<PathBuf> = OnceLock::new();
     LAYOUT.get_or_init(|| {
         let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let layout = tmp.join(format!("plugins-layout-{}", std::process::id()));
+        for entry in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ended = name
+                .strip_prefix(PREFIX)
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| !pid_alive(pid));
+            if ended {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let layout = tmp.join(format!("{PREFIX}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&layout);
         run_ok(
             std::process::Command::new("bash")
