@@ -231,6 +231,23 @@ mod tests {
     }
 
     #[test]
+    fn allowed_plugins_are_recorded_only_when_there_are_some() {
+        let none = serde_json::to_string(&RenderInputs::default()).unwrap();
+        assert!(!none.contains("allowUnrecognisedPlugins"), "{none}");
+        let inputs = RenderInputs {
+            allow_unrecognised_plugins: ["b".to_string(), "a".to_string()].into(),
+            ..RenderInputs::default()
+        };
+        let json = serde_json::to_string(&inputs).unwrap();
+        assert!(
+            json.contains(r#""allowUnrecognisedPlugins":["a","b"]"#),
+            "{json}"
+        );
+        let read: RenderInputs = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, inputs);
+    }
+
+    #[test]
     fn old_records_read_with_defaults() {
         let old = r#"{"mode":"airgap","localRegistry":"10.244.128.11:5000","httpProxy":true,
             "proxy":{"httpProxy":true,"noProxy":false},"configSha256":"ab"}"#;
