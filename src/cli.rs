@@ -167,6 +167,10 @@ pub struct ValidateArgs {
     /// Platforms every image must have (with --online).
     #[arg(long, value_name = "OS/ARCH[,..]|all", default_value = "linux/amd64")]
     pub platform: String,
+    /// With --online: an entrypoint the plugin checks do not recognise as a copy into
+    /// /target is a warning, not an error, for this plugin (repeatable).
+    #[arg(long, value_name = "NAME")]
+    pub allow_unrecognised_plugin: Vec<String>,
     /// Registry access (with --online).
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -281,6 +285,10 @@ pub struct BuildArgs {
     /// literal secrets.
     #[arg(long)]
     pub allow_secrets: bool,
+    /// An entrypoint the plugin checks do not recognise as a copy into /target is a
+    /// warning, not an error, for this plugin (repeatable; recorded in the bundle).
+    #[arg(long, value_name = "NAME")]
+    pub allow_unrecognised_plugin: Vec<String>,
     /// Image signature checks.
     #[command(flatten)]
     pub signatures: SignatureArgs,
@@ -306,6 +314,10 @@ pub struct VerifyArgs {
     /// Image signature checks, offline, against the signatures in the bundle.
     #[command(flatten)]
     pub signatures: SignatureArgs,
+    /// Also derive the plugin reports and the SBOM from the bundled layers again and fail
+    /// on any difference (a second pass over the bundle).
+    #[arg(long)]
+    pub plugins: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -392,6 +404,10 @@ pub struct UnpackArgs {
     /// Image signature checks, offline, against the signatures in the bundle.
     #[command(flatten)]
     pub signatures: SignatureArgs,
+    /// Before loading, derive the plugin reports and the SBOM from the bundled layers
+    /// again and refuse the bundle on any difference.
+    #[arg(long)]
+    pub plugins: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -402,9 +418,12 @@ pub struct UnpackArgs {
 pub struct InspectArgs {
     #[arg(value_name = "BUNDLE")]
     pub bundle: PathBuf,
-    /// Print as JSON.
-    #[arg(long)]
+    /// Print as JSON (the plugin reports included).
+    #[arg(long, conflicts_with = "sbom")]
     pub json: bool,
+    /// Print the bundle's SBOM (sbom.cdx.json, CycloneDX 1.6 JSON).
+    #[arg(long)]
+    pub sbom: bool,
 }
 
 /// Shells we print completions for.

@@ -236,6 +236,7 @@ mod tests {
             values_fields: vec![],
             signatures: vec![],
             signature: Signature::Unsigned,
+            plugin: Default::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! `inspect`: what a bundle holds, at a glance, from its leading entries only.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -9,6 +10,7 @@ use super::manifest::{Tool, VeleroInfo};
 use super::problem::Problem;
 use super::reader::{BundleReader, ReadError};
 use crate::oci::{Digest, MediaType};
+use crate::plugin::PluginReport;
 use crate::sign::SignatureStatus as Signature;
 use crate::values::Role as ImageRole;
 
@@ -40,6 +42,9 @@ pub struct BundleSummary {
     pub images: Vec<ImageSummary>,
     /// Problems seen in the leading entries (the rest is not read: use `verify`).
     pub problems: Vec<Problem>,
+    /// `sbom.cdx.json`, for `inspect --sbom`; `None` in a format 1 bundle.
+    #[serde(skip)]
+    pub sbom_json: Option<Vec<u8>>,
 }
 
 /// One image of a bundle.
@@ -57,6 +62,9 @@ pub struct ImageSummary {
     pub size: u64,
     /// Signature status.
     pub signature: Signature,
+    /// For a plugin image, the plugin checks' report of each platform manifest.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugin: BTreeMap<Digest, PluginReport>,
     /// The tool that reads this image straight from the bundle: skopeo for OCI-typed
     /// images, containerd's `ctr` for Docker-typed ones (skopeo 1.9 cannot look those up by
     /// name in an OCI layout: `no descriptor found for reference`).
@@ -148,10 +156,12 @@ pub fn inspect(path: &Path) -> Result<BundleSummary, ReadError> {
                     signature: image.signature.clone(),
                     read_with,
                     read_command,
+                    plugin: image.plugin.clone(),
                 }
             })
             .collect(),
         problems: reader.problems().to_vec(),
+        sbom_json: reader.sbom_json().map(<[u8]>::to_vec),
     })
 }
 

@@ -21,16 +21,25 @@ pub const INDEX_JSON: &str = "index.json";
 pub const CONFIG_YAML: &str = "config.yaml";
 /// `values.yaml`: Velero Helm values for the default airgap address.
 pub const VALUES_YAML: &str = "values.yaml";
+/// `sbom.cdx.json`: the CycloneDX software bill of materials (format 2 on).
+pub const SBOM_JSON: &str = "sbom.cdx.json";
 
-/// The entries that open every bundle, in this order; blobs follow, sorted by digest.
-pub const LEADING_ENTRIES: [&str; 6] = [
+/// The entries that open every bundle this crate writes, in this order; blobs follow,
+/// sorted by digest. A format 1 bundle has the first six.
+pub const LEADING_ENTRIES: [&str; 7] = [
     OCI_LAYOUT,
     SHA256SUMS,
     BUNDLE_JSON,
     INDEX_JSON,
     CONFIG_YAML,
     VALUES_YAML,
+    SBOM_JSON,
 ];
+
+/// How many leading entries a bundle of `format_version` has.
+pub(crate) fn leading_count(format_version: u32) -> usize {
+    if format_version == 1 { 6 } else { 7 }
+}
 
 /// Directory of blobs inside the bundle.
 pub(crate) const BLOB_DIR: &str = "blobs/sha256/";
@@ -201,6 +210,7 @@ mod tests {
     fn classifies_names() {
         assert_eq!(classify("oci-layout"), Some(EntryKind::Leading(0)));
         assert_eq!(classify("values.yaml"), Some(EntryKind::Leading(5)));
+        assert_eq!(classify("sbom.cdx.json"), Some(EntryKind::Leading(6)));
         let digest = Digest::of(b"blob");
         assert_eq!(
             classify(&blob_entry_name(&digest)),

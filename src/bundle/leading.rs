@@ -7,10 +7,10 @@ use std::collections::{BTreeMap, HashSet};
 use super::index_json::index_entry;
 use super::input::TarCursor;
 use super::layout::{
-    BUNDLE_JSON, CONFIG_YAML, EntryKind, INDEX_JSON, LEADING_ENTRIES, OCI_LAYOUT, SHA256SUMS,
-    VALUES_YAML, archive_size, classify, parse_sums,
+    BUNDLE_JSON, CONFIG_YAML, EntryKind, INDEX_JSON, LEADING_ENTRIES, OCI_LAYOUT, SBOM_JSON,
+    SHA256SUMS, VALUES_YAML, archive_size, classify, leading_count, parse_sums,
 };
-use super::manifest::BundleManifest;
+use super::manifest::{BundleManifest, probe_version};
 use super::problem::{Problem, ProblemKind};
 use crate::oci::{Digest, Manifest};
 
@@ -18,9 +18,14 @@ const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
 /// Most bytes kept in memory for each leading entry, in [`LEADING_ENTRIES`] order
 /// (`oci-layout`, `SHA256SUMS`, `bundle.json`, `index.json`, `config.yaml`,
-/// `values.yaml`). A 100-image bundle needs well under 1 MiB for any of them; the config
-/// has the cap of every config file, and the values are rendered from it.
-pub(crate) const LEADING_LIMITS: [u64; 6] = [4 * KIB, 4 * MIB, 4 * MIB, 4 * MIB, MIB, 4 * MIB];
+/// `values.yaml`, `sbom.cdx.json`). A 100-image bundle needs well under 1 MiB for any of
+/// the first six; the config has the cap of every config file, and the values are
+/// rendered from it. The SBOM of a real bundle (a few Go programs, a few hundred modules
+/// each) is far below its limit, which the writer enforces too.
+pub(crate) const LEADING_LIMITS: [u64; 7] =
+    [4 * KIB, 4 * MIB, 4 * MIB, 4 * MIB, MIB, 4 * MIB, SBOM_LIMIT];
+/// Largest `sbom.cdx.json` written or read.
+pub(crate) const SBOM_LIMIT: u64 = 8 * MIB;
 
 /// A blob `bundle.json` promises, and whether the archive has shown it yet.
 #[derive(Debug)]
@@ -29,14 +34,15 @@ pub(crate) struct ExpectedBlob {
     pub(crate) seen: bool,
 }
 
-/// Reads the six leading entries, in their fixed order, into memory.
-pub(crate) fn read_leading(cursor: &mut TarCursor) -> Result<[Vec<u8>; 6], Problem> {
-    let mut contents: [Vec<u8>; 6] = Default::default();
-    for ((name, limit), content) in LEADING_ENTRIES
-        .iter()
-        .zip(LEADING_LIMITS)
-        .zip(&mut contents)
-    {
+/// Reads the leading entries, in their fixed order, into memory: how many depends on the
+/// format version `bundle.json` (the third) declares.
+pub(crate) fn read_leading(cursor: &mut TarCursor) -> Result<Vec<Vec<u8>>, Problem> {
+    let mut contents: Vec<Vec<u8>> = Vec::new();
+    let mut count = LEADING_ENTRIES.len();
+    for (position, (name, limit)) in LEADING_ENTRIES.iter().zip(LEADING_LIMITS).enumerate() {
+        if position == count {
+            break;
+        }
         let first = *name == OCI_LAYOUT;
         let header = match cursor.header() {
             Ok(Some(header)) => header,
@@ -73,10 +79,15 @@ pub(crate) fn read_leading(cursor: &mut TarCursor) -> Result<[Vec<u8>; 6], Probl
         cursor
             .check_room(header.size)
             .map_err(|kind| Problem::new(*name, kind))?;
-        content.reserve_exact(header.size as usize);
+        let mut content = Vec::with_capacity(header.size as usize);
         cursor
             .entry(header.size, |bytes| content.extend_from_slice(bytes))
             .map_err(|kind| Problem::new(*name, kind))?;
+        if *name == BUNDLE_JSON {
+            // A bundle.json that does not parse is reported by `check_leading`.
+            count = probe_version(&content).map_or(count, leading_count);
+        }
+        contents.push(content);
     }
     Ok(contents)
 }
@@ -96,6 +107,8 @@ pub(crate) struct Leading {
     pub(crate) manifest: BundleManifest,
     pub(crate) config_yaml: Vec<u8>,
     pub(crate) values_yaml: Vec<u8>,
+    /// `sbom.cdx.json`; absent in format 1.
+    pub(crate) sbom_json: Option<Vec<u8>>,
     /// The blobs `bundle.json` promises.
     pub(crate) blobs: BTreeMap<Digest, ExpectedBlob>,
     /// Size of the archive the listing accounts for: nothing may be read past it.
@@ -104,17 +117,14 @@ pub(crate) struct Leading {
     pub(crate) problems: Vec<Problem>,
 }
 
-/// Cross-checks the six leading entries; `Err` with every problem found when
-/// `SHA256SUMS` or `bundle.json` cannot be used, since nothing else can then be checked.
-pub(crate) fn check_leading(contents: [Vec<u8>; 6]) -> Result<Leading, Vec<Problem>> {
-    let [
-        oci_layout,
-        sums_text,
-        bundle_json,
-        index_json,
-        config_yaml,
-        values_yaml,
-    ] = contents;
+/// Cross-checks the leading entries; `Err` with every problem found when `SHA256SUMS` or
+/// `bundle.json` cannot be used, since nothing else can then be checked.
+pub(crate) fn check_leading(contents: Vec<Vec<u8>>) -> Result<Leading, Vec<Problem>> {
+    let mut contents = contents.into_iter();
+    let mut next = || contents.next().unwrap_or_default();
+    let (oci_layout, sums_text, bundle_json, index_json, config_yaml, values_yaml) =
+        (next(), next(), next(), next(), next(), next());
+    let sbom_json = contents.next();
     let mut problems = Vec::new();
     let sums = match parse_sums(&sums_text) {
         Ok(lines) => sums_map(lines, &mut problems),
@@ -138,13 +148,14 @@ pub(crate) fn check_leading(contents: [Vec<u8>; 6]) -> Result<Leading, Vec<Probl
             return Err(problems);
         }
     };
-    let leading = [
+    let mut leading = vec![
         (OCI_LAYOUT, &oci_layout),
         (INDEX_JSON, &index_json),
         (CONFIG_YAML, &config_yaml),
         (VALUES_YAML, &values_yaml),
     ];
-    for (name, content) in leading {
+    leading.extend(sbom_json.as_ref().map(|sbom| (SBOM_JSON, sbom)));
+    for (name, content) in leading.iter().copied() {
         check_hash(name, content, &sums, &mut problems);
     }
     if serde_json::from_slice::<serde_json::Value>(&oci_layout).ok()
@@ -169,6 +180,7 @@ pub(crate) fn check_leading(contents: [Vec<u8>; 6]) -> Result<Leading, Vec<Probl
         manifest,
         config_yaml,
         values_yaml,
+        sbom_json,
         blobs,
         archive_size,
         problems,

@@ -3,13 +3,18 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use crate::oci::{Descriptor, Digest, MediaType, bare_hex};
+use crate::plugin::PluginReport;
 use crate::sign::{SignatureRecord, SignatureStatus as Signature};
 use crate::values::Role as ImageRole;
 
-/// The bundle format version this crate writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
-
+/// The bundle format version this crate writes. Version 2 added `sbom.cdx.json` and
+/// `images[].plugin`.
+pub const FORMAT_VERSION: u32 = 2;
+/// The format versions this crate reads.
+pub const READABLE_VERSIONS: [u32; 2] = [1, 2];
 /// The content of `bundle.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -100,6 +105,10 @@ pub struct ImageRecord {
     pub signatures: Vec<SignatureRecord>,
     /// Signature status.
     pub signature: Signature,
+    /// For plugin images (the AWS plugin included), the plugin checks' report of each
+    /// platform manifest, by its digest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub plugin: BTreeMap<Digest, PluginReport>,
 }
 
 /// An image as `bundle.json` records it: the builder's record plus what the writer
@@ -125,7 +134,9 @@ pub enum ManifestError {
     #[error("not a valid bundle.json")]
     Json(#[source] serde_json::Error),
     /// A format version this crate does not read.
-    #[error("format version {found} is not supported (this tool reads version {FORMAT_VERSION})")]
+    #[error(
+        "format version {found} is not supported (this tool reads versions 1 and 2): use a newer velero-airgap"
+    )]
     UnsupportedVersion { found: u64 },
 }
 
@@ -180,16 +191,9 @@ impl BundleManifest {
 
     /// Parses `bundle.json`, refusing other format versions before reading their fields.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct VersionProbe {
-            format_version: u64,
-        }
-        let probe: VersionProbe = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
-        if probe.format_version != u64::from(FORMAT_VERSION) {
-            return Err(ManifestError::UnsupportedVersion {
-                found: probe.format_version,
-            });
+        let found = raw_version(bytes).map_err(ManifestError::Json)?;
+        if probe_version(bytes).is_none() {
+            return Err(ManifestError::UnsupportedVersion { found });
         }
         serde_json::from_slice(bytes).map_err(ManifestError::Json)
     }
@@ -198,6 +202,23 @@ impl BundleManifest {
     pub fn content_size(&self) -> u64 {
         self.files.iter().map(|file| file.size).sum()
     }
+}
+
+fn raw_version(bytes: &[u8]) -> Result<u64, serde_json::Error> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct VersionProbe {
+        format_version: u64,
+    }
+    serde_json::from_slice::<VersionProbe>(bytes).map(|probe| probe.format_version)
+}
+
+/// The format version `bundle.json` declares, when it is one this crate reads.
+pub(crate) fn probe_version(bytes: &[u8]) -> Option<u32> {
+    let found = raw_version(bytes).ok()?;
+    READABLE_VERSIONS
+        .into_iter()
+        .find(|version| u64::from(*version) == found)
 }
 
 /// Formats seconds since the Unix epoch as RFC 3339 UTC (`1970-01-01T00:00:00Z`).
@@ -258,6 +279,7 @@ mod tests {
                     source_index: None,
                     values_fields: vec![],
                     signatures: vec![],
+                    plugin: BTreeMap::new(),
                     signature: Signature::Verified {
                         key_fingerprint: crate::sign::Fingerprint::try_from(format!(
                             "sha256:{}",
@@ -283,7 +305,7 @@ mod tests {
         let json = manifest.to_json();
         let text = std::str::from_utf8(&json).unwrap();
         for key in [
-            "\"formatVersion\": 1",
+            "\"formatVersion\": 2",
             "\"awsPluginImage\"",
             "\"renderInputs\"",
             "\"canonicalReference\"",
@@ -302,11 +324,16 @@ mod tests {
 
     #[test]
     fn other_versions_are_refused_by_number() {
-        let error = BundleManifest::from_json(br#"{"formatVersion": 2, "whatever": []}"#);
+        let error = BundleManifest::from_json(br#"{"formatVersion": 3, "whatever": []}"#);
         assert!(matches!(
             error,
-            Err(ManifestError::UnsupportedVersion { found: 2 })
+            Err(ManifestError::UnsupportedVersion { found: 3 })
         ));
+        let mut version_1 = sample();
+        version_1.format_version = 1;
+        let json = version_1.to_json();
+        assert_eq!(probe_version(&json), Some(1));
+        assert_eq!(BundleManifest::from_json(&json).unwrap(), version_1);
     }
 
     #[test]

@@ -26,12 +26,12 @@ mod writer;
 pub use input::{PassEvent, PassProgress};
 pub use inspect::{BundleSummary, ImageSummary, Reader, inspect, read_command, skopeo_reads};
 pub use layout::{
-    BUNDLE_JSON, CONFIG_YAML, Compression, INDEX_JSON, LEADING_ENTRIES, OCI_LAYOUT, SHA256SUMS,
-    SumsError, VALUES_YAML, blob_entry_name, sidecar_path, signature_path,
+    BUNDLE_JSON, CONFIG_YAML, Compression, INDEX_JSON, LEADING_ENTRIES, OCI_LAYOUT, SBOM_JSON,
+    SHA256SUMS, SumsError, VALUES_YAML, blob_entry_name, sidecar_path, signature_path,
 };
 pub use manifest::{
     BlobCount, BundleManifest, BundledImage, FORMAT_VERSION, FileRecord, ImageRecord,
-    ManifestError, Tool, VeleroInfo,
+    ManifestError, READABLE_VERSIONS, Tool, VeleroInfo,
 };
 pub use plan::{BlobRef, BundlePlan, PlanError, source_date_epoch_from_env};
 pub use problem::{Problem, ProblemKind, Refusal, join};

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use super::closure::{BlobSource, image_closure};
 use super::index_json::index_json;
 use super::layout::{
-    BUNDLE_JSON, CONFIG_YAML, INDEX_JSON, OCI_LAYOUT, OCI_LAYOUT_CONTENT, SHA256SUMS, VALUES_YAML,
-    archive_size, blob_entry_name, entry_span, format_sums,
+    BUNDLE_JSON, CONFIG_YAML, INDEX_JSON, OCI_LAYOUT, OCI_LAYOUT_CONTENT, SBOM_JSON, SHA256SUMS,
+    VALUES_YAML, archive_size, blob_entry_name, entry_span, format_sums,
 };
+use super::leading::SBOM_LIMIT;
 use super::manifest::{
     BundleManifest, BundledImage, FORMAT_VERSION, FileRecord, ImageRecord, Tool, VeleroInfo,
     rfc3339_utc,
@@ -32,6 +33,8 @@ pub struct BundlePlan {
     pub config_yaml: Vec<u8>,
     /// The rendered values, stored as `values.yaml`.
     pub values_yaml: Vec<u8>,
+    /// The software bill of materials, stored as `sbom.cdx.json`.
+    pub sbom_json: Vec<u8>,
     /// Small blobs written when the bundle is created: every manifest and index (the
     /// writer reads them to check the closure), and any other blob already at hand.
     pub inline_blobs: Vec<Vec<u8>>,
@@ -74,6 +77,9 @@ pub enum PlanError {
         /// Every disagreement found.
         problems: Vec<Problem>,
     },
+    /// The SBOM is larger than readers accept.
+    #[error("the SBOM is {size} bytes, more than the {limit} bundle readers accept")]
+    SbomTooLarge { size: u64, limit: u64 },
     /// `SOURCE_DATE_EPOCH` is set but not a number.
     #[error("SOURCE_DATE_EPOCH `{value}` is not a whole number of seconds")]
     SourceDateEpoch { value: String },
@@ -142,6 +148,12 @@ impl BlobSource for PlannedBlobs {
 impl BundlePlan {
     /// Checks the plan and lays out every entry.
     pub(crate) fn lay_out(self) -> Result<Layout, PlanError> {
+        if self.sbom_json.len() as u64 > SBOM_LIMIT {
+            return Err(PlanError::SbomTooLarge {
+                size: self.sbom_json.len() as u64,
+                limit: SBOM_LIMIT,
+            });
+        }
         let blobs = self.planned_blobs()?;
         let images = self.bundled_images(&blobs)?;
         let index = index_json(&images);
@@ -154,6 +166,7 @@ impl BundlePlan {
             inline(INDEX_JSON, index),
             inline(CONFIG_YAML, self.config_yaml),
             inline(VALUES_YAML, self.values_yaml),
+            inline(SBOM_JSON, self.sbom_json),
         ];
         let mut files: Vec<FileRecord> = entries
             .iter()
@@ -350,9 +363,11 @@ mod tests {
                 values_fields: vec![],
                 signatures: vec![],
                 signature: Signature::Unsigned,
+                plugin: Default::default(),
             }],
             config_yaml: b"config".to_vec(),
             values_yaml: b"values".to_vec(),
+            sbom_json: b"{}".to_vec(),
             inline_blobs: vec![manifest],
             // The layer twice, as two images sharing it would list it.
             blobs: vec![blob(LAYER), blob(CONFIG), blob(LAYER)],
@@ -364,9 +379,9 @@ mod tests {
     fn lays_entries_out_back_to_back_in_order() {
         let layout = plan().lay_out().unwrap();
         let names: Vec<&str> = layout.entries.iter().map(|e| e.name.as_str()).collect();
-        assert_eq!(names[..6], LEADING_ENTRIES);
-        assert_eq!(names.len(), 9, "three distinct blobs");
-        assert!(names[6..].is_sorted());
+        assert_eq!(names[..7], LEADING_ENTRIES);
+        assert_eq!(names.len(), 10, "three distinct blobs");
+        assert!(names[7..].is_sorted());
         let mut offset = 0;
         for entry in &layout.entries {
             assert_eq!(entry.offset, offset);

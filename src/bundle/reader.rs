@@ -111,6 +111,7 @@ pub struct BundleReader {
     manifest: BundleManifest,
     config_yaml: Vec<u8>,
     values_yaml: Vec<u8>,
+    sbom_json: Option<Vec<u8>>,
     blobs: BTreeMap<Digest, ExpectedBlob>,
     manifest_digests: HashSet<Digest>,
     captured: HashMap<Digest, Vec<u8>>,
@@ -205,6 +206,7 @@ impl BundleReader {
             manifest,
             config_yaml,
             values_yaml,
+            sbom_json,
             blobs,
             archive_size,
             mut problems,
@@ -259,6 +261,7 @@ impl BundleReader {
             manifest,
             config_yaml,
             values_yaml,
+            sbom_json,
             blobs,
             manifest_digests,
             captured: HashMap::new(),
@@ -299,6 +302,11 @@ impl BundleReader {
     /// The bytes of `values.yaml`.
     pub fn values_yaml(&self) -> &[u8] {
         &self.values_yaml
+    }
+
+    /// The bytes of `sbom.cdx.json`; `None` for a format 1 bundle, which has none.
+    pub fn sbom_json(&self) -> Option<&[u8]> {
+        self.sbom_json.as_deref()
     }
 
     /// Problems found so far. Any problem means the bundle must not be used.

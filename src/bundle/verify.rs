@@ -24,6 +24,8 @@ pub struct VerifiedContent {
     pub manifest: BundleManifest,
     pub config_yaml: Vec<u8>,
     pub values_yaml: Vec<u8>,
+    /// `sbom.cdx.json`; `None` for a format 1 bundle.
+    pub sbom_json: Option<Vec<u8>>,
     /// Every manifest, index and signature manifest blob, by digest.
     pub manifests: HashMap<Digest, Vec<u8>>,
 }
@@ -41,6 +43,7 @@ pub fn verify_keeping(
                 manifest: reader.bundle().clone(),
                 config_yaml: reader.config_yaml().to_vec(),
                 values_yaml: reader.values_yaml().to_vec(),
+                sbom_json: reader.sbom_json().map(<[u8]>::to_vec),
                 manifests: reader.captured_manifests().clone(),
             };
             let report = reader.finish();

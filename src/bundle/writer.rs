@@ -212,6 +212,11 @@ impl BundleWriter {
         })
     }
 
+    /// The bundle file being written.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
     /// The `bundle.json` being written.
     pub fn manifest(&self) -> &BundleManifest {
         &self.manifest
@@ -368,6 +373,41 @@ impl BlobSlot {
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
+    }
+
+    /// Fills the rest of the slot with the bytes of `file` from `offset` on. Without a
+    /// hash to update, the kernel copies them (`copy_file_range`: a reflink where the
+    /// filesystem shares extents, an in-kernel copy elsewhere), so they never pass
+    /// through this process.
+    pub fn copy_from(&mut self, file: &std::fs::File, offset: u64) -> io::Result<()> {
+        let data_offset = self.info().data_offset;
+        let (mut from, mut to) = (offset, data_offset + self.written);
+        while self.written < self.size() && self.hasher.is_none() {
+            let left = usize::try_from(self.size() - self.written).unwrap_or(usize::MAX);
+            match rustix::fs::copy_file_range(
+                file,
+                Some(&mut from),
+                &self.shared.file,
+                Some(&mut to),
+                left,
+            ) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(copied) => self.written += copied as u64,
+                // Another filesystem, or a kernel without it: copy through a buffer.
+                Err(_) => break,
+            }
+        }
+        let mut buffer = vec![0u8; (1 << 20).min(self.size() - self.written) as usize];
+        while self.written < self.size() {
+            let want = buffer.len().min((self.size() - self.written) as usize);
+            let read = file.read_at(&mut buffer[..want], from)?;
+            if read == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.write_all(&buffer[..read])?;
+            from += read as u64;
+        }
+        Ok(())
     }
 
     /// Accepts the blob: refuses it if it is short or (with [`SlotCheck::Sha256`]) has

@@ -48,9 +48,15 @@ pub fn run(args: BuildArgs, output: Output) -> anyhow::Result<ExitStatus> {
 
 /// Draws pack events.
 fn draw(progress: &Progress, event: Event) {
-    if let Event::Warning(text) = &event {
-        progress.warn(text);
-        return;
+    match &event {
+        Event::Warning(text) => return progress.warn(text),
+        Event::PluginFinding { subject, finding } => {
+            return progress.notice(
+                &finding.severity.to_string(),
+                &format!("{subject}: {}", finding.message),
+            );
+        }
+        _ => {}
     }
     if progress.silent() {
         return;
@@ -65,6 +71,17 @@ fn draw(progress: &Progress, event: Event) {
             "resolved {reference} ({digest}, {blobs} blobs, {})",
             human_bytes(bytes)
         )),
+        Event::Inspecting {
+            images,
+            layers,
+            bytes,
+        } => {
+            progress.start(bytes, "inspecting");
+            progress.line(format!(
+                "reading {images} plugin and Velero images for the plugin checks: {layers} layers, {}",
+                human_bytes(bytes)
+            ));
+        }
         Event::Planned {
             images,
             blobs,
@@ -81,7 +98,7 @@ fn draw(progress: &Progress, event: Event) {
         }
         Event::BlobProgress { bytes } => progress.advance(bytes),
         Event::ImagePulled { reference } => progress.line(format!("pulled {reference}")),
-        Event::Warning(_) => {}
+        Event::Warning(_) | Event::PluginFinding { .. } => {}
         Event::Finishing => {
             progress.message("writing");
             progress.line("writing bundle".to_string());

@@ -1,5 +1,6 @@
 //! `velero-airgap inspect`: what a bundle holds, from its leading entries.
 
+use super::plugin_table::plugin_table;
 use super::{ExitStatus, Output};
 use crate::cli::InspectArgs;
 use crate::commands::progress::human_bytes;
@@ -9,6 +10,17 @@ use velero_airgap::sign::SignatureStatus;
 /// Runs `inspect`.
 pub fn run(args: InspectArgs, output: Output) -> anyhow::Result<ExitStatus> {
     let summary = bundle::inspect(&args.bundle)?;
+    if args.sbom {
+        let Some(sbom) = &summary.sbom_json else {
+            anyhow::bail!(
+                "{}: a bundle of format {} has no SBOM; rebuild it with this velero-airgap",
+                args.bundle.display(),
+                summary.format_version
+            );
+        };
+        super::write_output(None, sbom)?;
+        return Ok(ExitStatus::Success);
+    }
     // What the leading entries already show is wrong (a file cut short): `verify` tells
     // the rest.
     if !output.quiet {
@@ -70,6 +82,12 @@ pub fn run(args: InspectArgs, output: Output) -> anyhow::Result<ExitStatus> {
         summary.blobs.blobs,
         human_bytes(summary.blobs.bytes),
         human_bytes(summary.content_size)
+    ));
+    text.push_str(&plugin_table(
+        summary
+            .images
+            .iter()
+            .map(|image| (&image.role, &image.plugin)),
     ));
     super::write_output(None, text.as_bytes())?;
     Ok(ExitStatus::Success)

@@ -15,6 +15,7 @@ mod build;
 mod completions;
 mod inspect;
 mod output;
+mod plugin_table;
 mod progress;
 mod render;
 mod settings;

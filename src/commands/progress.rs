@@ -72,16 +72,21 @@ impl Progress {
 
     /// A warning: shown unless `-q`, also with `--json` (it goes to stderr).
     pub fn warn(&self, text: &str) {
-        if self.quiet {
+        self.notice("warning", text);
+    }
+
+    /// `LABEL: TEXT` on stderr, also with `--json`: errors always, the rest unless `-q`.
+    pub fn notice(&self, label: &str, text: &str) {
+        if self.quiet && label != "error" {
             return;
         }
         match &self.multi {
             Some(multi) => {
-                let _ = multi.println(format!("warning: {text}"));
+                let _ = multi.println(format!("{label}: {text}"));
             }
             None => {
                 let _guard = self.lines.lock();
-                super::stderr_line(&format!("warning: {text}"));
+                super::stderr_line(&format!("{label}: {text}"));
             }
         }
     }

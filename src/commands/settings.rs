@@ -64,6 +64,10 @@ pub fn proxy_settings(install: &InstallArgs) -> ProxySettings {
     }
 }
 
+/// For `scripts/bench.sh` only: set, `build` skips reading the images' layers, so the
+/// benchmark can measure what the plugin checks cost.
+const SKIP_PLUGIN_CHECKS: &str = "VELERO_AIRGAP_BENCH_SKIP_PLUGIN_CHECKS";
+
 /// What `render` and `build` render from besides the config.
 pub fn render_inputs(
     install: &InstallArgs,
@@ -84,16 +88,20 @@ pub fn pack_request(args: &BuildArgs) -> anyhow::Result<PackRequest> {
     Ok(PackRequest {
         config: args.config.config.clone(),
         release: release::select(args.config.velero_version.as_deref())?,
-        render_inputs: render_inputs(
-            &args.install,
-            &args.hardening,
-            values::DEFAULT_LOCAL_REGISTRY,
-        ),
+        render_inputs: RenderInputs {
+            allow_unrecognised_plugins: args.allow_unrecognised_plugin.iter().cloned().collect(),
+            ..render_inputs(
+                &args.install,
+                &args.hardening,
+                values::DEFAULT_LOCAL_REGISTRY,
+            )
+        },
         platforms: PlatformSelection::parse(&args.platform)?,
         registry: registry_options(&args.registry)?,
         jobs: args.registry.jobs.max(1),
         cache_dir: args.cache_dir.clone(),
         allow_secrets: args.allow_secrets,
+        inspect_layers: std::env::var_os(SKIP_PLUGIN_CHECKS).is_none(),
         output: args.output.clone(),
         cancel: Default::default(),
         signatures: signature_policy(&args.signatures)?,
@@ -121,6 +129,7 @@ pub fn online_request(args: &ValidateArgs) -> anyhow::Result<OnlineRequest> {
         registry: registry_options(&args.registry)?,
         jobs: args.registry.jobs.max(1),
         signatures: signature_policy(&args.signatures)?,
+        allow_unrecognised: args.allow_unrecognised_plugin.iter().cloned().collect(),
     })
 }
 
@@ -129,6 +138,7 @@ pub fn verify_options(args: &VerifyArgs) -> anyhow::Result<VerifyOptions> {
     Ok(VerifyOptions {
         bundle_keys: key_set(&args.bundle_key)?,
         signatures: signature_policy(&args.signatures)?,
+        plugins: args.plugins,
     })
 }
 
@@ -150,6 +160,7 @@ pub fn unpack_request(args: &UnpackArgs) -> anyhow::Result<UnpackRequest> {
         verify: VerifyOptions {
             bundle_keys: key_set(&args.bundle_key)?,
             signatures: signature_policy(&args.signatures)?,
+            plugins: args.plugins,
         },
         cancel: Default::default(),
     })

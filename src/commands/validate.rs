@@ -1,19 +1,36 @@
 //! `velero-airgap validate`: print every finding, exit 1 on errors (and on
 //! warnings with `--strict`).
 
+use super::plugin_table::plugin_table;
 use super::settings;
 use super::{ExitStatus, Output};
 use crate::cli::ValidateArgs;
+use velero_airgap::pack::Event;
 use velero_airgap::pack::online::{self, OnlineResult};
+use velero_airgap::plugin::Severity as FindingSeverity;
 use velero_airgap::release;
 use velero_airgap::sign::SignatureStatus;
 use velero_airgap::validate::{self, Severity};
 
-/// `--online`: every image resolved (manifests only) through the registry flags.
-fn online(args: &ValidateArgs) -> anyhow::Result<Vec<OnlineResult>> {
+/// `--online`: every image resolved through the registry flags, and the plugin checks
+/// run on the plugin images' layers; their findings are printed as they come.
+fn online(args: &ValidateArgs, output: Output) -> anyhow::Result<Vec<OnlineResult>> {
     let request = settings::online_request(args)?;
+    let file = args.config.config.display().to_string();
+    let on_event = |event| {
+        if let Event::PluginFinding { subject, finding } = event
+            && !args.json
+            && (!output.quiet || finding.severity == FindingSeverity::Error)
+        {
+            note!(
+                "{file}: {}: {subject}: {}",
+                finding.severity,
+                finding.message
+            );
+        }
+    };
     let report = super::run_async(Default::default(), async {
-        Ok(online::check_online(&request).await?)
+        Ok(online::check_online(&request, &on_event).await?)
     })?;
     for warning in &report.warnings {
         note!("warning: {warning}");
@@ -35,7 +52,7 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
         .count();
     let warnings = findings.len() - errors;
     let online_results = if args.online && errors == 0 {
-        Some(online(&args)?)
+        Some(online(&args, output)?)
     } else {
         None
     };
@@ -85,6 +102,13 @@ pub fn run(args: ValidateArgs, output: Output) -> anyhow::Result<ExitStatus> {
             }
         }
         if !output.quiet {
+            let table = plugin_table(
+                online_results
+                    .iter()
+                    .flatten()
+                    .map(|result| (&result.role, &result.plugin)),
+            );
+            super::write_output(None, table.as_bytes())?;
             note!(
                 "{file}: {}",
                 summary(errors, warnings, strict_failures, online_failures)

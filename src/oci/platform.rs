@@ -97,6 +97,12 @@ impl Platform {
         self.os == other.os && self.normalized() == other.normalized()
     }
 
+    /// The architecture in containerd's normal spelling (`x86_64` → `amd64`, `aarch64` →
+    /// `arm64`), to compare with what an ELF header says.
+    pub fn normalized_architecture(&self) -> &str {
+        self.normalized().0
+    }
+
     /// Architecture and variant in containerd's normal form.
     fn normalized(&self) -> (&str, Option<String>) {
         let variant = self.variant.as_deref();

@@ -1,7 +1,9 @@
 //! Filling the laid-out bundle: every pending blob slot, in archive order,
-//! `jobs` at a time, from the cache when it holds the blob (checked by hashing
-//! as it is copied), else straight from the registry socket into the slot.
+//! `jobs` at a time: from the spool when the plugin checks fetched the blob already,
+//! from the cache when it holds the blob (checked by hashing as it is copied), else
+//! straight from the registry socket into the slot.
 
+use super::spool::Spool;
 use super::{Event, PackError, PackRequest, Resolved};
 use crate::bundle::{BlobSlot, BundleWriter, SlotCheck};
 use crate::files::{self, FileError};
@@ -20,7 +22,7 @@ pub(super) struct Counts {
     /// Every config and layer blob of the images.
     pub(super) blobs: usize,
     /// Those copied from the cache; every other one came from a registry (configs read
-    /// while resolving included).
+    /// while resolving, and layers the plugin checks read, included).
     pub(super) cached: usize,
     /// Bytes of all of them.
     pub(super) bytes: u64,
@@ -31,6 +33,7 @@ pub(super) async fn fill_blobs(
     writer: &BundleWriter,
     registry: &Registry,
     resolved: &[Resolved],
+    spool: Option<&Spool>,
     request: &PackRequest,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<Counts, PackError> {
@@ -99,8 +102,15 @@ pub(super) async fn fill_blobs(
                         .ok_or(crate::bundle::WriteError::NoSlot {
                             digest: blob.digest,
                         })?;
-                let from_cache =
-                    fill_one(writer, registry, &resolved[i].image, &desc, cache, events).await?;
+                let from_cache = fill_one(
+                    writer,
+                    registry,
+                    &resolved[i].image,
+                    &desc,
+                    Sources { spool, cache },
+                    events,
+                )
+                .await?;
                 if from_cache {
                     counts
                         .lock()
@@ -129,22 +139,42 @@ pub(super) async fn fill_blobs(
         .unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
-fn cache_path(dir: &Path, digest: &Digest) -> PathBuf {
+pub(super) fn cache_path(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("sha256").join(digest.hex())
 }
 
-/// Fills one slot, from the cache when it holds the blob (checked by hashing as it is
-/// copied, on a blocking thread: hashing a big layer would stall every download in
-/// flight), else from the registry. Returns whether the cache served it.
+/// Where a blob may already be on this machine.
+#[derive(Clone, Copy)]
+struct Sources<'a> {
+    spool: Option<&'a Spool>,
+    cache: Option<&'a Path>,
+}
+
+/// Fills one slot: from the spool (verified when it was fetched), from the cache when it
+/// holds the blob (checked by hashing as it is copied, on a blocking thread: hashing a
+/// big layer would stall every download in flight), else from the registry. Returns
+/// whether the cache served it.
 async fn fill_one(
     writer: &BundleWriter,
     registry: &Registry,
     image: &ResolvedImage,
     blob: &Descriptor,
-    cache: Option<&Path>,
+    sources: Sources<'_>,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<bool, PackError> {
     let digest = blob.digest;
+    let cache = sources.cache;
+    if let Some((file, offset)) = sources.spool.and_then(|spool| spool.filled(&digest)) {
+        let mut slot = writer.slot(&digest, SlotCheck::SizeOnly)?;
+        slot.copy_from(file, offset)
+            .map_err(|source| FileError::Write {
+                path: writer.target().to_path_buf(),
+                source,
+            })?;
+        slot.finish()?;
+        events(Event::BlobProgress { bytes: blob.size });
+        return Ok(false);
+    }
     if let Some(dir) = cache {
         let path = cache_path(dir, &digest);
         if path.is_file() {
@@ -166,80 +196,36 @@ async fn fill_one(
             }
         }
     }
-    let mut sink = SlotSink::new(writer, digest, cache, events)?;
+    let slot = SlotSink {
+        writer,
+        digest,
+        slot: Some(writer.slot(&digest, SlotCheck::SizeOnly)?),
+    };
+    let mut sink = Fetching::new(slot, &digest, cache, events)?;
     registry.fetch_blob(image, blob, &mut sink).await?;
-    sink.finish()?;
+    sink.finish()?.finish()?;
     Ok(false)
 }
 
 /// Copies a cached blob into its slot; the slot checks size and digest on `finish`.
 fn copy_file(path: &Path, mut slot: BlobSlot) -> std::io::Result<()> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    // Large reads: each write into the slot is a positioned write and a hash update.
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        slot.write_all(&buffer[..n])?;
-    }
+    slot.copy_from(&std::fs::File::open(path)?, 0)?;
     slot.finish()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-/// Receives a blob from the registry into its slot (and the cache, when one is
-/// used), reporting progress. A retry takes the slot again from its start.
+/// Receives a blob from the registry into its slot. A retry takes the slot again from
+/// its start.
 struct SlotSink<'a> {
     writer: &'a BundleWriter,
     digest: Digest,
     slot: Option<BlobSlot>,
-    cache: Option<(PathBuf, tempfile::NamedTempFile)>,
-    events: &'a (dyn Fn(Event) + Sync),
 }
 
-impl<'a> SlotSink<'a> {
-    fn new(
-        writer: &'a BundleWriter,
-        digest: Digest,
-        cache: Option<&Path>,
-        events: &'a (dyn Fn(Event) + Sync),
-    ) -> Result<SlotSink<'a>, PackError> {
-        let slot = Some(writer.slot(&digest, SlotCheck::SizeOnly)?);
-        let cache = match cache {
-            None => None,
-            Some(dir) => {
-                let target = cache_path(dir, &digest);
-                let parent = target.parent().unwrap_or(dir).to_path_buf();
-                let io = |source| FileError::Write {
-                    path: parent.clone(),
-                    source,
-                };
-                std::fs::create_dir_all(&parent).map_err(io)?;
-                let temp = files::temp_file_in(&parent, &digest.hex(), 0o666).map_err(io)?;
-                Some((target, temp))
-            }
-        };
-        Ok(SlotSink {
-            writer,
-            digest,
-            slot,
-            cache,
-            events,
-        })
-    }
-
+impl SlotSink<'_> {
     fn finish(mut self) -> Result<(), PackError> {
         if let Some(slot) = self.slot.take() {
             slot.finish()?;
-        }
-        if let Some((target, temp)) = self.cache.take() {
-            // The registry checked the digest before `fetch_blob` returned.
-            temp.persist(&target).map_err(|e| FileError::Write {
-                path: target,
-                source: e.error,
-            })?;
         }
         Ok(())
     }
@@ -247,18 +233,10 @@ impl<'a> SlotSink<'a> {
 
 impl BlobSink for SlotSink<'_> {
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        let slot = self
-            .slot
+        self.slot
             .as_mut()
-            .ok_or_else(|| std::io::Error::other("blob slot already finished"))?;
-        slot.write_all(bytes)?;
-        if let Some((_, temp)) = &mut self.cache {
-            temp.write_all(bytes)?;
-        }
-        (self.events)(Event::BlobProgress {
-            bytes: bytes.len() as u64,
-        });
-        Ok(())
+            .ok_or_else(|| std::io::Error::other("blob slot already finished"))?
+            .write_all(bytes)
     }
 
     fn reset(&mut self) -> std::io::Result<()> {
@@ -269,6 +247,73 @@ impl BlobSink for SlotSink<'_> {
                 .slot(&self.digest, SlotCheck::SizeOnly)
                 .map_err(std::io::Error::other)?,
         );
+        Ok(())
+    }
+}
+
+/// A blob on its way from the registry: into `inner`, into the cache too when one is
+/// used, with progress reported.
+pub(super) struct Fetching<'a, S> {
+    inner: S,
+    cache: Option<(PathBuf, tempfile::NamedTempFile)>,
+    events: &'a (dyn Fn(Event) + Sync),
+}
+
+impl<'a, S: BlobSink> Fetching<'a, S> {
+    pub(super) fn new(
+        inner: S,
+        digest: &Digest,
+        cache: Option<&Path>,
+        events: &'a (dyn Fn(Event) + Sync),
+    ) -> Result<Self, PackError> {
+        let cache = match cache {
+            None => None,
+            Some(dir) => {
+                let target = cache_path(dir, digest);
+                let parent = target.parent().unwrap_or(dir).to_path_buf();
+                let io = |source| FileError::Write {
+                    path: parent.clone(),
+                    source,
+                };
+                std::fs::create_dir_all(&parent).map_err(io)?;
+                let temp = files::temp_file_in(&parent, &digest.hex(), 0o666).map_err(io)?;
+                Some((target, temp))
+            }
+        };
+        Ok(Fetching {
+            inner,
+            cache,
+            events,
+        })
+    }
+
+    /// Keeps the blob in the cache (the registry checked its digest before `fetch_blob`
+    /// returned) and gives the inner sink back.
+    pub(super) fn finish(self) -> Result<S, PackError> {
+        if let Some((target, temp)) = self.cache {
+            temp.persist(&target).map_err(|e| FileError::Write {
+                path: target,
+                source: e.error,
+            })?;
+        }
+        Ok(self.inner)
+    }
+}
+
+impl<S: BlobSink> BlobSink for Fetching<'_, S> {
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.inner.write_all(bytes)?;
+        if let Some((_, temp)) = &mut self.cache {
+            temp.write_all(bytes)?;
+        }
+        (self.events)(Event::BlobProgress {
+            bytes: bytes.len() as u64,
+        });
+        Ok(())
+    }
+
+    fn reset(&mut self) -> std::io::Result<()> {
+        self.inner.reset()?;
         if let Some((_, temp)) = &mut self.cache {
             temp.as_file().set_len(0)?;
             std::io::Seek::rewind(temp)?;

@@ -4,16 +4,20 @@
 //! before a single blob is fetched. So the bundle is laid out first and each blob is
 //! written once, straight from the socket into its place in the archive, many at a time.
 //! The steps, in order: check the config → render the values → resolve every image →
-//! check signatures → plan the bundle → fill the blobs → finish (hash, compress, rename)
-//! → sign.
+//! check signatures → fetch and check the plugin and Velero images (see [`inspect`]
+//! for why this comes before the layout) → plan the bundle → fill the blobs → finish
+//! (hash, compress, rename) → sign.
 
 mod fill;
+mod inspect;
 pub mod online;
 mod plan;
 mod signatures;
+mod spool;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use futures::StreamExt;
 use serde::Serialize;
@@ -21,7 +25,11 @@ use serde::Serialize;
 use crate::bundle::{self, BundleWriter, WrittenBundle};
 use crate::config::{ClusterConfig, ConfigError};
 use crate::files::{self, FileError, Privacy};
-use crate::oci::{ImageConfig, PlatformSelection};
+use crate::oci::{Digest, ImageConfig, PlatformSelection};
+use crate::plugin::{
+    DeploymentImage, ImageFacts, InspectError, Judgement, PluginReport, ReadBlobs,
+    Severity as FindingSeverity, check_deployment, codes,
+};
 use crate::reference::Reference;
 use crate::registry::{self, Registry, RegistryError, RegistryOptions};
 use crate::release::Release;
@@ -54,6 +62,10 @@ pub struct PackRequest {
     pub signatures: SignaturePolicy,
     /// Sign the bundle file with this key (`BUNDLE.sig`).
     pub sign_key: Option<SigningKey>,
+    /// Whether the plugin checks read the images' layers. Only the benchmark turns this
+    /// off, to measure what the checks cost; the bundle then has no plugin reports and
+    /// an SBOM without programs.
+    pub inspect_layers: bool,
     /// Cancelled on Ctrl-C: the bundle is then never put in place.
     pub cancel: tokio_util::sync::CancellationToken,
 }
@@ -61,6 +73,21 @@ pub struct PackRequest {
 /// Progress, for the caller to draw.
 #[derive(Debug, Clone)]
 pub enum Event {
+    /// The layers of the plugin images and of the Velero image are being fetched and
+    /// read for the plugin checks.
+    Inspecting {
+        /// Images read.
+        images: usize,
+        /// Distinct layers to read.
+        layers: usize,
+        bytes: u64,
+    },
+    /// What the plugin checks found about one plugin image on one platform.
+    PluginFinding {
+        /// `plugin NAME` or `the AWS plugin`, with the reference and platform.
+        subject: String,
+        finding: crate::plugin::Finding,
+    },
     /// An image's manifests were resolved.
     Resolved {
         /// Canonical reference.
@@ -128,6 +155,18 @@ pub struct PackSummary {
     /// Fingerprint of the key that signed the bundle.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bundle_key_fingerprint: Option<Fingerprint>,
+    /// The plugin checks' reports, per plugin image.
+    pub plugins: Vec<PluginImage>,
+}
+
+/// The reports of one plugin image, as `bundle.json` records them.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginImage {
+    pub role: Role,
+    pub reference: Reference,
+    /// Per platform manifest.
+    pub reports: std::collections::BTreeMap<Digest, PluginReport>,
 }
 
 /// One image of the summary.
@@ -184,6 +223,19 @@ pub enum PackError {
     /// The bundle could not be signed.
     #[error(transparent)]
     Sign(#[from] crate::sign::SignError),
+    /// A plugin or Velero image could not be inspected.
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    /// The plugin checks found errors (each was reported as an event).
+    #[error("{first}{more}")]
+    PluginChecks {
+        first: String,
+        /// ` (and N more errors above)` or empty.
+        more: String,
+    },
+    /// `--allow-unrecognised-plugin` names no plugin of the config.
+    #[error("--allow-unrecognised-plugin {name}: {file} has no plugin of that name")]
+    UnknownAllowedPlugin { name: String, file: String },
     /// Some images lack requested platforms.
     #[error("missing platforms: {}", .0.join("; "))]
     MissingPlatforms(Vec<String>),
@@ -213,6 +265,9 @@ impl PackError {
             | PackError::ProxySecret(_)
             | PackError::Render(_)
             | PackError::Signature(_)
+            | PackError::Inspect(_)
+            | PackError::PluginChecks { .. }
+            | PackError::UnknownAllowedPlugin { .. }
             | PackError::MissingPlatforms(_) => crate::ErrorKind::Input,
         }
     }
@@ -268,6 +323,8 @@ pub async fn pack(
     let checked = signatures::check_signatures(&registry, &mut resolved, &request, events).await;
     warn_about_registries(&registry, &mut warned, events);
     checked?;
+    let (facts, spool) =
+        check_plugins(&registry, &mut resolved, &rendered, &request, events).await?;
 
     let pins = resolved
         .iter()
@@ -287,11 +344,20 @@ pub async fn pack(
         &config,
         &rendered,
         &resolved,
+        &facts,
         recipe.inputs,
         values_yaml,
     )?;
     let writer = BundleWriter::create(&request.output, plan)?;
-    let counts = fill::fill_blobs(&writer, &registry, &resolved, &request, events).await?;
+    let counts = fill::fill_blobs(
+        &writer,
+        &registry,
+        &resolved,
+        spool.as_deref(),
+        &request,
+        events,
+    )
+    .await?;
     events(Event::Finishing);
     let written = finish(writer, &request.cancel).await?;
     let (bundle_signature, bundle_key_fingerprint) = sign_bundle(&written, &request)?;
@@ -317,7 +383,135 @@ pub async fn pack(
             .collect(),
         bundle_signature,
         bundle_key_fingerprint,
+        plugins: resolved
+            .iter()
+            .zip(facts)
+            .filter(|(_, facts)| !facts.reports.is_empty())
+            .map(|(r, facts)| PluginImage {
+                role: r.role.clone(),
+                reference: r.image.canonical.clone(),
+                reports: facts.reports,
+            })
+            .collect(),
     })
+}
+
+/// The plugin checks: every plugin image and the Velero image read (their layers stay
+/// in the returned spool for the bundle), every finding reported as an event, and an
+/// error when any finding is one.
+async fn check_plugins(
+    registry: &Registry,
+    resolved: &mut [Resolved],
+    rendered: &values::Rendered,
+    request: &PackRequest,
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<(Vec<ImageFacts>, Option<Arc<spool::Spool>>), PackError> {
+    check_allowed(
+        &request.render_inputs.allow_unrecognised_plugins,
+        rendered,
+        &request.config,
+    )?;
+    if !request.inspect_layers {
+        events(Event::Warning(
+            "the plugin checks are off (benchmark switch): the bundle has no plugin reports".into(),
+        ));
+        return Ok((vec![ImageFacts::default(); resolved.len()], None));
+    }
+    let images = inspect::deployment(resolved, rendered)?;
+    let reader = inspect::Reader {
+        registry,
+        jobs: request.jobs,
+        cache: request.cache_dir.as_deref(),
+        spool_beside: &request.output,
+        cancel: &request.cancel,
+        events,
+    };
+    let mut read = ReadBlobs::default();
+    let spool = inspect::read_blobs(&reader, resolved, &images, true, &mut read).await?;
+    let judgement = Judgement {
+        velero_version: &request.release.version,
+        allow_unrecognised: &request.render_inputs.allow_unrecognised_plugins,
+    };
+    let facts = check_deployment(&images, &read, judgement)?;
+    report_findings(&images, &facts, events)?;
+    Ok((facts, Some(spool)))
+}
+
+/// `--allow-unrecognised-plugin` must name plugins of the config.
+pub(crate) fn check_allowed(
+    allowed: &BTreeSet<String>,
+    rendered: &values::Rendered,
+    config: &Path,
+) -> Result<(), PackError> {
+    for name in allowed {
+        let known = rendered
+            .images
+            .iter()
+            .any(|use_| matches!(&use_.field.role, Role::Plugin(plugin) if plugin == name));
+        if !known {
+            return Err(PackError::UnknownAllowedPlugin {
+                name: name.clone(),
+                file: config.display().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Reports every finding as an event, and fails on the first error.
+pub(crate) fn report_findings(
+    images: &[DeploymentImage],
+    facts: &[ImageFacts],
+    events: &(dyn Fn(Event) + Sync),
+) -> Result<(), PackError> {
+    let mut errors = Vec::new();
+    for (image, facts) in images.iter().zip(facts) {
+        for report in facts.reports.values() {
+            let subject = plugin_subject(image, &report.platform);
+            for finding in &report.findings {
+                if finding.severity == FindingSeverity::Error {
+                    let hint = match image.roles.iter().find_map(|role| match role {
+                        Role::Plugin(name) if finding.code == codes::NOT_A_PLUGIN => Some(name),
+                        _ => None,
+                    }) {
+                        Some(name) => format!(
+                            " (if it is one all the same, pass --allow-unrecognised-plugin {name})"
+                        ),
+                        None => String::new(),
+                    };
+                    errors.push(format!("{subject}: {}{hint}", finding.message));
+                }
+                events(Event::PluginFinding {
+                    subject: subject.clone(),
+                    finding: finding.clone(),
+                });
+            }
+        }
+    }
+    match errors.first() {
+        None => Ok(()),
+        Some(first) => Err(PackError::PluginChecks {
+            first: first.clone(),
+            more: match errors.len() {
+                1 => String::new(),
+                n => format!(" (and {} more errors above)", n - 1),
+            },
+        }),
+    }
+}
+
+/// How findings name a plugin image: `plugin NAME (REFERENCE, PLATFORM)`.
+pub(crate) fn plugin_subject(image: &DeploymentImage, platform: &str) -> String {
+    let names: Vec<String> = image
+        .roles
+        .iter()
+        .filter_map(|role| match role {
+            Role::Plugin(name) => Some(format!("plugin {name}")),
+            Role::AwsPlugin => Some("the AWS plugin".to_string()),
+            _ => None,
+        })
+        .collect();
+    format!("{} ({}, {platform})", names.join(" and "), image.reference)
 }
 
 /// The `User` of each plugin image by initContainer name, where every bundled platform's

@@ -6,6 +6,8 @@ use super::{PackError, PackRequest, Resolved};
 use crate::bundle::{self, BundlePlan, ImageRecord, Tool, VeleroInfo};
 use crate::config::ClusterConfig;
 use crate::oci::Digest;
+use crate::plugin::ImageFacts;
+use crate::sbom::{SbomImage, SbomInput, write_sbom};
 use crate::sign::SignatureRecord;
 use crate::values::{self, RenderInputs, Role};
 
@@ -15,6 +17,7 @@ pub(super) fn plan(
     config: &ClusterConfig,
     rendered: &values::Rendered,
     resolved: &[Resolved],
+    facts: &[ImageFacts],
     render_inputs: RenderInputs,
     values_yaml: String,
 ) -> Result<BundlePlan, PackError> {
@@ -25,11 +28,29 @@ pub(super) fn plan(
             .map(|r| r.image.canonical.to_string())
             .unwrap_or_default()
     };
+    let tool = Tool {
+        name: env!("CARGO_PKG_NAME").to_string(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let source_date_epoch = bundle::source_date_epoch_from_env()?;
+    let build_time = source_date_epoch.map(bundle::manifest::rfc3339_utc);
+    let sbom_json = write_sbom(&SbomInput {
+        tool: &tool,
+        velero_release: &request.release.version,
+        timestamp: build_time.as_deref(),
+        images: resolved
+            .iter()
+            .zip(facts)
+            .map(|(r, facts)| SbomImage {
+                role: &r.role,
+                reference: &r.image.canonical,
+                digest: &r.image.top.digest,
+                manifests: &facts.programs,
+            })
+            .collect(),
+    });
     Ok(BundlePlan {
-        tool: Tool {
-            name: env!("CARGO_PKG_NAME").to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-        },
+        tool,
         velero: VeleroInfo {
             release: request.release.version.clone(),
             image: velero(Role::Velero),
@@ -42,17 +63,22 @@ pub(super) fn plan(
             .map(str::to_string)
             .collect(),
         render_inputs,
-        images: resolved.iter().map(|r| record(r, rendered)).collect(),
+        images: resolved
+            .iter()
+            .zip(facts)
+            .map(|(r, facts)| record(r, facts, rendered))
+            .collect(),
         config_yaml: config.text().as_bytes().to_vec(),
         values_yaml: values_yaml.into_bytes(),
+        sbom_json,
         inline_blobs: inline_blobs(resolved),
         blobs: blobs_to_fetch(resolved),
-        source_date_epoch: bundle::source_date_epoch_from_env()?,
+        source_date_epoch,
     })
 }
 
 /// What `bundle.json` records about one image.
-fn record(resolved: &Resolved, rendered: &values::Rendered) -> ImageRecord {
+fn record(resolved: &Resolved, facts: &ImageFacts, rendered: &values::Rendered) -> ImageRecord {
     let image = &resolved.image;
     ImageRecord {
         role: resolved.role.clone(),
@@ -78,6 +104,7 @@ fn record(resolved: &Resolved, rendered: &values::Rendered) -> ImageRecord {
             })
             .collect(),
         signature: resolved.signature.clone(),
+        plugin: facts.reports.clone(),
     }
 }
 

@@ -2,7 +2,7 @@
 //! run and the facts of the images. `bundle.json` records them verbatim as `renderInputs`
 //! (proxy credentials redacted), so `values.yaml` can be re-derived from the bundle alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -37,6 +37,11 @@ pub struct RenderInputs {
     /// image says it and all its platforms agree: `runAsNonRoot` depends on it.
     #[serde(default)]
     pub plugin_users: BTreeMap<String, String>,
+    /// The plugins (by config name) whose unrecognised entrypoint `--allow-unrecognised-plugin`
+    /// turned into a warning. They do not change the values; they are recorded so that an
+    /// offline re-check of the plugin images (`verify --plugins`) judges the same way.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub allow_unrecognised_plugins: BTreeSet<String>,
 }
 
 fn default_local_registry() -> String {
@@ -52,6 +57,7 @@ impl Default for RenderInputs {
             host_ca_bundle: None,
             plugin_hardening: true,
             plugin_users: BTreeMap::new(),
+            allow_unrecognised_plugins: BTreeSet::new(),
         }
     }
 }
@@ -222,6 +228,23 @@ mod tests {
         ));
         assert_eq!(read.proxy.no_proxy, inputs.proxy.no_proxy);
         assert_eq!(redact_url("http://proxy:3128"), "http://proxy:3128");
+    }
+
+    #[test]
+    fn allowed_plugins_are_recorded_only_when_there_are_some() {
+        let none = serde_json::to_string(&RenderInputs::default()).unwrap();
+        assert!(!none.contains("allowUnrecognisedPlugins"), "{none}");
+        let inputs = RenderInputs {
+            allow_unrecognised_plugins: ["b".to_string(), "a".to_string()].into(),
+            ..RenderInputs::default()
+        };
+        let json = serde_json::to_string(&inputs).unwrap();
+        assert!(
+            json.contains(r#""allowUnrecognisedPlugins":["a","b"]"#),
+            "{json}"
+        );
+        let read: RenderInputs = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, inputs);
     }
 
     #[test]

@@ -3,9 +3,14 @@
 //! agreement of its files with each other (values re-derived from the config), the
 //! detached bundle signature `BUNDLE.sig` (`--bundle-key`), and the cosign image
 //! signatures the build stored in the bundle (`--verify-key`, `--require-signatures`),
-//! judged by the same policy as at build ([`crate::sign::SignaturePolicy`]).
+//! judged by the same policy as at build ([`crate::sign::SignaturePolicy`]), and, on
+//! request, the plugin checks and the SBOM derived again from the bundled layers
+//! ([`check_plugins`]).
 
 mod consistency;
+mod plugins;
+
+pub use plugins::{PluginCheckError, check_plugins};
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -34,6 +39,9 @@ pub struct VerifyOptions {
     pub bundle_keys: Option<KeySet>,
     /// Image signatures to re-check against the signatures stored in the bundle.
     pub signatures: SignaturePolicy,
+    /// Derive the plugin reports and the SBOM from the bundled layers again and compare
+    /// (`--plugins`): a second pass over the bundle.
+    pub plugins: bool,
 }
 
 /// The signatures a verification proved.
@@ -132,8 +140,11 @@ pub fn verify(
     if let Some(verified) = &content {
         let findings = consistency::check(verified);
         report.warnings.extend(findings.warnings);
-        if !findings.problems.is_empty() {
-            report.problems.extend(findings.problems);
+        report.problems.extend(findings.problems);
+        if options.plugins && report.is_ok() {
+            report.problems.extend(check_plugins(path, verified)?);
+        }
+        if !report.is_ok() {
             content = None;
         }
     }
@@ -162,6 +173,8 @@ pub enum VerifyError {
     Read(#[from] ReadError),
     #[error(transparent)]
     Signature(#[from] SignatureCheckError),
+    #[error(transparent)]
+    Plugins(#[from] PluginCheckError),
 }
 
 impl VerifyError {
@@ -170,6 +183,7 @@ impl VerifyError {
         match self {
             VerifyError::Read(error) => error.kind(),
             VerifyError::Signature(error) => error.kind(),
+            VerifyError::Plugins(error) => error.kind(),
         }
     }
 }

@@ -257,12 +257,12 @@ fn cache_serves_a_rebuild() {
     let cache_arg = format!("--cache-dir={}", cache.display());
     build_ok(&sources, &sources.path("a.tar"), &[&cache_arg]);
     let again = build_ok(&sources, &sources.path("b.tar"), &[&cache_arg]);
-    // Every layer, and the configs of the two indexed images, come from the cache; the
-    // configs of single-manifest images are read again while resolving (they say the
-    // platform).
+    // Every layer comes from the cache; the four configs are read again from the
+    // registry (while resolving, and by the plugin checks): they say the platform and
+    // the user.
     assert_eq!(again["blobs"], 12, "{again:#}");
-    assert_eq!(again["blobsCached"], 10, "{again:#}");
-    assert_eq!(again["blobsFetched"], 2, "{again:#}");
+    assert_eq!(again["blobsCached"], 8, "{again:#}");
+    assert_eq!(again["blobsFetched"], 4, "{again:#}");
 }
 
 #[test]
@@ -336,21 +336,25 @@ fn registry_gone_fails_with_no_output_file() {
     assert_eq!(leftovers(dir.path(), "bundle.tar"), Vec::<String>::new());
 }
 
-/// Starts `build` (one job at a time) and returns once the laid-out temp file
-/// beside the bundle exists: blobs are being filled.
-fn build_until_laid_out(sources: &Sources, bundle: &Path, extra: &[&str]) -> std::process::Child {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
+/// Starts `build` with its stderr piped.
+fn spawn_build(sources: &Sources, bundle: &Path, extra: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
         .arg("build")
         .arg("-c")
         .arg(&sources.config)
         .arg("-o")
         .arg(bundle)
         .args(sources.registry_args())
-        .args(["--jobs", "1"])
         .args(extra)
         .stderr(std::process::Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+/// Starts `build` (one job at a time) and returns once the laid-out temp file
+/// beside the bundle exists: blobs are being filled.
+fn build_until_laid_out(sources: &Sources, bundle: &Path, extra: &[&str]) -> std::process::Child {
+    let mut child = spawn_build(sources, bundle, &[&["--jobs", "1"], extra].concat());
     // Stopped as soon as the layout exists: the caller acts, then resumes it.
     freeze_when(&mut child, || {
         !leftovers(sources.dir.path(), "bundle.tar").is_empty()
@@ -358,11 +362,27 @@ fn build_until_laid_out(sources: &Sources, bundle: &Path, extra: &[&str]) -> std
     child
 }
 
+/// The registry goes away while the plugin checks fetch the layers of the plugin and
+/// Velero images (every layer of this set: they are all read before the bundle is laid
+/// out, see `pack::inspect`).
 #[test]
 fn registry_stopped_mid_build_leaves_nothing() {
+    use std::io::BufRead;
     let sources = Sources::start(RegistryKind::Plain, 48 * 1024);
     let bundle = sources.path("bundle.tar");
-    let child = build_until_laid_out(&sources, &bundle, &["--retries", "0"]);
+    let mut child = spawn_build(&sources, &bundle, &["--jobs", "1", "--retries", "0"]);
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("for the plugin checks") {
+            signal(&child, "STOP");
+            break;
+        }
+    }
+    assert!(seen.contains("for the plugin checks"), "{seen}");
     let Sources {
         registry,
         dir: keep,
@@ -370,10 +390,14 @@ fn registry_stopped_mid_build_leaves_nothing() {
     } = sources;
     drop(registry);
     signal(&child, "CONT");
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    for line in lines {
+        seen.push_str(&line.unwrap());
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{seen}");
     assert_eq!(leftovers(keep.path(), "bundle.tar"), Vec::<String>::new());
+    assert!(!bundle.exists());
 }
 
 /// Runs a command `inspect` printed, as a user would paste it into a shell.
@@ -546,16 +570,7 @@ fn literal_secrets_are_refused_unless_allowed() {
 fn ctrl_c_while_compressing_leaves_no_bundle() {
     let sources = Sources::start(RegistryKind::Plain, 32 * 1024);
     let bundle = sources.path("bundle.tar.gz");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_velero-airgap"))
-        .arg("build")
-        .arg("-c")
-        .arg(&sources.config)
-        .arg("-o")
-        .arg(&bundle)
-        .args(sources.registry_args())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_build(&sources, &bundle, &[]);
     let stderr = interrupt_at(&mut child, "writing bundle");
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{stderr}");

@@ -112,17 +112,18 @@ fn layout_follows_the_spec() {
     let entries = entries_of(&path);
     let names: Vec<&str> = entries.iter().map(|entry| entry.name.as_str()).collect();
     assert_eq!(
-        names[..6],
+        names[..7],
         [
             "oci-layout",
             "SHA256SUMS",
             "bundle.json",
             "index.json",
             "config.yaml",
-            "values.yaml"
+            "values.yaml",
+            "sbom.cdx.json"
         ]
     );
-    let blobs = &names[6..];
+    let blobs = &names[7..];
     assert!(blobs.iter().all(|name| name.starts_with("blobs/sha256/")));
     assert!(blobs.is_sorted(), "blobs not sorted by digest");
 
@@ -147,7 +148,7 @@ fn layout_follows_the_spec() {
     );
 
     let bundle: serde_json::Value = serde_json::from_slice(&entries[2].bytes).unwrap();
-    assert_eq!(bundle["formatVersion"], 1);
+    assert_eq!(bundle["formatVersion"], 2);
     assert_eq!(bundle["buildTime"], "2023-11-14T22:13:20Z");
     let files: Vec<&str> = bundle["files"]
         .as_array()
@@ -268,7 +269,7 @@ fn inspect_summarises_from_the_leading_entries() {
     let path = path_in(&directory, "b.tar.gz");
     write_bundle(&path, &images, None);
     let summary = inspect(&path).unwrap();
-    assert_eq!(summary.format_version, 1);
+    assert_eq!(summary.format_version, 2);
     assert_eq!(summary.velero.release, "1.18.1");
     assert_eq!(summary.compression, Compression::Gzip);
     assert_eq!(summary.images.len(), images.len());

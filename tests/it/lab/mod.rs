@@ -471,6 +471,8 @@ pub struct ImageSpec {
     pub index: bool,
     /// The layers of each platform image.
     pub layers: Vec<LayerSpec>,
+    /// `KEY=VALUE` options of `mkimages.py` (`user=0:0`, `entrypoint=[...]`, ...).
+    pub options: Vec<String>,
 }
 
 impl ImageSpec {
@@ -493,7 +495,14 @@ impl ImageSpec {
                     shared_key: None,
                 })
                 .collect(),
+            options: Vec::new(),
         }
+    }
+
+    /// Adds `mkimages.py` options, e.g. `user=0:0`.
+    pub fn options(mut self, options: &[&str]) -> ImageSpec {
+        self.options.extend(options.iter().map(|o| (*o).to_owned()));
+        self
     }
 
     /// Sets whether a single-platform image is wrapped in an index.
@@ -527,6 +536,9 @@ impl ImageSpec {
             })
             .collect();
         arg.push_str(&layers.join(","));
+        for option in &self.options {
+            let _ = write!(arg, ";{option}");
+        }
         arg
     }
 }
