@@ -12,15 +12,12 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
-use super::elf::ElfInfo;
 use super::glob;
 use super::gobuild::GoBuildInfo;
-use super::layer::{Change, LayerChanges, NewNode};
+use super::layer::{Change, FileAnalysis, LayerChanges, NewNode};
 
 /// Most entries tracked for the whole image; a layer set beyond it is refused.
 pub const MAX_ENTRIES: usize = 200_000;
-/// Longest path (or link target) accepted, in bytes.
-pub const MAX_PATH_BYTES: usize = 4096;
 /// Most bytes of paths and link targets tracked for the whole image.
 pub const MAX_TRACKED_PATH_BYTES: usize = 64 * 1024 * 1024;
 /// Most symbolic links followed in one lookup, as Linux allows.
@@ -55,26 +52,6 @@ pub enum EntryKind {
     },
     /// A device or a FIFO.
     Other,
-}
-
-/// What analysing a file's contents found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FileAnalysis {
-    /// The ELF headers; `None` when the file is not an ELF file.
-    pub elf: Option<ElfInfo>,
-    /// The Go build information; looked for in ELF files only.
-    pub go: Option<GoBuildInfo>,
-}
-
-impl FileAnalysis {
-    /// Approximate bytes held by the results (library names, module paths and versions).
-    pub(super) fn weight(&self) -> usize {
-        let elf = self.elf.as_ref().map_or(0, |elf| {
-            elf.needed.iter().map(String::len).sum::<usize>()
-                + elf.interpreter.as_ref().map_or(0, String::len)
-        });
-        std::mem::size_of::<FileAnalysis>() + elf + self.go.as_ref().map_or(0, GoBuildInfo::weight)
-    }
 }
 
 /// A stored path: its entry and, when its contents were analysed, the results.

@@ -23,11 +23,12 @@ use std::sync::Arc;
 
 use tar::EntryType;
 
-use super::elf::ElfScanner;
-use super::filesystem::{FileAnalysis, MAX_PATH_BYTES};
-use super::gobuild::GoBuildInfoScanner;
+use super::elf::{ElfInfo, ElfScanner};
+use super::gobuild::{GoBuildInfo, GoBuildInfoScanner};
 use crate::oci::MediaType;
 
+/// Longest path (or link target) accepted, in bytes.
+pub const MAX_PATH_BYTES: usize = 4096;
 /// Size of the one buffer file contents are read through.
 pub const CHUNK_BYTES: usize = 64 * 1024;
 /// Largest GNU long name/link or PAX extended header record set read.
@@ -38,6 +39,26 @@ pub const MAX_LAYER_ENTRIES: usize = 200_000;
 pub const MAX_LAYER_BYTES: usize = 32 * 1024 * 1024;
 /// What one recorded change costs besides its strings, for [`LayerChanges::weight`].
 const CHANGE_OVERHEAD: usize = 64;
+
+/// What analysing a file's contents found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileAnalysis {
+    /// The ELF headers; `None` when the file is not an ELF file.
+    pub elf: Option<ElfInfo>,
+    /// The Go build information; looked for in ELF files only.
+    pub go: Option<GoBuildInfo>,
+}
+
+impl FileAnalysis {
+    /// Approximate bytes held by the results (library names, module paths and versions).
+    pub(super) fn weight(&self) -> usize {
+        let elf = self.elf.as_ref().map_or(0, |elf| {
+            elf.needed.iter().map(String::len).sum::<usize>()
+                + elf.interpreter.as_ref().map_or(0, String::len)
+        });
+        std::mem::size_of::<FileAnalysis>() + elf + self.go.as_ref().map_or(0, GoBuildInfo::weight)
+    }
+}
 
 /// Why a layer could not be read.
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@ use std::io::Read;
 
 use super::*;
 use crate::oci::MediaType;
-use crate::plugin::filesystem::{ApplyError, Entry, EntryKind, FileAnalysis};
+use crate::plugin::filesystem::{ApplyError, Entry, EntryKind};
 use crate::plugin::test_support::{
     DOCKER_GZIP, ElfBuilder, Failure, Item, TAR, TAR_GZIP, TAR_ZSTD, apply_layers, go_buildinfo,
     gzip, gzip_layer, layer, tar, zstd,
