@@ -336,7 +336,13 @@ pub async fn unpack(
     request: UnpackRequest,
     events: &(dyn Fn(Event) + Sync),
 ) -> Result<UnpackSummary, UnpackError> {
-    let checked = preflight(&request).await?;
+    let checked = match preflight(&request).await {
+        Ok(checked) => checked,
+        Err(error) => {
+            record_failure(&request, "", &error);
+            return Err(error);
+        }
+    };
     let verified = verify_bundle(&request, events).await?;
     let manifest = &verified.content.manifest;
     let bundle_name = request.bundle.display().to_string();
@@ -400,14 +406,7 @@ pub async fn unpack(
     let loaded = match loaded {
         Ok(loaded) => loaded,
         Err(error) => {
-            if let Some(log) = &request.audit_log {
-                audit::failure(
-                    log,
-                    &verified.sha256,
-                    &summary.target,
-                    &crate::chain(&error),
-                );
-            }
+            record_failure(&request, &verified.sha256, &error);
             return Err(error);
         }
     };
@@ -491,6 +490,23 @@ async fn check_target(
     }
 }
 
+/// Records a failed run in the audit log, when there is one (best effort: the error itself
+/// is what the user sees).
+fn record_failure(
+    request: &UnpackRequest,
+    bundle_sha256: &str,
+    error: &(dyn std::error::Error + 'static),
+) {
+    if let Some(log) = &request.audit_log {
+        audit::failure(
+            log,
+            bundle_sha256,
+            &request.target.describe(),
+            &crate::chain(error),
+        );
+    }
+}
+
 /// Puts the values file in place, once the images it names are loaded.
 fn write_values(mut file: AtomicFile, bytes: &[u8]) -> Result<(), UnpackError> {
     std::io::Write::write_all(&mut file, bytes).map_err(|source| FileError::Write {
@@ -530,9 +546,7 @@ async fn verify_bundle(
     let verification = match verification {
         Ok(verification) => verification,
         Err(error) => {
-            if let Some(log) = &request.audit_log {
-                audit::failure(log, "", &request.target.describe(), &crate::chain(&error));
-            }
+            record_failure(request, "", &error);
             return Err(error.into());
         }
     };
@@ -542,9 +556,7 @@ async fn verify_bundle(
             bundle: request.bundle.display().to_string(),
             problems: report.problems,
         };
-        if let Some(log) = &request.audit_log {
-            audit::failure(log, "", &request.target.describe(), &crate::chain(&error));
-        }
+        record_failure(request, "", &error);
         return Err(error);
     };
     let sha256 = report.sha256.map(|d| d.hex()).unwrap_or_default();

@@ -1132,6 +1132,7 @@ fn cheap_checks_fail_before_the_long_verification() {
     let log_in_missing = format!("{missing}/audit.log");
     let socket = built.path("no-containerd.sock");
     let socket = socket.to_str().unwrap();
+    let log = built.path("audit.log").to_str().unwrap().to_string();
 
     let cases: Vec<(&str, Vec<&str>, Option<&str>, &str)> = vec![
         (
@@ -1171,6 +1172,8 @@ fn cheap_checks_fail_before_the_long_verification() {
                 "--username",
                 "intruder",
                 "--password-stdin",
+                "--audit-log",
+                &log,
             ],
             Some("wrong-password\n"),
             &guarded.addr,
@@ -1189,6 +1192,14 @@ fn cheap_checks_fail_before_the_long_verification() {
         assert!(stderr.contains(named), "{what}: {stderr}");
         assert!(!std::path::Path::new(values).exists(), "{what}");
     }
+    // A run refused early is in the audit log like any other failed run.
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let line: Value = serde_json::from_str(logged.lines().last().unwrap()).unwrap();
+    assert_eq!(line["result"], "failed", "{logged}");
+    assert!(
+        line["error"].as_str().unwrap().contains(&guarded.addr),
+        "{logged}"
+    );
     // With every flag right, the damage is what stops the run.
     let (code, _, stderr) = unpack(
         &damaged,
